@@ -1,0 +1,56 @@
+import { assert } from "../util/assert.js";
+import type { NodeId } from "./types.js";
+
+/** Tunables of one consensus core. Times are milliseconds on the caller's monotonic clock. */
+export interface RaftConfig {
+  readonly id: NodeId;
+  /** Randomized election timeout is drawn from [min, max). Stickiness and lease use `min`. */
+  readonly electionTimeoutMinMs: number;
+  readonly electionTimeoutMaxMs: number;
+  readonly heartbeatIntervalMs: number;
+  /** How far two nodes' clocks may drift apart within one lease; subtracted from the lease. */
+  readonly leaseDriftBoundMs: number;
+  /** Largest AppendEntries payload in entry bytes; a single larger entry travels alone. */
+  readonly appendBytesMax: number;
+  /** AppendEntries in flight to one follower in the replicate state. */
+  readonly inflightMessagesMax: number;
+  /** Entry bytes in flight to one follower; caps the memory a slow follower can make the leader hold. */
+  readonly inflightBytesMax: number;
+  /** Reads waiting for a heartbeat round at once. */
+  readonly pendingReadsMax: number;
+  /** Largest data of one proposed entry. */
+  readonly proposalBytesMax: number;
+  /** Uniform in [0, 1). Injected so that simulations replay exactly from a seed. */
+  readonly random: () => number;
+}
+
+/** Defaults for a real node on a loaded 2-core machine (the paper's 150-300 ms also work when configured). */
+export const raftConfigDefaults = {
+  electionTimeoutMinMs: 1000,
+  electionTimeoutMaxMs: 2000,
+  heartbeatIntervalMs: 100,
+  leaseDriftBoundMs: 50,
+  appendBytesMax: 1 << 20,
+  inflightMessagesMax: 256,
+  inflightBytesMax: 32 << 20,
+  pendingReadsMax: 10_000,
+  proposalBytesMax: 1 << 20,
+} as const;
+
+/** Checks the relations between tunables that the protocol's safety arguments rely on. */
+export function validateRaftConfig(config: RaftConfig): void {
+  assert(config.id.length > 0, "node id must not be empty");
+  assert(config.heartbeatIntervalMs > 0, "heartbeat interval must be positive");
+  assert(
+    config.electionTimeoutMinMs > config.heartbeatIntervalMs,
+    "election timeout must be longer than the heartbeat interval",
+  );
+  assert(config.electionTimeoutMaxMs > config.electionTimeoutMinMs, "election timeout range must not be empty");
+  assert(
+    config.leaseDriftBoundMs >= 0 && config.leaseDriftBoundMs < config.electionTimeoutMinMs,
+    "lease drift bound must be below the minimum election timeout",
+  );
+  assert(config.appendBytesMax > 0 && config.inflightMessagesMax > 0, "append limits must be positive");
+  assert(config.inflightBytesMax >= config.appendBytesMax, "in-flight bytes must fit one full append");
+  assert(config.pendingReadsMax > 0 && config.proposalBytesMax > 0, "read and proposal limits must be positive");
+}
