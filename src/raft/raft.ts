@@ -1,0 +1,734 @@
+import { assert } from "../util/assert.js";
+import { type RaftConfig, validateRaftConfig } from "./config.js";
+import { RaftLog } from "./log.js";
+import { Progress, ProgressState } from "./progress.js";
+import { majorityValue, tallyVotes, VoteOutcome } from "./quorum.js";
+import { ReadRounds } from "./read-rounds.js";
+import {
+  type AppendRequest,
+  type AppendResponse,
+  type ClusterConfig,
+  type Entry,
+  EntryType,
+  type HardState,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type Message,
+  type NodeId,
+  type ProposeResult,
+  type Ready,
+  type ReadFailure,
+  type ReadState,
+  type RejectReason,
+  Role,
+  type SoftState,
+  type Snapshot,
+  type SnapshotRequest,
+  type VoteRequest,
+  type VoteResponse,
+} from "./types.js";
+
+/** What a node had on disk when it started. */
+export interface RaftInitialState {
+  readonly hardState: HardState;
+  readonly snapshot: Snapshot | null;
+  /** Durable log entries, contiguous; they may start below the snapshot (retained log). */
+  readonly entries: readonly Entry[];
+  /** Bootstrap configuration; a snapshot's configuration takes precedence. */
+  readonly config: ClusterConfig;
+}
+
+/** A point-in-time view of one core, for status pages, metrics and tests. */
+export interface RaftStatus {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly currentTerm: number;
+  readonly votedFor: NodeId | null;
+  readonly leaderId: NodeId | null;
+  readonly commitIndex: number;
+  readonly lastApplied: number;
+  readonly firstIndex: number;
+  readonly lastIndex: number;
+  readonly snapshotIndex: number;
+  readonly transferTarget: NodeId | null;
+  readonly progress: ReadonlyMap<NodeId, { readonly state: string; readonly matchIndex: number; readonly nextIndex: number }>;
+}
+
+interface Transfer {
+  readonly targetId: NodeId;
+  readonly deadlineMs: number;
+}
+
+const noEntries: readonly Entry[] = [];
+
+/**
+ * The Raft consensus core. Pure: no I/O, timers, clocks or randomness of its own. The driver feeds it
+ * time (`tick`), messages (`step`) and requests (`propose`, `readIndex`, `transferLeadership`), and takes
+ * back batches of work (`ready`) that it persists, sends and applies before calling `advance`.
+ */
+export class Raft {
+  readonly id: NodeId;
+  private readonly config: RaftConfig;
+  private readonly log: RaftLog;
+  private clusterConfig: ClusterConfig;
+  private latestSnapshot: Snapshot | null;
+
+  private currentTerm: number;
+  private votedFor: NodeId | null;
+  private role: Role = Role.Follower;
+  private leaderId: NodeId | null = null;
+
+  private nowMs: number;
+  private electionDeadlineMs = 0;
+  private heartbeatDeadlineMs = 0;
+  /**
+   * Until when this node ignores (Pre)Vote requests (pitfall 5): a minimum election timeout after it last
+   * heard from its leader, and after it started, since a restarted node forgot when it last heard one.
+   */
+  private stickyUntilMs: number;
+  /** Set once this leader sent TimeoutNow: a late one may still start a campaign that bypasses stickiness. */
+  private timeoutNowSent = false;
+
+  private readonly votes = new Map<NodeId, boolean>();
+  private readonly progress = new Map<NodeId, Progress>();
+  private readonly rounds = new ReadRounds();
+  private transfer: Transfer | null = null;
+
+  // The batch being assembled for the next `ready()`.
+  private messages: Message[] = [];
+  private readStates: ReadState[] = [];
+  private readFailures: ReadFailure[] = [];
+  private receivedSnapshot: Snapshot | null = null;
+  private lastHardState: HardState;
+  private lastSoftState: SoftState;
+  private readyInFlight = false;
+
+  constructor(config: RaftConfig, initial: RaftInitialState, nowMs: number) {
+    validateRaftConfig(config);
+    this.id = config.id;
+    this.config = config;
+    this.nowMs = nowMs;
+    this.currentTerm = initial.hardState.currentTerm;
+    this.votedFor = initial.hardState.votedFor;
+    this.log = new RaftLog(initial.snapshot, initial.entries, initial.hardState.commitIndex);
+    this.latestSnapshot = initial.snapshot;
+    this.clusterConfig = initial.snapshot?.meta.config ?? initial.config;
+    assert(this.log.lastTerm <= this.currentTerm, "durable log holds a term above the durable current term");
+    this.lastHardState = this.hardState();
+    this.lastSoftState = this.softState();
+    this.stickyUntilMs = nowMs + config.electionTimeoutMinMs;
+    this.resetElectionDeadline();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Inputs
+
+  /** Advances time: elections for followers, heartbeats, CheckQuorum and transfer timeouts for leaders. */
+  tick(nowMs: number): void {
+    this.advanceClock(nowMs);
+    if (this.role === Role.Leader) {
+      if (this.quorumContactAtMs() + this.config.electionTimeoutMinMs <= nowMs) {
+        // CheckQuorum (pitfall 5): a leader cut off from a majority steps down instead of serving stale reads.
+        this.becomeFollower(this.currentTerm, null);
+        return;
+      }
+      if (this.transfer !== null && nowMs >= this.transfer.deadlineMs) this.transfer = null;
+      if (nowMs >= this.heartbeatDeadlineMs) this.broadcastHeartbeat();
+      return;
+    }
+    if (nowMs >= this.electionDeadlineMs && this.isVoter(this.id)) this.preCampaign();
+  }
+
+  /** Handles one message addressed to this node. */
+  step(message: Message, nowMs: number): void {
+    this.advanceClock(nowMs);
+    assert(message.to === this.id, "message delivered to the wrong node");
+    if (message.term > this.currentTerm) {
+      if (!this.stepHigherTerm(message)) return;
+    } else if (message.term < this.currentTerm) {
+      this.stepLowerTerm(message);
+      return;
+    }
+    switch (message.type) {
+      case "pre-vote":
+      case "vote":
+        return this.handleVoteRequest(message);
+      case "pre-vote-response":
+      case "vote-response":
+        return this.handleVoteResponse(message);
+      case "append":
+        return this.handleAppend(message);
+      case "heartbeat":
+        return this.handleHeartbeat(message);
+      case "snapshot":
+        return this.handleSnapshot(message);
+      case "append-response":
+        return this.handleAppendResponse(message);
+      case "heartbeat-response":
+        return this.handleHeartbeatResponse(message);
+      case "timeout-now":
+        return this.handleTimeoutNow();
+    }
+  }
+
+  /** Appends `data` as a new entry if this node leads and is not handing leadership over. */
+  propose(data: Uint8Array): ProposeResult {
+    if (this.role !== Role.Leader) return { ok: false, reason: "not-leader" };
+    if (this.transfer !== null) return { ok: false, reason: "transferring" };
+    if (data.length > this.config.proposalBytesMax) return { ok: false, reason: "proposal-too-large" };
+    const entry: Entry = { index: this.log.lastIndex + 1, term: this.currentTerm, type: EntryType.Normal, data };
+    this.log.append(entry);
+    return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  /**
+   * Asks for a linearizable read point. The answer comes back in a later `ready()` as a ReadState (serve
+   * once applied ≥ index) or a ReadFailure with the same context. With `useLease`, a leader whose lease
+   * is valid at `nowMs` answers at once; otherwise, or when the lease has run out, one heartbeat round
+   * acknowledged by a majority confirms leadership (ReadIndex).
+   */
+  readIndex(context: unknown, nowMs: number, useLease: boolean): void {
+    this.advanceClock(nowMs);
+    if (this.role !== Role.Leader) return this.failRead(context, "not-leader");
+    if (this.transfer !== null) return this.failRead(context, "transferring");
+    if (this.rounds.pendingCount >= this.config.pendingReadsMax) return this.failRead(context, "too-many-reads");
+    if (!this.committedInCurrentTerm()) {
+      // Pitfall 14: until an entry of this term commits, the leader does not know the true commit index.
+      this.rounds.addReadBeforeTermCommit(context);
+      return;
+    }
+    if (useLease && this.leaseValid(nowMs)) {
+      this.readStates.push({ context, index: this.log.commitIndex });
+      return;
+    }
+    this.rounds.addRead(context, this.log.commitIndex);
+    if (this.voters().length === 1) this.releaseReads(this.rounds.startRound(nowMs));
+  }
+
+  /** Hands leadership to `targetId` (pitfall 21); proposals are refused until it completes or times out. */
+  transferLeadership(targetId: NodeId, nowMs: number): { ok: true } | { ok: false; reason: RejectReason } {
+    this.advanceClock(nowMs);
+    if (this.role !== Role.Leader) return { ok: false, reason: "not-leader" };
+    if (targetId === this.id) return { ok: true };
+    const target = this.progress.get(targetId);
+    if (target === undefined || !this.isVoter(targetId)) return { ok: false, reason: "unknown-node" };
+    if (this.transfer?.targetId === targetId) return { ok: true };
+    this.transfer = { targetId, deadlineMs: nowMs + this.config.electionTimeoutMinMs };
+    if (target.matchIndex === this.log.lastIndex) this.sendTimeoutNow(targetId);
+    return { ok: true };
+  }
+
+  /** The application persisted a snapshot at an applied index; the log before `retainFromIndex` is dropped. */
+  compact(snapshot: Snapshot, retainFromIndex: number): void {
+    this.log.compact(snapshot, retainFromIndex);
+    if (this.latestSnapshot === null || snapshot.meta.index > this.latestSnapshot.meta.index) this.latestSnapshot = snapshot;
+  }
+
+  /** The transport lost its stream to `peerId`: messages in flight to it may be gone. */
+  reportUnreachable(peerId: NodeId): void {
+    const peer = this.progress.get(peerId);
+    if (peer?.state === ProgressState.Replicate) peer.becomeProbe();
+  }
+
+  /** The transport finished (or gave up) sending a snapshot to `peerId`. */
+  reportSnapshot(peerId: NodeId, delivered: boolean): void {
+    const peer = this.progress.get(peerId);
+    if (peer?.state !== ProgressState.Snapshot) return;
+    if (!delivered) peer.pendingSnapshotIndex = 0;
+    peer.becomeProbe();
+    // Wait for the next heartbeat reply before probing, so a failing peer is not hammered.
+    peer.probeSent = true;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Output
+
+  /** Whether `ready()` would return any work. */
+  hasReady(): boolean {
+    if (this.readyInFlight) return false;
+    this.flushAppends();
+    return (
+      !sameSoftState(this.softState(), this.lastSoftState) ||
+      this.messages.length > 0 ||
+      this.readStates.length > 0 ||
+      this.readFailures.length > 0 ||
+      this.receivedSnapshot !== null ||
+      !sameHardState(this.hardState(), this.lastHardState) ||
+      this.log.stableIndex < this.log.lastIndex ||
+      (this.log.commitIndex > this.log.appliedIndex && this.log.stableIndex > this.log.appliedIndex)
+    );
+  }
+
+  /** Takes the next batch of work; the driver must `advance` it before asking for another. */
+  ready(): Ready {
+    assert(!this.readyInFlight, "ready() called again before advance()");
+    this.flushAppends();
+    const hardState = this.hardState();
+    const softState = this.softState();
+    const ready: Ready = {
+      softState,
+      hardState: sameHardState(hardState, this.lastHardState) ? null : hardState,
+      snapshot: this.receivedSnapshot,
+      entries: this.log.unstableEntries(),
+      messages: this.messages,
+      committedEntries: this.log.committedToApply(),
+      readStates: this.readStates,
+      readFailures: this.readFailures,
+    };
+    this.lastHardState = hardState;
+    this.lastSoftState = softState;
+    this.receivedSnapshot = null;
+    this.messages = [];
+    this.readStates = [];
+    this.readFailures = [];
+    this.readyInFlight = true;
+    return ready;
+  }
+
+  /** The driver made `ready` durable and processed it. */
+  advance(ready: Ready): void {
+    assert(this.readyInFlight, "advance() without a ready() in flight");
+    this.readyInFlight = false;
+    const lastEntry = ready.entries[ready.entries.length - 1];
+    if (lastEntry !== undefined) this.log.stableTo(lastEntry.index, lastEntry.term);
+    const lastApplied = ready.committedEntries[ready.committedEntries.length - 1];
+    if (lastApplied !== undefined) this.log.appliedTo(lastApplied.index);
+    // Pitfall 11: the leader counts its own log towards a majority only once it is durable.
+    if (this.role === Role.Leader && lastEntry !== undefined) this.maybeCommit();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Queries
+
+  status(): RaftStatus {
+    const progress = new Map<NodeId, { state: string; matchIndex: number; nextIndex: number }>();
+    for (const [peerId, peer] of this.progress) {
+      progress.set(peerId, { state: peer.state, matchIndex: peer.matchIndex, nextIndex: peer.nextIndex });
+    }
+    return {
+      id: this.id,
+      role: this.role,
+      currentTerm: this.currentTerm,
+      votedFor: this.votedFor,
+      leaderId: this.leaderId,
+      commitIndex: this.log.commitIndex,
+      lastApplied: this.log.appliedIndex,
+      firstIndex: this.log.firstIndex,
+      lastIndex: this.log.lastIndex,
+      snapshotIndex: this.log.snapshotIndex,
+      transferTarget: this.transfer?.targetId ?? null,
+      progress,
+    };
+  }
+
+  /** The in-memory entry at `index`, durable or not; undefined when compacted or absent. */
+  entryAt(index: number): Entry | undefined {
+    return this.log.entryAt(index);
+  }
+
+  termAt(index: number): number | undefined {
+    return this.log.termOf(index);
+  }
+
+  /** Whether a lease read at `nowMs` may be served without a heartbeat round (pitfall 15). */
+  leaseValid(nowMs: number): boolean {
+    const leaseStartMs = this.rounds.leaseStart;
+    return (
+      this.role === Role.Leader &&
+      this.transfer === null &&
+      !this.timeoutNowSent &&
+      leaseStartMs !== null &&
+      nowMs < leaseStartMs + this.config.electionTimeoutMinMs - this.config.leaseDriftBoundMs
+    );
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Terms and roles
+
+  /** A message from a higher term. Returns whether to go on handling it. */
+  private stepHigherTerm(message: Message): boolean {
+    const isVoteRequest = message.type === "vote" || message.type === "pre-vote";
+    if (isVoteRequest && !message.transfer && this.heardFromLeaderRecently()) {
+      // Stickiness (pitfall 5): a live leader exists; a disruptive candidate is ignored, term unchanged.
+      return false;
+    }
+    if (message.type === "pre-vote") return true; // a PreVote never changes anyone's term (pitfall 4)
+    if (message.type === "pre-vote-response" && message.granted) return true; // granted at our future term
+    const fromLeader = message.type === "append" || message.type === "heartbeat" || message.type === "snapshot";
+    this.becomeFollower(message.term, fromLeader ? message.from : null);
+    return true;
+  }
+
+  private stepLowerTerm(message: Message): void {
+    if (message.type === "append" || message.type === "heartbeat") {
+      // A deposed leader that cannot hear the new one would keep going; our higher term tells it to stop.
+      // Without this, a node whose term was raised in a partition could never rejoin (etcd's CheckQuorum case).
+      this.send({ type: "append-response", from: this.id, to: message.from, term: this.currentTerm, success: false, index: 0, conflictTerm: 0, conflictIndex: 0 });
+    } else if (message.type === "pre-vote") {
+      this.send({ type: "pre-vote-response", from: this.id, to: message.from, term: this.currentTerm, granted: false });
+    }
+  }
+
+  private heardFromLeaderRecently(): boolean {
+    if (this.role === Role.Leader) return true; // CheckQuorum deposes a leader that lost its majority
+    return this.nowMs < this.stickyUntilMs;
+  }
+
+  private heardFromLeader(leaderId: NodeId): void {
+    this.leaderId = leaderId;
+    this.stickyUntilMs = this.nowMs + this.config.electionTimeoutMinMs;
+  }
+
+  private becomeFollower(term: number, leaderId: NodeId | null): void {
+    assert(term >= this.currentTerm, "term moved backwards");
+    if (term > this.currentTerm) {
+      this.currentTerm = term;
+      this.votedFor = null; // pitfall 3: only a higher term clears the vote
+    }
+    if (this.role === Role.Leader) this.endLeadership();
+    this.role = Role.Follower;
+    this.leaderId = null;
+    if (leaderId !== null) this.heardFromLeader(leaderId);
+    this.resetElectionDeadline();
+  }
+
+  private endLeadership(): void {
+    for (const context of this.rounds.reset()) this.failRead(context, "not-leader");
+    this.progress.clear();
+    this.transfer = null;
+    this.timeoutNowSent = false;
+  }
+
+  /** PreVote (pitfall 4): ask for votes at term + 1 without raising our own term. */
+  private preCampaign(): void {
+    this.role = Role.PreCandidate;
+    this.leaderId = null; // pitfall 6: a pre-candidate forgets its leader, and stops shielding it
+    this.stickyUntilMs = Number.NEGATIVE_INFINITY;
+    this.startVote("pre-vote", this.currentTerm + 1, false);
+  }
+
+  private campaign(transfer: boolean): void {
+    this.currentTerm += 1;
+    this.votedFor = this.id;
+    this.role = Role.Candidate;
+    this.leaderId = null;
+    this.startVote("vote", this.currentTerm, transfer);
+  }
+
+  private startVote(type: "vote" | "pre-vote", term: number, transfer: boolean): void {
+    this.votes.clear();
+    this.votes.set(this.id, true);
+    this.resetElectionDeadline();
+    if (this.concludeVote()) return;
+    for (const voterId of this.voters()) {
+      if (voterId === this.id) continue;
+      this.send({ type, from: this.id, to: voterId, term, lastLogIndex: this.log.lastIndex, lastLogTerm: this.log.lastTerm, transfer });
+    }
+  }
+
+  /** Acts on a decided vote; returns whether it was decided. */
+  private concludeVote(): boolean {
+    const outcome = tallyVotes(this.voters(), this.votes);
+    if (outcome === VoteOutcome.Pending) return false;
+    if (outcome === VoteOutcome.Lost) {
+      this.becomeFollower(this.currentTerm, null);
+    } else if (this.role === Role.PreCandidate) {
+      this.campaign(false);
+    } else {
+      this.becomeLeader();
+    }
+    return true;
+  }
+
+  private becomeLeader(): void {
+    assert(this.role === Role.Candidate, "only a candidate becomes leader");
+    this.role = Role.Leader;
+    this.leaderId = this.id;
+    this.transfer = null;
+    this.progress.clear();
+    for (const peerId of this.peers()) {
+      this.progress.set(
+        peerId,
+        new Progress(this.log.lastIndex + 1, this.nowMs, this.config.inflightMessagesMax, this.config.inflightBytesMax),
+      );
+    }
+    // Pitfall 10: an empty entry of the new term commits the entries of earlier terms and enables reads.
+    this.log.append({ index: this.log.lastIndex + 1, term: this.currentTerm, type: EntryType.Empty, data: new Uint8Array(0) });
+    this.broadcastHeartbeat();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Votes
+
+  private handleVoteRequest(request: VoteRequest): void {
+    const isPreVote = request.type === "pre-vote";
+    const canVote = isPreVote
+      ? request.term > this.currentTerm
+      : this.votedFor === request.from || (this.votedFor === null && this.leaderId === null);
+    // Pitfall 1: (lastLogTerm, lastLogIndex) compared term first.
+    const granted = canVote && this.log.isUpToDate(request.lastLogIndex, request.lastLogTerm);
+    if (granted && !isPreVote) {
+      this.votedFor = request.from; // durable before the reply leaves (pitfall 2): replies go out after persist
+      this.resetElectionDeadline();
+    }
+    this.send({
+      type: isPreVote ? "pre-vote-response" : "vote-response",
+      from: this.id,
+      to: request.from,
+      // A granted PreVote answers at the asked term, so the pre-candidate does not drop it as stale.
+      term: granted && isPreVote ? request.term : this.currentTerm,
+      granted,
+    });
+  }
+
+  private handleVoteResponse(response: VoteResponse): void {
+    const isPreVote = response.type === "pre-vote-response";
+    if (this.role !== (isPreVote ? Role.PreCandidate : Role.Candidate)) return;
+    // A grant from an earlier pre-campaign at our current term is stale; ours asks for currentTerm + 1.
+    if (isPreVote && response.granted && response.term !== this.currentTerm + 1) return;
+    this.votes.set(response.from, response.granted);
+    this.concludeVote();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Follower side of replication
+
+  /** A message of the current term from the leader: it is alive, and it leads. */
+  private acknowledgeLeader(leaderId: NodeId): void {
+    assert(this.role !== Role.Leader, `two leaders in term ${this.currentTerm}`);
+    if (this.role !== Role.Follower) this.becomeFollower(this.currentTerm, leaderId);
+    assert(this.leaderId === null || this.leaderId === leaderId, `two leaders in term ${this.currentTerm}`);
+    this.heardFromLeader(leaderId);
+    this.resetElectionDeadline();
+  }
+
+  private handleAppend(request: AppendRequest): void {
+    this.acknowledgeLeader(request.from);
+    if (request.prevLogIndex < this.log.commitIndex) {
+      // Everything up to our commit index already matches; say so, and the leader resumes from there.
+      return this.replyAppend(request.from, true, this.log.commitIndex);
+    }
+    if (!this.log.matchTerm(request.prevLogIndex, request.prevLogTerm)) return this.rejectAppend(request);
+    const lastNewIndex = this.log.appendFromLeader(request.prevLogIndex, request.entries);
+    const commitIndex = Math.min(request.leaderCommit, lastNewIndex);
+    if (commitIndex > this.log.commitIndex) this.log.commitTo(commitIndex);
+    this.replyAppend(request.from, true, lastNewIndex);
+  }
+
+  /** Rejection with the fast-backtracking hint (pitfall 8): the conflicting term and where it starts. */
+  private rejectAppend(request: AppendRequest): void {
+    const prevLogIndex = request.prevLogIndex;
+    let conflictTerm = 0;
+    let conflictIndex = this.log.lastIndex + 1;
+    if (prevLogIndex <= this.log.lastIndex) {
+      conflictTerm = this.log.termOf(prevLogIndex) as number;
+      assert(conflictTerm !== undefined, "rejected an append at an index whose term is unknown");
+      conflictIndex = this.log.firstIndexOfTerm(prevLogIndex, conflictTerm, this.log.commitIndex);
+    }
+    this.send({ type: "append-response", from: this.id, to: request.from, term: this.currentTerm, success: false, index: prevLogIndex, conflictTerm, conflictIndex });
+  }
+
+  private replyAppend(leaderId: NodeId, success: boolean, index: number): void {
+    this.send({ type: "append-response", from: this.id, to: leaderId, term: this.currentTerm, success, index, conflictTerm: 0, conflictIndex: 0 });
+  }
+
+  private handleHeartbeat(request: HeartbeatRequest): void {
+    this.acknowledgeLeader(request.from);
+    // The leader sends min(our match, its commit), so this never reaches past entries we hold from it.
+    if (request.leaderCommit > this.log.commitIndex) this.log.commitTo(request.leaderCommit);
+    this.send({ type: "heartbeat-response", from: this.id, to: request.from, term: this.currentTerm, round: request.round });
+  }
+
+  private handleSnapshot(request: SnapshotRequest): void {
+    this.acknowledgeLeader(request.from);
+    const meta = request.snapshot.meta;
+    if (meta.index <= this.log.commitIndex) return this.replyAppend(request.from, true, this.log.commitIndex);
+    if (this.log.matchTerm(meta.index, meta.term)) {
+      // Pitfall 16: our log already holds the snapshot's last entry; keep the matching suffix, commit to it.
+      this.log.commitTo(meta.index);
+      return this.replyAppend(request.from, true, meta.index);
+    }
+    this.log.restore(request.snapshot);
+    this.latestSnapshot = request.snapshot;
+    this.receivedSnapshot = request.snapshot;
+    this.clusterConfig = meta.config;
+    this.replyAppend(request.from, true, meta.index);
+  }
+
+  private handleTimeoutNow(): void {
+    if (this.role === Role.Leader || !this.isVoter(this.id)) return;
+    this.campaign(true); // a transfer skips PreVote: the old leader asked for it
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Leader side of replication
+
+  private handleAppendResponse(response: AppendResponse): void {
+    if (this.role !== Role.Leader) return;
+    const peer = this.progress.get(response.from);
+    if (peer === undefined) return;
+    peer.lastHeardAtMs = this.nowMs;
+    if (!response.success) {
+      if (peer.maybeDecrease(response.index, this.backtrackHint(response))) this.sendAppend(response.from, peer);
+      return;
+    }
+    if (!peer.maybeUpdate(response.index)) return;
+    if (peer.state === ProgressState.Probe) peer.becomeReplicate();
+    else if (peer.state === ProgressState.Snapshot && this.log.termOf(peer.matchIndex) !== undefined) peer.becomeReplicate();
+    this.maybeCommit();
+    if (this.transfer?.targetId === response.from && peer.matchIndex === this.log.lastIndex) this.sendTimeoutNow(response.from);
+  }
+
+  /** Where to probe next after a rejection: past our last entry of the follower's conflicting term. */
+  private backtrackHint(response: AppendResponse): number {
+    if (response.conflictTerm === 0) return response.conflictIndex;
+    const lastOfTerm = this.log.lastIndexOfTerm(response.index, response.conflictTerm);
+    return lastOfTerm === undefined ? response.conflictIndex : lastOfTerm + 1;
+  }
+
+  private handleHeartbeatResponse(response: HeartbeatResponse): void {
+    if (this.role !== Role.Leader) return;
+    const peer = this.progress.get(response.from);
+    if (peer === undefined) return;
+    peer.lastHeardAtMs = this.nowMs;
+    peer.probeSent = false;
+    if (response.round > peer.ackedRound) {
+      peer.ackedRound = response.round;
+      this.releaseReads(this.quorumAckedRound());
+    }
+  }
+
+  private quorumAckedRound(): number {
+    return majorityValue(this.voters().map((voterId) => (voterId === this.id ? this.rounds.lastRound : (this.progress.get(voterId)?.ackedRound ?? 0))));
+  }
+
+  private releaseReads(round: number): void {
+    for (const read of this.rounds.quorumAcked(round)) this.readStates.push(read);
+  }
+
+  /** Pitfall 9: commit only an index of the current term that a majority stores durably. */
+  private maybeCommit(): void {
+    const matchIndexes = this.voters().map((voterId) =>
+      voterId === this.id ? this.log.stableIndex : (this.progress.get(voterId)?.matchIndex ?? 0),
+    );
+    const majorityIndex = majorityValue(matchIndexes);
+    if (majorityIndex <= this.log.commitIndex || this.log.termOf(majorityIndex) !== this.currentTerm) return;
+    const firstCommitOfTerm = !this.committedInCurrentTerm();
+    this.log.commitTo(majorityIndex);
+    if (firstCommitOfTerm) {
+      this.rounds.termCommitted(this.log.commitIndex);
+      if (this.voters().length === 1 && this.rounds.needsRound()) this.releaseReads(this.rounds.startRound(this.nowMs));
+    }
+  }
+
+  private committedInCurrentTerm(): boolean {
+    return this.log.termOf(this.log.commitIndex) === this.currentTerm;
+  }
+
+  private broadcastHeartbeat(): void {
+    const round = this.rounds.startRound(this.nowMs);
+    this.heartbeatDeadlineMs = this.nowMs + this.config.heartbeatIntervalMs;
+    for (const [peerId, peer] of this.progress) {
+      const leaderCommit = Math.min(peer.matchIndex, this.log.commitIndex);
+      this.send({ type: "heartbeat", from: this.id, to: peerId, term: this.currentTerm, leaderCommit, round });
+    }
+    if (this.voters().length === 1) this.releaseReads(round);
+  }
+
+  /** Sends what each follower may take now: batching happens here, once per `ready()`. */
+  private flushAppends(): void {
+    if (this.role !== Role.Leader) return;
+    if (this.rounds.needsRound()) this.broadcastHeartbeat();
+    for (const [peerId, peer] of this.progress) {
+      while (this.sendAppend(peerId, peer)) {
+        if (peer.state !== ProgressState.Replicate) break;
+      }
+    }
+  }
+
+  /** Sends one AppendEntries (or a snapshot) to `peerId` if it needs one; returns whether it sent. */
+  private sendAppend(peerId: NodeId, peer: Progress): boolean {
+    if (peer.isPaused()) return false;
+    const prevLogIndex = peer.nextIndex - 1;
+    const prevLogTerm = this.log.termOf(prevLogIndex);
+    if (prevLogTerm === undefined) return this.sendSnapshot(peerId, peer);
+    const entries = prevLogIndex < this.log.lastIndex ? this.log.slice(peer.nextIndex, this.config.appendBytesMax) : noEntries;
+    // An empty append goes out to probe, or to tell a follower that is in step about a new commit index.
+    const needsCommit = peer.commitSent < this.log.commitIndex && peer.matchIndex >= this.log.commitIndex;
+    if (entries.length === 0 && peer.state !== ProgressState.Probe && !needsCommit) return false;
+    const lastIndex = prevLogIndex + entries.length;
+    let bytes = 0;
+    for (const entry of entries) bytes += entry.data.length;
+    peer.sentAppend(lastIndex, bytes);
+    peer.commitSent = this.log.commitIndex;
+    this.send({ type: "append", from: this.id, to: peerId, term: this.currentTerm, prevLogIndex, prevLogTerm, entries, leaderCommit: this.log.commitIndex });
+    return entries.length > 0;
+  }
+
+  private sendTimeoutNow(targetId: NodeId): void {
+    this.timeoutNowSent = true;
+    this.send({ type: "timeout-now", from: this.id, to: targetId, term: this.currentTerm });
+  }
+
+  private sendSnapshot(peerId: NodeId, peer: Progress): boolean {
+    const snapshot = this.latestSnapshot;
+    assert(snapshot !== null, "log compacted without a snapshot");
+    peer.becomeSnapshot(snapshot.meta.index);
+    this.send({ type: "snapshot", from: this.id, to: peerId, term: this.currentTerm, snapshot });
+    return false;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Helpers
+
+  private send(message: Message): void {
+    this.messages.push(message);
+  }
+
+  private failRead(context: unknown, reason: RejectReason): void {
+    this.readFailures.push({ context, reason });
+  }
+
+  private advanceClock(nowMs: number): void {
+    assert(nowMs >= this.nowMs, "monotonic clock went backwards");
+    this.nowMs = nowMs;
+  }
+
+  private resetElectionDeadline(): void {
+    const spanMs = this.config.electionTimeoutMaxMs - this.config.electionTimeoutMinMs;
+    this.electionDeadlineMs = this.nowMs + this.config.electionTimeoutMinMs + Math.floor(this.config.random() * spanMs);
+  }
+
+  /** Latest time by which a majority of voters (counting this leader) had been heard from. */
+  private quorumContactAtMs(): number {
+    return majorityValue(this.voters().map((voterId) => (voterId === this.id ? this.nowMs : (this.progress.get(voterId)?.lastHeardAtMs ?? 0))));
+  }
+
+  private voters(): readonly NodeId[] {
+    return this.clusterConfig.voters;
+  }
+
+  private isVoter(nodeId: NodeId): boolean {
+    return this.clusterConfig.voters.includes(nodeId);
+  }
+
+  private peers(): NodeId[] {
+    return [...this.clusterConfig.voters, ...this.clusterConfig.learners].filter((nodeId) => nodeId !== this.id);
+  }
+
+  private softState(): SoftState {
+    return { role: this.role, leaderId: this.leaderId, currentTerm: this.currentTerm };
+  }
+
+  private hardState(): HardState {
+    return { currentTerm: this.currentTerm, votedFor: this.votedFor, commitIndex: this.log.commitIndex };
+  }
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.currentTerm === b.currentTerm && a.votedFor === b.votedFor && a.commitIndex === b.commitIndex;
+}
+
+function sameSoftState(a: SoftState, b: SoftState): boolean {
+  return a.role === b.role && a.leaderId === b.leaderId && a.currentTerm === b.currentTerm;
+}
