@@ -26,7 +26,7 @@ export class RaftLog {
     this.snapshotTerm = snapshot?.meta.term ?? 0;
     // Entries at or below the snapshot are kept when they connect to it (retained log); a run that does
     // not reach past the snapshot is useless and dropped.
-    const usable = entries.length > 0 && entries[entries.length - 1]!.index > this.snapshotIndex ? entries : [];
+    const usable = entries.length > 0 && entries[entries.length - 1]!.index >= this.snapshotIndex ? entries : [];
     if (usable.length > 0) {
       assert(usable[0]!.index <= this.snapshotIndex + 1, "durable log has a gap after the snapshot");
     }
@@ -59,7 +59,8 @@ export class RaftLog {
   termOf(index: number): number | undefined {
     if (index >= this.firstEntryIndex && index <= this.lastIndex) return this.entries[index - this.firstEntryIndex]!.term;
     if (index === this.snapshotIndex) return this.snapshotTerm;
-    if (index === 0) return 0;
+    // Index 0 is the empty log's sentinel only while nothing was compacted.
+    if (index === 0 && this.firstEntryIndex === 1) return 0;
     return undefined;
   }
 

@@ -292,7 +292,8 @@ export class Raft {
     const lastEntry = ready.entries[ready.entries.length - 1];
     if (lastEntry !== undefined) this.log.stableTo(lastEntry.index, lastEntry.term);
     const lastApplied = ready.committedEntries[ready.committedEntries.length - 1];
-    if (lastApplied !== undefined) this.log.appliedTo(lastApplied.index);
+    // A snapshot installed while this batch was being written has already moved the applied index past it.
+    if (lastApplied !== undefined && lastApplied.index > this.log.appliedIndex) this.log.appliedTo(lastApplied.index);
     // Pitfall 11: the leader counts its own log towards a majority only once it is durable.
     if (this.role === Role.Leader && lastEntry !== undefined) this.maybeCommit();
   }
@@ -330,8 +331,25 @@ export class Raft {
     return this.log.termOf(index);
   }
 
+  /**
+   * Lowest log index this leader still needs for live followers (a slow one's match index, or the index
+   * of a snapshot in flight). A driver that keeps its log from here on spares them a (new) snapshot
+   * (pitfall 17); it should still cap how much it retains. Infinity when nothing needs keeping.
+   */
+  retentionFloor(): number {
+    let floorIndex = Number.POSITIVE_INFINITY;
+    if (this.role !== Role.Leader) return floorIndex;
+    for (const peer of this.progress.values()) {
+      if (this.nowMs - peer.lastHeardAtMs >= this.config.electionTimeoutMinMs) continue;
+      const neededIndex = peer.state === ProgressState.Snapshot ? peer.pendingSnapshotIndex : peer.matchIndex;
+      floorIndex = Math.min(floorIndex, neededIndex);
+    }
+    return floorIndex;
+  }
+
   /** Whether a lease read at `nowMs` may be served without a heartbeat round (pitfall 15). */
   leaseValid(nowMs: number): boolean {
+    this.advanceClock(nowMs);
     const leaseStartMs = this.rounds.leaseStart;
     return (
       this.role === Role.Leader &&
@@ -412,6 +430,7 @@ export class Raft {
     this.votedFor = this.id;
     this.role = Role.Candidate;
     this.leaderId = null;
+    this.stickyUntilMs = Number.NEGATIVE_INFINITY;
     this.startVote("vote", this.currentTerm, transfer);
   }
 
@@ -572,7 +591,10 @@ export class Raft {
       if (peer.maybeDecrease(response.index, this.backtrackHint(response))) this.sendAppend(response.from, peer);
       return;
     }
-    if (!peer.maybeUpdate(response.index)) return;
+    const updated = peer.maybeUpdate(response.index);
+    // A probe answered at the known match point also proves the follower is in step (etcd does the same).
+    const probeConfirmed = peer.state === ProgressState.Probe && response.index === peer.matchIndex;
+    if (!updated && !probeConfirmed) return;
     if (peer.state === ProgressState.Probe) peer.becomeReplicate();
     else if (peer.state === ProgressState.Snapshot && this.log.termOf(peer.matchIndex) !== undefined) peer.becomeReplicate();
     this.maybeCommit();
@@ -592,6 +614,13 @@ export class Raft {
     if (peer === undefined) return;
     peer.lastHeardAtMs = this.nowMs;
     peer.probeSent = false;
+    const resyncPrevTerm = this.log.termOf(peer.nextIndex - 1);
+    if (peer.state === ProgressState.Replicate && peer.matchIndex < this.log.lastIndex && resyncPrevTerm !== undefined) {
+      // Appends can be lost without the transport noticing (a full window then never drains, and an idle
+      // follower never hears of its gap): an empty append at nextIndex - 1 is accepted when nothing was
+      // lost, and otherwise rejected, which drops the follower back to probe.
+      this.send({ type: "append", from: this.id, to: response.from, term: this.currentTerm, prevLogIndex: peer.nextIndex - 1, prevLogTerm: resyncPrevTerm, entries: noEntries, leaderCommit: this.log.commitIndex });
+    }
     if (response.round > peer.ackedRound) {
       peer.ackedRound = response.round;
       this.releaseReads(this.quorumAckedRound());
@@ -651,7 +680,7 @@ export class Raft {
     if (peer.isPaused()) return false;
     const prevLogIndex = peer.nextIndex - 1;
     const prevLogTerm = this.log.termOf(prevLogIndex);
-    if (prevLogTerm === undefined) return this.sendSnapshot(peerId, peer);
+    if (prevLogTerm === undefined || peer.nextIndex < this.log.firstIndex) return this.sendSnapshot(peerId, peer);
     const entries = prevLogIndex < this.log.lastIndex ? this.log.slice(peer.nextIndex, this.config.appendBytesMax) : noEntries;
     // An empty append goes out to probe, or to tell a follower that is in step about a new commit index.
     const needsCommit = peer.commitSent < this.log.commitIndex && peer.matchIndex >= this.log.commitIndex;

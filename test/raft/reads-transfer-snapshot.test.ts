@@ -135,3 +135,20 @@ describe("snapshots (pitfall 16)", () => {
     expect(net.appliedData("n3")).toEqual(["after"]);
   });
 });
+
+describe("log retention (pitfall 17)", () => {
+  it("asks the driver to keep the log a live, slow follower or a snapshot in flight still needs", () => {
+    const net = new TestNet(["n1", "n2", "n3"]);
+    net.elect("n1");
+    const leader = net.node("n1");
+    expect(leader.retentionFloor()).toBe(leader.status().lastIndex);
+    net.isolated.add("n3");
+    for (let k = 0; k < 10; k++) leader.propose(bytes(`v${k}`));
+    net.deliverAll();
+    const n3Match = leader.status().progress.get("n3")!.matchIndex;
+    expect(leader.retentionFloor()).toBe(n3Match);
+    // Once n3 has been silent for an election timeout it no longer pins the log.
+    net.advance(electionMinMs);
+    expect(leader.retentionFloor()).toBe(leader.status().progress.get("n2")!.matchIndex);
+  });
+});

@@ -13,7 +13,7 @@ function append(overrides: Partial<AppendRequest>): AppendRequest {
   return { type: "append", from: "n1", to: "n2", term: 5, prevLogIndex: 0, prevLogTerm: 0, entries: [], leaderCommit: 0, ...overrides };
 }
 
-function replies(raft: Raft): Message[] {
+function replies(raft: Raft): readonly Message[] {
   const ready = raft.ready();
   raft.advance(ready);
   return ready.messages;
