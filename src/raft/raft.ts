@@ -614,12 +614,14 @@ export class Raft {
     if (peer === undefined) return;
     peer.lastHeardAtMs = this.nowMs;
     peer.probeSent = false;
-    const resyncPrevTerm = this.log.termOf(peer.nextIndex - 1);
-    if (peer.state === ProgressState.Replicate && peer.matchIndex < this.log.lastIndex && resyncPrevTerm !== undefined) {
+    if (peer.state === ProgressState.Replicate && peer.matchIndex < this.log.lastIndex) {
       // Appends can be lost without the transport noticing (a full window then never drains, and an idle
       // follower never hears of its gap): an empty append at nextIndex - 1 is accepted when nothing was
-      // lost, and otherwise rejected, which drops the follower back to probe.
-      this.send({ type: "append", from: this.id, to: response.from, term: this.currentTerm, prevLogIndex: peer.nextIndex - 1, prevLogTerm: resyncPrevTerm, entries: noEntries, leaderCommit: this.log.commitIndex });
+      // lost, and otherwise rejected, which drops the follower back to probe. When that point was
+      // compacted meanwhile, probe at once: the follower needs a snapshot.
+      const resyncPrevTerm = this.log.termOf(peer.nextIndex - 1);
+      if (resyncPrevTerm === undefined) peer.becomeProbe();
+      else this.send({ type: "append", from: this.id, to: response.from, term: this.currentTerm, prevLogIndex: peer.nextIndex - 1, prevLogTerm: resyncPrevTerm, entries: noEntries, leaderCommit: this.log.commitIndex });
     }
     if (response.round > peer.ackedRound) {
       peer.ackedRound = response.round;
