@@ -91,21 +91,25 @@ describe("log replication", () => {
   });
 
   it("does not commit an entry of an earlier term by counting replicas (pitfall 9, figure 8)", () => {
-    // n1 leads at term 3 after a log [1, 2]; the entry of term 2 sits on a majority but must not commit until
-    // an entry of term 3 does.
-    const net = new TestNet(["n1", "n2", "n3"], undefined, (id) => ({
-      ...freshState(["n1", "n2", "n3"]),
-      hardState: { currentTerm: 2, votedFor: null, commitIndex: 1 },
-      entries: entriesWithTerms(id === "n3" ? [1] : [1, 2]),
-    }));
-    net.advance(2500, 10);
-    const leader = net.node("n1");
-    expect(leader.status().role).toBe("leader");
-    expect(leader.status().commitIndex).toBeGreaterThanOrEqual(3); // the term-3 empty entry committed
-    expect(leader.termAt(3)).toBe(leader.status().currentTerm);
-    // The commit index went from 1 straight past 2: index 2 committed only with the term-3 entry.
-    const commits = net.readies.get("n1")!.map((ready) => ready.hardState?.commitIndex).filter((c) => c !== undefined);
-    expect(commits).not.toContain(2);
+    // Figure 8 (c): n1 leads at term 4 with [1:1, 2:2, 3:4]. Index 2 (term 2) reaches a majority of five
+    // before index 3 does; committing it then would let n5 (last term 3) win and overwrite it.
+    const voters5 = ["n1", "n2", "n3", "n4", "n5"];
+    const initial = { ...freshState(voters5), hardState: { currentTerm: 3, votedFor: null, commitIndex: 1 }, entries: entriesWithTerms([1, 2]) };
+    const leader = new Raft(testConfig("n1"), initial, 0);
+    leader.tick(electionMinMs * 3); // pre-campaign at term 4
+    for (const from of ["n2", "n3"]) leader.step({ type: "pre-vote-response", from, to: "n1", term: 4, granted: true }, electionMinMs * 3);
+    for (const from of ["n2", "n3"]) leader.step({ type: "vote-response", from, to: "n1", term: 4, granted: true }, electionMinMs * 3);
+    expect(leader.status()).toMatchObject({ role: "leader", currentTerm: 4, lastIndex: 3 });
+    leader.advance(leader.ready()); // its own log is durable
+    const ack = (from: string, index: number) =>
+      leader.step({ type: "append-response", from, to: "n1", term: 4, success: true, index, conflictTerm: 0, conflictIndex: 0 }, electionMinMs * 3);
+    ack("n2", 2);
+    ack("n3", 2);
+    expect(leader.status().commitIndex).toBe(1);
+    ack("n2", 3);
+    expect(leader.status().commitIndex).toBe(1);
+    ack("n3", 3);
+    expect(leader.status().commitIndex).toBe(3); // index 2 commits indirectly, with the term-4 entry
   });
 
   it("starts each term with an empty entry of that term (pitfall 10)", () => {
