@@ -1,18 +1,15 @@
 import { assert } from "../util/assert.js";
 import { type RaftConfig, validateRaftConfig } from "./config.js";
+import { Leader, type LeaderHost, type ProgressView } from "./leader.js";
 import { RaftLog } from "./log.js";
-import { Progress, ProgressState } from "./progress.js";
-import { majorityValue, tallyVotes, VoteOutcome } from "./quorum.js";
-import { ReadRounds } from "./read-rounds.js";
+import { tallyVotes, VoteOutcome } from "./quorum.js";
 import {
   type AppendRequest,
-  type AppendResponse,
   type ClusterConfig,
   type Entry,
   EntryType,
   type HardState,
   type HeartbeatRequest,
-  type HeartbeatResponse,
   type Message,
   type NodeId,
   type ProposeResult,
@@ -51,27 +48,20 @@ export interface RaftStatus {
   readonly lastIndex: number;
   readonly snapshotIndex: number;
   readonly transferTarget: NodeId | null;
-  readonly progress: ReadonlyMap<NodeId, { readonly state: string; readonly matchIndex: number; readonly nextIndex: number }>;
+  readonly progress: ReadonlyMap<NodeId, ProgressView>;
 }
-
-interface Transfer {
-  readonly targetId: NodeId;
-  readonly deadlineMs: number;
-}
-
-const noEntries: readonly Entry[] = [];
 
 /**
  * The Raft consensus core. Pure: no I/O, timers, clocks or randomness of its own. The driver feeds it
  * time (`tick`), messages (`step`) and requests (`propose`, `readIndex`, `transferLeadership`), and takes
  * back batches of work (`ready`) that it persists, sends and applies before calling `advance`.
  */
-export class Raft {
+export class Raft implements LeaderHost {
   readonly id: NodeId;
-  private readonly config: RaftConfig;
-  private readonly log: RaftLog;
+  readonly config: RaftConfig;
+  readonly log: RaftLog;
   private clusterConfig: ClusterConfig;
-  private latestSnapshot: Snapshot | null;
+  private snapshotLatest: Snapshot | null;
 
   private currentTerm: number;
   private votedFor: NodeId | null;
@@ -80,19 +70,15 @@ export class Raft {
 
   private nowMs: number;
   private electionDeadlineMs = 0;
-  private heartbeatDeadlineMs = 0;
   /**
    * Until when this node ignores (Pre)Vote requests (pitfall 5): a minimum election timeout after it last
    * heard from its leader, and after it started, since a restarted node forgot when it last heard one.
    */
   private stickyUntilMs: number;
-  /** Set once this leader sent TimeoutNow: a late one may still start a campaign that bypasses stickiness. */
-  private timeoutNowSent = false;
 
   private readonly votes = new Map<NodeId, boolean>();
-  private readonly progress = new Map<NodeId, Progress>();
-  private readonly rounds = new ReadRounds();
-  private transfer: Transfer | null = null;
+  /** Present exactly while this node leads. */
+  private leader: Leader | null = null;
 
   // The batch being assembled for the next `ready()`.
   private messages: Message[] = [];
@@ -111,7 +97,7 @@ export class Raft {
     this.currentTerm = initial.hardState.currentTerm;
     this.votedFor = initial.hardState.votedFor;
     this.log = new RaftLog(initial.snapshot, initial.entries, initial.hardState.commitIndex);
-    this.latestSnapshot = initial.snapshot;
+    this.snapshotLatest = initial.snapshot;
     this.clusterConfig = initial.snapshot?.meta.config ?? initial.config;
     assert(this.log.lastTerm <= this.currentTerm, "durable log holds a term above the durable current term");
     this.lastHardState = this.hardState();
@@ -126,14 +112,9 @@ export class Raft {
   /** Advances time: elections for followers, heartbeats, CheckQuorum and transfer timeouts for leaders. */
   tick(nowMs: number): void {
     this.advanceClock(nowMs);
-    if (this.role === Role.Leader) {
-      if (this.quorumContactAtMs() + this.config.electionTimeoutMinMs <= nowMs) {
-        // CheckQuorum (pitfall 5): a leader cut off from a majority steps down instead of serving stale reads.
-        this.becomeFollower(this.currentTerm, null);
-        return;
-      }
-      if (this.transfer !== null && nowMs >= this.transfer.deadlineMs) this.transfer = null;
-      if (nowMs >= this.heartbeatDeadlineMs) this.broadcastHeartbeat();
+    if (this.leader !== null) {
+      // CheckQuorum (pitfall 5): a leader cut off from a majority steps down instead of serving stale reads.
+      if (!this.leader.tick(nowMs)) this.becomeFollower(this.currentTerm, null);
       return;
     }
     if (nowMs >= this.electionDeadlineMs && this.isVoter(this.id)) this.preCampaign();
@@ -163,9 +144,9 @@ export class Raft {
       case "snapshot":
         return this.handleSnapshot(message);
       case "append-response":
-        return this.handleAppendResponse(message);
+        return this.leader?.handleAppendResponse(message, nowMs);
       case "heartbeat-response":
-        return this.handleHeartbeatResponse(message);
+        return this.leader?.handleHeartbeatResponse(message, nowMs);
       case "timeout-now":
         return this.handleTimeoutNow();
     }
@@ -173,8 +154,9 @@ export class Raft {
 
   /** Appends `data` as a new entry if this node leads and is not handing leadership over. */
   propose(data: Uint8Array): ProposeResult {
-    if (this.role !== Role.Leader) return { ok: false, reason: "not-leader" };
-    if (this.transfer !== null) return { ok: false, reason: "transferring" };
+    if (this.leader === null) return { ok: false, reason: "not-leader" };
+    const refused = this.leader.refusesProposals();
+    if (refused !== null) return { ok: false, reason: refused };
     if (data.length > this.config.proposalBytesMax) return { ok: false, reason: "proposal-too-large" };
     const entry: Entry = { index: this.log.lastIndex + 1, term: this.currentTerm, type: EntryType.Normal, data };
     this.log.append(entry);
@@ -189,55 +171,33 @@ export class Raft {
    */
   readIndex(context: unknown, nowMs: number, useLease: boolean): void {
     this.advanceClock(nowMs);
-    if (this.role !== Role.Leader) return this.failRead(context, "not-leader");
-    if (this.transfer !== null) return this.failRead(context, "transferring");
-    if (this.rounds.pendingCount >= this.config.pendingReadsMax) return this.failRead(context, "too-many-reads");
-    if (!this.committedInCurrentTerm()) {
-      // Pitfall 14: until an entry of this term commits, the leader does not know the true commit index.
-      this.rounds.addReadBeforeTermCommit(context);
-      return;
-    }
-    if (useLease && this.leaseValid(nowMs)) {
-      this.readStates.push({ context, index: this.log.commitIndex });
-      return;
-    }
-    this.rounds.addRead(context, this.log.commitIndex);
-    if (this.voters().length === 1) this.releaseReads(this.rounds.startRound(nowMs));
+    const refused = this.leader === null ? "not-leader" : this.leader.readIndex(context, nowMs, useLease);
+    if (refused !== null) this.failRead(context, refused);
   }
 
   /** Hands leadership to `targetId` (pitfall 21); proposals are refused until it completes or times out. */
   transferLeadership(targetId: NodeId, nowMs: number): { ok: true } | { ok: false; reason: RejectReason } {
     this.advanceClock(nowMs);
-    if (this.role !== Role.Leader) return { ok: false, reason: "not-leader" };
+    if (this.leader === null) return { ok: false, reason: "not-leader" };
     if (targetId === this.id) return { ok: true };
-    const target = this.progress.get(targetId);
-    if (target === undefined || !this.isVoter(targetId)) return { ok: false, reason: "unknown-node" };
-    if (this.transfer?.targetId === targetId) return { ok: true };
-    this.transfer = { targetId, deadlineMs: nowMs + this.config.electionTimeoutMinMs };
-    if (target.matchIndex === this.log.lastIndex) this.sendTimeoutNow(targetId);
-    return { ok: true };
+    const refused = this.leader.transferLeadership(targetId, nowMs);
+    return refused === null ? { ok: true } : { ok: false, reason: refused };
   }
 
   /** The application persisted a snapshot at an applied index; the log before `retainFromIndex` is dropped. */
   compact(snapshot: Snapshot, retainFromIndex: number): void {
     this.log.compact(snapshot, retainFromIndex);
-    if (this.latestSnapshot === null || snapshot.meta.index > this.latestSnapshot.meta.index) this.latestSnapshot = snapshot;
+    if (this.snapshotLatest === null || snapshot.meta.index > this.snapshotLatest.meta.index) this.snapshotLatest = snapshot;
   }
 
   /** The transport lost its stream to `peerId`: messages in flight to it may be gone. */
   reportUnreachable(peerId: NodeId): void {
-    const peer = this.progress.get(peerId);
-    if (peer?.state === ProgressState.Replicate) peer.becomeProbe();
+    this.leader?.reportUnreachable(peerId);
   }
 
   /** The transport finished (or gave up) sending a snapshot to `peerId`. */
   reportSnapshot(peerId: NodeId, delivered: boolean): void {
-    const peer = this.progress.get(peerId);
-    if (peer?.state !== ProgressState.Snapshot) return;
-    if (!delivered) peer.pendingSnapshotIndex = 0;
-    peer.becomeProbe();
-    // Wait for the next heartbeat reply before probing, so a failing peer is not hammered.
-    peer.probeSent = true;
+    this.leader?.reportSnapshot(peerId, delivered);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -246,7 +206,7 @@ export class Raft {
   /** Whether `ready()` would return any work. */
   hasReady(): boolean {
     if (this.readyInFlight) return false;
-    this.flushAppends();
+    this.leader?.flush();
     return (
       !sameSoftState(this.softState(), this.lastSoftState) ||
       this.messages.length > 0 ||
@@ -262,7 +222,7 @@ export class Raft {
   /** Takes the next batch of work; the driver must `advance` it before asking for another. */
   ready(): Ready {
     assert(!this.readyInFlight, "ready() called again before advance()");
-    this.flushAppends();
+    this.leader?.flush();
     const hardState = this.hardState();
     const softState = this.softState();
     const ready: Ready = {
@@ -295,17 +255,13 @@ export class Raft {
     // A snapshot installed while this batch was being written has already moved the applied index past it.
     if (lastApplied !== undefined && lastApplied.index > this.log.appliedIndex) this.log.appliedTo(lastApplied.index);
     // Pitfall 11: the leader counts its own log towards a majority only once it is durable.
-    if (this.role === Role.Leader && lastEntry !== undefined) this.maybeCommit();
+    if (lastEntry !== undefined) this.leader?.maybeCommit();
   }
 
   // ------------------------------------------------------------------------------------------
   // Queries
 
   status(): RaftStatus {
-    const progress = new Map<NodeId, { state: string; matchIndex: number; nextIndex: number }>();
-    for (const [peerId, peer] of this.progress) {
-      progress.set(peerId, { state: peer.state, matchIndex: peer.matchIndex, nextIndex: peer.nextIndex });
-    }
     return {
       id: this.id,
       role: this.role,
@@ -317,8 +273,8 @@ export class Raft {
       firstIndex: this.log.firstIndex,
       lastIndex: this.log.lastIndex,
       snapshotIndex: this.log.snapshotIndex,
-      transferTarget: this.transfer?.targetId ?? null,
-      progress,
+      transferTarget: this.leader?.transferTarget ?? null,
+      progress: this.leader?.progressView() ?? new Map(),
     };
   }
 
@@ -337,27 +293,13 @@ export class Raft {
    * (pitfall 17); it should still cap how much it retains. Infinity when nothing needs keeping.
    */
   retentionFloor(): number {
-    let floorIndex = Number.POSITIVE_INFINITY;
-    if (this.role !== Role.Leader) return floorIndex;
-    for (const peer of this.progress.values()) {
-      if (this.nowMs - peer.lastHeardAtMs >= this.config.electionTimeoutMinMs) continue;
-      const neededIndex = peer.state === ProgressState.Snapshot ? peer.pendingSnapshotIndex : peer.matchIndex;
-      floorIndex = Math.min(floorIndex, neededIndex);
-    }
-    return floorIndex;
+    return this.leader?.retentionFloor(this.nowMs) ?? Number.POSITIVE_INFINITY;
   }
 
   /** Whether a lease read at `nowMs` may be served without a heartbeat round (pitfall 15). */
   leaseValid(nowMs: number): boolean {
     this.advanceClock(nowMs);
-    const leaseStartMs = this.rounds.leaseStart;
-    return (
-      this.role === Role.Leader &&
-      this.transfer === null &&
-      !this.timeoutNowSent &&
-      leaseStartMs !== null &&
-      nowMs < leaseStartMs + this.config.electionTimeoutMinMs - this.config.leaseDriftBoundMs
-    );
+    return this.leader?.leaseValid(nowMs) ?? false;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -403,18 +345,14 @@ export class Raft {
       this.currentTerm = term;
       this.votedFor = null; // pitfall 3: only a higher term clears the vote
     }
-    if (this.role === Role.Leader) this.endLeadership();
+    if (this.leader !== null) {
+      for (const context of this.leader.end()) this.failRead(context, "not-leader");
+      this.leader = null;
+    }
     this.role = Role.Follower;
     this.leaderId = null;
     if (leaderId !== null) this.heardFromLeader(leaderId);
     this.resetElectionDeadline();
-  }
-
-  private endLeadership(): void {
-    for (const context of this.rounds.reset()) this.failRead(context, "not-leader");
-    this.progress.clear();
-    this.transfer = null;
-    this.timeoutNowSent = false;
   }
 
   /** PreVote (pitfall 4): ask for votes at term + 1 without raising our own term. */
@@ -463,17 +401,10 @@ export class Raft {
     assert(this.role === Role.Candidate, "only a candidate becomes leader");
     this.role = Role.Leader;
     this.leaderId = this.id;
-    this.transfer = null;
-    this.progress.clear();
-    for (const peerId of this.peers()) {
-      this.progress.set(
-        peerId,
-        new Progress(this.log.lastIndex + 1, this.nowMs, this.config.inflightMessagesMax, this.config.inflightBytesMax),
-      );
-    }
+    this.leader = new Leader(this, this.currentTerm, this.peers(), this.nowMs);
     // Pitfall 10: an empty entry of the new term commits the entries of earlier terms and enables reads.
     this.log.append({ index: this.log.lastIndex + 1, term: this.currentTerm, type: EntryType.Empty, data: new Uint8Array(0) });
-    this.broadcastHeartbeat();
+    this.leader.broadcastHeartbeat();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -568,7 +499,7 @@ export class Raft {
       return this.replyAppend(request.from, true, meta.index);
     }
     this.log.restore(request.snapshot);
-    this.latestSnapshot = request.snapshot;
+    this.snapshotLatest = request.snapshot;
     this.receivedSnapshot = request.snapshot;
     this.clusterConfig = meta.config;
     this.replyAppend(request.from, true, meta.index);
@@ -580,140 +511,20 @@ export class Raft {
   }
 
   // ------------------------------------------------------------------------------------------
-  // Leader side of replication
-
-  private handleAppendResponse(response: AppendResponse): void {
-    if (this.role !== Role.Leader) return;
-    const peer = this.progress.get(response.from);
-    if (peer === undefined) return;
-    peer.lastHeardAtMs = this.nowMs;
-    if (!response.success) {
-      if (peer.maybeDecrease(response.index, this.backtrackHint(response))) this.sendAppend(response.from, peer);
-      return;
-    }
-    const updated = peer.maybeUpdate(response.index);
-    // A probe answered at the known match point also proves the follower is in step (etcd does the same).
-    const probeConfirmed = peer.state === ProgressState.Probe && response.index === peer.matchIndex;
-    if (!updated && !probeConfirmed) return;
-    if (peer.state === ProgressState.Probe) peer.becomeReplicate();
-    else if (peer.state === ProgressState.Snapshot && this.log.termOf(peer.matchIndex) !== undefined) peer.becomeReplicate();
-    this.maybeCommit();
-    if (this.transfer?.targetId === response.from && peer.matchIndex === this.log.lastIndex) this.sendTimeoutNow(response.from);
-  }
-
-  /** Where to probe next after a rejection: past our last entry of the follower's conflicting term. */
-  private backtrackHint(response: AppendResponse): number {
-    if (response.conflictTerm === 0) return response.conflictIndex;
-    const lastOfTerm = this.log.lastIndexOfTerm(response.index, response.conflictTerm);
-    return lastOfTerm === undefined ? response.conflictIndex : lastOfTerm + 1;
-  }
-
-  private handleHeartbeatResponse(response: HeartbeatResponse): void {
-    if (this.role !== Role.Leader) return;
-    const peer = this.progress.get(response.from);
-    if (peer === undefined) return;
-    peer.lastHeardAtMs = this.nowMs;
-    peer.probeSent = false;
-    if (peer.state === ProgressState.Replicate && peer.matchIndex < this.log.lastIndex) {
-      // Appends can be lost without the transport noticing (a full window then never drains, and an idle
-      // follower never hears of its gap): an empty append at nextIndex - 1 is accepted when nothing was
-      // lost, and otherwise rejected, which drops the follower back to probe. When that point was
-      // compacted meanwhile, probe at once: the follower needs a snapshot.
-      const resyncPrevTerm = this.log.termOf(peer.nextIndex - 1);
-      if (resyncPrevTerm === undefined) peer.becomeProbe();
-      else this.send({ type: "append", from: this.id, to: response.from, term: this.currentTerm, prevLogIndex: peer.nextIndex - 1, prevLogTerm: resyncPrevTerm, entries: noEntries, leaderCommit: this.log.commitIndex });
-    }
-    if (response.round > peer.ackedRound) {
-      peer.ackedRound = response.round;
-      this.releaseReads(this.quorumAckedRound());
-    }
-  }
-
-  private quorumAckedRound(): number {
-    return majorityValue(this.voters().map((voterId) => (voterId === this.id ? this.rounds.lastRound : (this.progress.get(voterId)?.ackedRound ?? 0))));
-  }
-
-  private releaseReads(round: number): void {
-    for (const read of this.rounds.quorumAcked(round)) this.readStates.push(read);
-  }
-
-  /** Pitfall 9: commit only an index of the current term that a majority stores durably. */
-  private maybeCommit(): void {
-    const matchIndexes = this.voters().map((voterId) =>
-      voterId === this.id ? this.log.stableIndex : (this.progress.get(voterId)?.matchIndex ?? 0),
-    );
-    const majorityIndex = majorityValue(matchIndexes);
-    if (majorityIndex <= this.log.commitIndex || this.log.termOf(majorityIndex) !== this.currentTerm) return;
-    const firstCommitOfTerm = !this.committedInCurrentTerm();
-    this.log.commitTo(majorityIndex);
-    if (firstCommitOfTerm) {
-      this.rounds.termCommitted(this.log.commitIndex);
-      if (this.voters().length === 1 && this.rounds.needsRound()) this.releaseReads(this.rounds.startRound(this.nowMs));
-    }
-  }
-
-  private committedInCurrentTerm(): boolean {
-    return this.log.termOf(this.log.commitIndex) === this.currentTerm;
-  }
-
-  private broadcastHeartbeat(): void {
-    const round = this.rounds.startRound(this.nowMs);
-    this.heartbeatDeadlineMs = this.nowMs + this.config.heartbeatIntervalMs;
-    for (const [peerId, peer] of this.progress) {
-      const leaderCommit = Math.min(peer.matchIndex, this.log.commitIndex);
-      this.send({ type: "heartbeat", from: this.id, to: peerId, term: this.currentTerm, leaderCommit, round });
-    }
-    if (this.voters().length === 1) this.releaseReads(round);
-  }
-
-  /** Sends what each follower may take now: batching happens here, once per `ready()`. */
-  private flushAppends(): void {
-    if (this.role !== Role.Leader) return;
-    if (this.rounds.needsRound()) this.broadcastHeartbeat();
-    for (const [peerId, peer] of this.progress) {
-      while (this.sendAppend(peerId, peer)) {
-        if (peer.state !== ProgressState.Replicate) break;
-      }
-    }
-  }
-
-  /** Sends one AppendEntries (or a snapshot) to `peerId` if it needs one; returns whether it sent. */
-  private sendAppend(peerId: NodeId, peer: Progress): boolean {
-    if (peer.isPaused()) return false;
-    const prevLogIndex = peer.nextIndex - 1;
-    const prevLogTerm = this.log.termOf(prevLogIndex);
-    if (prevLogTerm === undefined || peer.nextIndex < this.log.firstIndex) return this.sendSnapshot(peerId, peer);
-    const entries = prevLogIndex < this.log.lastIndex ? this.log.slice(peer.nextIndex, this.config.appendBytesMax) : noEntries;
-    // An empty append goes out to probe, or to tell a follower that is in step about a new commit index.
-    const needsCommit = peer.commitSent < this.log.commitIndex && peer.matchIndex >= this.log.commitIndex;
-    if (entries.length === 0 && peer.state !== ProgressState.Probe && !needsCommit) return false;
-    const lastIndex = prevLogIndex + entries.length;
-    let bytes = 0;
-    for (const entry of entries) bytes += entry.data.length;
-    peer.sentAppend(lastIndex, bytes);
-    peer.commitSent = this.log.commitIndex;
-    this.send({ type: "append", from: this.id, to: peerId, term: this.currentTerm, prevLogIndex, prevLogTerm, entries, leaderCommit: this.log.commitIndex });
-    return entries.length > 0;
-  }
-
-  private sendTimeoutNow(targetId: NodeId): void {
-    this.timeoutNowSent = true;
-    this.send({ type: "timeout-now", from: this.id, to: targetId, term: this.currentTerm });
-  }
-
-  private sendSnapshot(peerId: NodeId, peer: Progress): boolean {
-    const snapshot = this.latestSnapshot;
-    assert(snapshot !== null, "log compacted without a snapshot");
-    peer.becomeSnapshot(snapshot.meta.index);
-    this.send({ type: "snapshot", from: this.id, to: peerId, term: this.currentTerm, snapshot });
-    return false;
-  }
-
-  // ------------------------------------------------------------------------------------------
   // Helpers
 
-  private send(message: Message): void {
+  /** Queues `message` for the next batch (LeaderHost). */
+  send(message: Message): void {
     this.messages.push(message);
+  }
+
+  /** A read may be served once applied reaches its index (LeaderHost). */
+  readReady(read: ReadState): void {
+    this.readStates.push(read);
+  }
+
+  latestSnapshot(): Snapshot | null {
+    return this.snapshotLatest;
   }
 
   private failRead(context: unknown, reason: RejectReason): void {
@@ -730,16 +541,11 @@ export class Raft {
     this.electionDeadlineMs = this.nowMs + this.config.electionTimeoutMinMs + Math.floor(this.config.random() * spanMs);
   }
 
-  /** Latest time by which a majority of voters (counting this leader) had been heard from. */
-  private quorumContactAtMs(): number {
-    return majorityValue(this.voters().map((voterId) => (voterId === this.id ? this.nowMs : (this.progress.get(voterId)?.lastHeardAtMs ?? 0))));
-  }
-
-  private voters(): readonly NodeId[] {
+  voters(): readonly NodeId[] {
     return this.clusterConfig.voters;
   }
 
-  private isVoter(nodeId: NodeId): boolean {
+  isVoter(nodeId: NodeId): boolean {
     return this.clusterConfig.voters.includes(nodeId);
   }
 
