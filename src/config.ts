@@ -1,0 +1,166 @@
+// `raftlock start` configuration: command-line flags, each also read from RAFTLOCK_<FLAG> in the environment
+// (flags win). Validation happens here, once, with messages that say what is wrong and what to do.
+
+/** A host and port to listen on or dial. */
+export interface Address {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface NodeConfig {
+  readonly id: string;
+  readonly clusterId: string;
+  readonly dataDir: string;
+  readonly peerListen: Address;
+  readonly httpListen: Address;
+  /** Every voting member, this node included, by id. */
+  readonly peers: ReadonlyMap<string, Address>;
+  readonly clusterToken: string | undefined;
+  readonly electionTimeoutMinMs: number;
+  readonly electionTimeoutMaxMs: number;
+  readonly heartbeatIntervalMs: number;
+  /** Take a snapshot after this many applied entries. */
+  readonly snapshotEveryEntries: number;
+  /** Entries kept below a snapshot so that a briefly slow follower needs no snapshot (pitfall 17). */
+  readonly retainedEntries: number;
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Longest node id and cluster id: they travel in every handshake and log line. */
+export const idLengthMax = 64;
+/** Most members one cluster may list. */
+export const peersMax = 15;
+
+interface FlagSpec {
+  readonly name: string;
+  readonly help: string;
+  readonly defaultValue?: string;
+}
+
+/** Every flag `raftlock start` accepts, in the order `--help` lists them. */
+export const startFlags: readonly FlagSpec[] = [
+  { name: "id", help: "this node's id, one of the ids in --peers (e.g. n1)" },
+  { name: "data-dir", help: "directory for the write-ahead log and snapshots (created if missing)" },
+  { name: "peer-listen", help: "host:port for replication traffic from the other nodes" },
+  { name: "http-listen", help: "host:port for the HTTP API, health checks and metrics" },
+  { name: "peers", help: "every member as id=host:port, comma separated, this node included" },
+  { name: "cluster-id", help: "name shared by all members; nodes of another cluster are refused", defaultValue: "raftlock" },
+  { name: "cluster-token", help: "shared secret every peer must present (also RAFTLOCK_CLUSTER_TOKEN)" },
+  { name: "election-timeout-min-ms", help: "lower bound of the randomized election timeout", defaultValue: "1000" },
+  { name: "election-timeout-max-ms", help: "upper bound of the randomized election timeout", defaultValue: "2000" },
+  { name: "heartbeat-interval-ms", help: "how often the leader sends heartbeats", defaultValue: "100" },
+  { name: "snapshot-every-entries", help: "take a snapshot after this many applied entries", defaultValue: "10000" },
+  { name: "retained-entries", help: "log entries kept below a snapshot for slow followers", defaultValue: "5000" },
+  { name: "log-level", help: "fatal, error, warn, info, debug or trace", defaultValue: "info" },
+];
+
+/** The environment variable that carries `flag`: `peer-listen` → `RAFTLOCK_PEER_LISTEN`. */
+export function envName(flag: string): string {
+  return `RAFTLOCK_${flag.toUpperCase().replace(/-/g, "_")}`;
+}
+
+/** Parses `raftlock start` arguments (after the subcommand) and the environment into a checked config. */
+export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv): NodeConfig {
+  const raw = new Map<string, string>();
+  for (const spec of startFlags) {
+    const fromEnv = env[envName(spec.name)];
+    if (fromEnv !== undefined && fromEnv !== "") raw.set(spec.name, fromEnv);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith("--")) throw new ConfigError(`unexpected argument "${arg}"; flags look like --id n1`);
+    const eq = arg.indexOf("=");
+    const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+    if (!startFlags.some((spec) => spec.name === name)) {
+      throw new ConfigError(`unknown flag --${name}; run "raftlock start --help" for the list`);
+    }
+    const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined || value.startsWith("--")) throw new ConfigError(`--${name} needs a value`);
+    raw.set(name, value);
+  }
+  const get = (name: string): string => {
+    const value = raw.get(name) ?? startFlags.find((spec) => spec.name === name)?.defaultValue;
+    if (value === undefined) throw new ConfigError(`--${name} is required (or set ${envName(name)}): ${startFlags.find((s) => s.name === name)?.help}`);
+    return value;
+  };
+
+  const id = checkId("id", get("id"));
+  const peers = parsePeers(get("peers"));
+  if (!peers.has(id)) throw new ConfigError(`--peers must list this node's id "${id}" (got ${[...peers.keys()].join(", ")})`);
+  const electionTimeoutMinMs = parseInteger("election-timeout-min-ms", get("election-timeout-min-ms"), 10, 60_000);
+  const electionTimeoutMaxMs = parseInteger("election-timeout-max-ms", get("election-timeout-max-ms"), 20, 120_000);
+  const heartbeatIntervalMs = parseInteger("heartbeat-interval-ms", get("heartbeat-interval-ms"), 1, 10_000);
+  if (electionTimeoutMaxMs <= electionTimeoutMinMs) {
+    throw new ConfigError(`--election-timeout-max-ms (${electionTimeoutMaxMs}) must be above --election-timeout-min-ms (${electionTimeoutMinMs})`);
+  }
+  if (electionTimeoutMinMs < 3 * heartbeatIntervalMs) {
+    throw new ConfigError(
+      `--election-timeout-min-ms (${electionTimeoutMinMs}) must be at least 3 x --heartbeat-interval-ms (${heartbeatIntervalMs}), or followers start elections while the leader is healthy`,
+    );
+  }
+  const logLevel = get("log-level");
+  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) {
+    throw new ConfigError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent (got "${logLevel}")`);
+  }
+  const dataDir = get("data-dir");
+  if (dataDir.trim() === "") throw new ConfigError("--data-dir must not be empty");
+  return {
+    id,
+    clusterId: checkId("cluster-id", get("cluster-id")),
+    dataDir,
+    peerListen: parseAddress("peer-listen", get("peer-listen")),
+    httpListen: parseAddress("http-listen", get("http-listen")),
+    peers,
+    clusterToken: raw.get("cluster-token"),
+    electionTimeoutMinMs,
+    electionTimeoutMaxMs,
+    heartbeatIntervalMs,
+    snapshotEveryEntries: parseInteger("snapshot-every-entries", get("snapshot-every-entries"), 10, 100_000_000),
+    retainedEntries: parseInteger("retained-entries", get("retained-entries"), 0, 100_000_000),
+    logLevel,
+  };
+}
+
+function checkId(flag: string, value: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(value) || value.length > idLengthMax) {
+    throw new ConfigError(`--${flag} must be 1-${idLengthMax} letters, digits, ".", "_" or "-", starting with a letter or digit (got "${value}")`);
+  }
+  return value;
+}
+
+/** Parses `host:port` (IPv6 as `[::1]:7001`). */
+export function parseAddress(flag: string, value: string): Address {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(value.trim());
+  const port = match === null ? Number.NaN : Number(match[2]);
+  if (match === null || !(port >= 1 && port <= 65535)) {
+    throw new ConfigError(`--${flag} must be host:port with a port from 1 to 65535 (got "${value}")`);
+  }
+  const host = match[1]!.startsWith("[") ? match[1]!.slice(1, -1) : match[1]!;
+  return { host, port };
+}
+
+function parsePeers(value: string): Map<string, Address> {
+  const peers = new Map<string, Address>();
+  for (const item of value.split(",").map((part) => part.trim()).filter((part) => part !== "")) {
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`--peers entries look like n1=127.0.0.1:7001 (got "${item}")`);
+    const id = checkId("peers", item.slice(0, eq));
+    if (peers.has(id)) throw new ConfigError(`--peers lists "${id}" twice`);
+    peers.set(id, parseAddress("peers", item.slice(eq + 1)));
+  }
+  if (peers.size === 0) throw new ConfigError("--peers must list at least this node");
+  if (peers.size > peersMax) throw new ConfigError(`--peers lists ${peers.size} members; at most ${peersMax} are supported`);
+  return peers;
+}
+
+function parseInteger(flag: string, value: string, min: number, max: number): number {
+  const parsed = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(parsed) || parsed < min || parsed > max) {
+    throw new ConfigError(`--${flag} must be an integer between ${min} and ${max} (got "${value}")`);
+  }
+  return parsed;
+}

@@ -1,0 +1,51 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, envName, parseStartConfig } from "../src/config.js";
+
+const base = ["--id", "n1", "--data-dir", "./data/n1", "--peer-listen", "127.0.0.1:7001", "--http-listen", "127.0.0.1:8381", "--peers", "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003"];
+
+function errorOf(argv: string[], env: NodeJS.ProcessEnv = {}): string {
+  try {
+    parseStartConfig(argv, env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("raftlock start configuration", () => {
+  it("reads the flags of api.md, with the documented defaults", () => {
+    const config = parseStartConfig(base, {});
+    expect(config.id).toBe("n1");
+    expect(config.peerListen).toEqual({ host: "127.0.0.1", port: 7001 });
+    expect([...config.peers.keys()]).toEqual(["n1", "n2", "n3"]);
+    expect(config.electionTimeoutMinMs).toBe(1000);
+    expect(config.electionTimeoutMaxMs).toBe(2000);
+    expect(config.heartbeatIntervalMs).toBe(100);
+    expect(config.clusterToken).toBeUndefined();
+  });
+
+  it("reads every flag from RAFTLOCK_* when not given, and lets a flag win", () => {
+    expect(envName("peer-listen")).toBe("RAFTLOCK_PEER_LISTEN");
+    const env = { RAFTLOCK_ID: "n2", RAFTLOCK_DATA_DIR: "/d", RAFTLOCK_PEER_LISTEN: "0.0.0.0:7002", RAFTLOCK_HTTP_LISTEN: "[::1]:8382", RAFTLOCK_PEERS: "n1=a:1,n2=b:2,n3=c:3", RAFTLOCK_CLUSTER_TOKEN: "s3cret" };
+    const config = parseStartConfig([], env);
+    expect(config.id).toBe("n2");
+    expect(config.httpListen).toEqual({ host: "::1", port: 8382 });
+    expect(config.clusterToken).toBe("s3cret");
+    expect(parseStartConfig(["--id", "n3"], env).id).toBe("n3");
+    expect(parseStartConfig(["--id=n3"], env).id).toBe("n3");
+  });
+
+  it("says what is wrong and what to do", () => {
+    expect(errorOf([])).toContain("--id is required (or set RAFTLOCK_ID)");
+    expect(errorOf([...base, "--bogus", "1"])).toContain('unknown flag --bogus; run "raftlock start --help"');
+    expect(errorOf([...base, "--peer-listen", "localhost"])).toContain('--peer-listen must be host:port with a port from 1 to 65535 (got "localhost")');
+    expect(errorOf([...base, "--peers", "n2=127.0.0.1:7002"])).toContain('--peers must list this node\'s id "n1"');
+    expect(errorOf([...base, "--peers", "n1=a:1,n1=b:2"])).toContain('--peers lists "n1" twice');
+    expect(errorOf([...base, "--heartbeat-interval-ms", "soon"])).toContain('--heartbeat-interval-ms must be an integer between 1 and 10000 (got "soon")');
+    expect(errorOf([...base, "--election-timeout-min-ms", "2000"])).toContain("must be above --election-timeout-min-ms");
+    expect(errorOf([...base, "--election-timeout-min-ms", "200", "--election-timeout-max-ms", "400"])).toContain("at least 3 x --heartbeat-interval-ms");
+    expect(errorOf([...base, "--id"])).toContain("--id needs a value");
+    expect(errorOf(["n1"])).toContain('unexpected argument "n1"');
+  });
+});
