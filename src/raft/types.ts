@@ -158,9 +158,11 @@ export interface SoftState {
 }
 
 /**
- * One batch of work. The driver persists `hardState`, `snapshot` and `entries` (in that order, one sync),
- * then sends `messages`, applies `committedEntries` in order, serves `readStates`, and finally calls
- * `advance(ready)`. Nothing in `messages` may leave the node before the batch is durable.
+ * One batch of work. The driver makes `snapshot`, `entries` and `hardState` durable together (a torn
+ * write may lose the commit index only with a suffix of the entries, and never leaves entries of a term
+ * the durable term does not reach), then sends `messages`, applies `committedEntries` in order, serves
+ * `readStates`, and finally calls `advance(ready)`. Nothing in `messages` may leave the node before the
+ * batch is durable.
  */
 export interface Ready {
   readonly softState: SoftState;
