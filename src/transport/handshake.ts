@@ -1,0 +1,50 @@
+// Who may open a stream to whom, and the checks of the first frame each side receives.
+//
+// Exactly one stream per pair: the node with the lower id (JavaScript string order, so "n10" < "n2"; any
+// order works as long as both sides compute the same) dials, the higher one accepts. Only the dialer
+// reconnects. An acceptor that gets a second authenticated stream from the same peer keeps the newer one:
+// the dialer opens a stream only after its previous one is gone, so the older one is a half-open leftover.
+
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { HelloFrame, WelcomeFrame } from "./codec.js";
+
+/** Whether `selfId` dials `peerId` (true) or waits for it to dial (false). */
+export function dialsTo(selfId: string, peerId: string): boolean {
+  return selfId < peerId;
+}
+
+/**
+ * Token comparison in constant time. Hashing first gives both sides the same length, so neither the
+ * content nor the length of the expected token leaks through timing.
+ */
+export function clusterTokensMatch(expected: string | undefined, received: string | null): boolean {
+  const expectedDigest = createHash("sha256").update(expected ?? "").digest();
+  const receivedDigest = createHash("sha256").update(received ?? "").digest();
+  const sameContent = timingSafeEqual(expectedDigest, receivedDigest);
+  return sameContent && (expected === undefined) === (received === null);
+}
+
+export interface AcceptorIdentity {
+  readonly nodeId: string;
+  readonly clusterId: string;
+  readonly clusterToken: string | undefined;
+  readonly peerIds: ReadonlySet<string>;
+}
+
+/** Why the acceptor refuses `hello`, or null to accept. Reasons go to the log and back to the dialer: never the token. */
+export function refusalReason(hello: HelloFrame, self: AcceptorIdentity): string | null {
+  // The token first: a dialer without it learns nothing else about this cluster from the refusal.
+  if (!clusterTokensMatch(self.clusterToken, hello.clusterToken)) return "cluster token mismatch";
+  if (hello.clusterId !== self.clusterId) return `cluster id mismatch: dialer is in "${hello.clusterId}", this node in "${self.clusterId}"`;
+  if (hello.toNodeId !== self.nodeId) return `dialed node "${hello.toNodeId}" but reached "${self.nodeId}"; check the --peers addresses`;
+  if (!self.peerIds.has(hello.fromNodeId)) return `"${hello.fromNodeId}" is not a peer of "${self.nodeId}"`;
+  if (!dialsTo(hello.fromNodeId, self.nodeId)) return `wrong dial direction: "${self.nodeId}" dials "${hello.fromNodeId}", not the other way`;
+  return null;
+}
+
+/** Why the dialer drops the stream after `welcome`, or null when the expected peer answered. */
+export function welcomeMismatch(welcome: WelcomeFrame, expectedPeerId: string, clusterId: string): string | null {
+  if (welcome.clusterId !== clusterId) return `cluster id mismatch: peer is in "${welcome.clusterId}", this node in "${clusterId}"`;
+  if (welcome.nodeId !== expectedPeerId) return `expected "${expectedPeerId}" at this address but "${welcome.nodeId}" answered`;
+  return null;
+}

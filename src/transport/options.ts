@@ -1,0 +1,39 @@
+// Checks of the transport's configuration, and where a peer is reached.
+
+import { clusterTokenBytesMax, idBytesMax } from "./codec.js";
+import type { PeerAddress, TransportOptions } from "./transport.js";
+
+/** The HTTP path peers upgrade on; anything else on the peer port is refused. */
+export const peerPath = "/raftlock/peer";
+
+export function peerUrl(address: PeerAddress): string {
+  const host = address.host.includes(":") ? `[${address.host}]` : address.host;
+  return `ws://${host}:${address.port}${peerPath}`;
+}
+
+/** Configuration mistakes are reported when the node starts, with what to change. */
+export function validateOptions(options: TransportOptions): void {
+  const idProblem = (what: string, id: string): string | null => {
+    const bytes = Buffer.byteLength(id, "utf8");
+    return bytes === 0 || bytes > idBytesMax ? `${what} must be 1 to ${idBytesMax} bytes (got "${id}")` : null;
+  };
+  const problems: (string | null)[] = [idProblem("node id", options.nodeId), idProblem("cluster id", options.clusterId)];
+  if (!isPort(options.listen.port, true)) problems.push(`peer listen port must be an integer from 0 to 65535 (got ${options.listen.port})`);
+  for (const [peerId, address] of options.peers) {
+    problems.push(idProblem("peer id", peerId));
+    if (peerId === options.nodeId) problems.push(`the peers must not include this node ("${peerId}")`);
+    if (address.host.length === 0 || !isPort(address.port, false)) problems.push(`peer "${peerId}" needs a host and a port from 1 to 65535`);
+    else if (!URL.canParse(peerUrl(address))) problems.push(`peer "${peerId}" has an invalid host "${address.host}"`);
+  }
+  if (options.clusterToken !== undefined) {
+    const bytes = Buffer.byteLength(options.clusterToken, "utf8");
+    // Never echo the token itself: it would end up in logs.
+    if (bytes === 0 || bytes > clusterTokenBytesMax) problems.push(`cluster token must be 1 to ${clusterTokenBytesMax} bytes (got ${bytes})`);
+  }
+  const found = problems.filter((problem) => problem !== null);
+  if (found.length > 0) throw new Error(`invalid peer transport configuration: ${found.join("; ")}`);
+}
+
+function isPort(port: number, zeroAllowed: boolean): boolean {
+  return Number.isInteger(port) && port <= 65535 && (port > 0 || (zeroAllowed && port === 0));
+}
