@@ -1,0 +1,103 @@
+import type { Server } from "node:http";
+import express, { type NextFunction, type Request, type Response } from "express";
+import type { Logger } from "pino";
+import type { Address } from "../../config.js";
+import { NodeError } from "../../node/forwarding.js";
+import type { RaftNode } from "../../node/node.js";
+
+/** Seconds a client should wait before retrying when there is no leader. */
+export const retryAfterSeconds = 1;
+/** Largest request body the HTTP API reads. */
+export const httpBodyBytesMax = 64 * 1024;
+/** Command bytes of a barrier entry: the state machine skips it, the log still orders it. */
+const barrierCommand = new Uint8Array(0);
+
+const statusOfCode: Record<NodeError["code"], number> = {
+  NOLEADER: 503,
+  UNAVAILABLE: 503,
+  SHUTTINGDOWN: 503,
+  TIMEOUT: 504,
+  NOTCOMMITTED: 409,
+  TOOLARGE: 413,
+};
+
+/** The HTTP API of one node: cluster status, leader, health checks, and a write barrier. */
+export function createHttpApp(node: RaftNode, logger: Logger): express.Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.use(express.json({ limit: httpBodyBytesMax }));
+
+  app.get("/healthz", (_request, response) => {
+    response.json({ status: "ok" });
+  });
+
+  app.get("/readyz", (_request, response) => {
+    if (node.isReady()) {
+      response.json({ status: "ready" });
+      return;
+    }
+    const leader = node.leader();
+    const message =
+      leader === null ? "no leader is known yet" : "still applying what was committed when this node started";
+    response.status(503).set("Retry-After", String(retryAfterSeconds)).json({ error: { code: "NOTREADY", message } });
+  });
+
+  app.get("/v1/cluster", async (_request, response, next) => {
+    try {
+      const members = await node.clusterStatus();
+      const leader = node.leader();
+      response.json({ id: node.config.id, clusterId: node.config.clusterId, leader, members });
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  app.get("/v1/cluster/leader", (_request, response) => {
+    const leader = node.leader();
+    if (leader === null) {
+      response.status(503).set("Retry-After", String(retryAfterSeconds)).json({ error: { code: "NOLEADER", message: "no leader is elected yet; retry" } });
+      return;
+    }
+    response.json(leader);
+  });
+
+  app.post("/v1/cluster/barrier", async (_request, response, next) => {
+    try {
+      const { index, term } = await node.propose(barrierCommand);
+      response.json({ index, term });
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  app.use((_request, response) => {
+    response.status(404).json({ error: { code: "NOTFOUND", message: "no such route; the README lists the HTTP API" } });
+  });
+
+  // express needs all four parameters to recognise an error handler.
+  app.use((error: unknown, _request: Request, response: Response, _next: NextFunction) => {
+    if (error instanceof NodeError) {
+      const status = statusOfCode[error.code];
+      if (status === 503) response.set("Retry-After", String(retryAfterSeconds));
+      response.status(status).json({ error: { code: error.code, message: error.message } });
+      return;
+    }
+    const bodyError = error as { type?: string; status?: number };
+    if (bodyError.type === "entity.parse.failed" || bodyError.type === "entity.too.large") {
+      response.status(bodyError.status ?? 400).json({ error: { code: "BADREQUEST", message: "the request body is not valid JSON or is too large" } });
+      return;
+    }
+    logger.error({ err: error }, "HTTP request failed");
+    response.status(500).json({ error: { code: "INTERNAL", message: "internal error; the node logged the details" } });
+  });
+  return app;
+}
+
+/** Starts listening; resolves once bound. */
+export function listenHttp(app: express.Express, address: Address): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(address.port, address.host);
+    server.once("listening", () => resolve(server));
+    server.once("error", reject);
+  });
+}

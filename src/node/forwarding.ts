@@ -1,0 +1,94 @@
+// Requests one node sends another over the peer stream: proposals forwarded from a follower to the
+// leader, and status queries for `GET /v1/cluster`. A tiny binary envelope; status bodies are JSON since
+// they are small and off the replication path.
+
+/** Most bytes of a forwarded proposal's reply or a status body. */
+export const forwardedReplyBytesMax = 1 << 20;
+
+export const RequestKind = { Propose: 1, Status: 2 } as const;
+export type RequestKind = (typeof RequestKind)[keyof typeof RequestKind];
+
+export type ForwardedRequest = { readonly kind: typeof RequestKind.Propose; readonly data: Uint8Array } | { readonly kind: typeof RequestKind.Status };
+
+/** An error a node answers instead of a result; `code` is one of the API's error codes. */
+export class NodeError extends Error {
+  override name = "NodeError";
+  constructor(
+    readonly code: "NOLEADER" | "TIMEOUT" | "NOTCOMMITTED" | "TOOLARGE" | "SHUTTINGDOWN" | "UNAVAILABLE",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ProposalResult {
+  readonly index: number;
+  readonly term: number;
+  readonly result: Uint8Array;
+}
+
+export function encodeRequest(request: ForwardedRequest): Uint8Array {
+  if (request.kind === RequestKind.Status) return Uint8Array.of(RequestKind.Status);
+  const bytes = new Uint8Array(1 + request.data.length);
+  bytes[0] = RequestKind.Propose;
+  bytes.set(request.data, 1);
+  return bytes;
+}
+
+/** Decodes a request from a peer; undefined for one this version does not know. */
+export function decodeRequest(bytes: Uint8Array): ForwardedRequest | undefined {
+  if (bytes[0] === RequestKind.Status && bytes.length === 1) return { kind: RequestKind.Status };
+  if (bytes[0] === RequestKind.Propose) return { kind: RequestKind.Propose, data: bytes.subarray(1) };
+  return undefined;
+}
+
+const replyOk = 0;
+const replyError = 1;
+
+export function encodeProposalReply(result: ProposalResult): Uint8Array {
+  const bytes = new Uint8Array(17 + result.result.length);
+  const view = new DataView(bytes.buffer);
+  bytes[0] = replyOk;
+  view.setFloat64(1, result.index);
+  view.setFloat64(9, result.term);
+  bytes.set(result.result, 17);
+  return bytes;
+}
+
+export function encodeJsonReply(body: unknown): Uint8Array {
+  const json = Buffer.from(JSON.stringify(body));
+  const bytes = new Uint8Array(1 + json.length);
+  bytes[0] = replyOk;
+  bytes.set(json, 1);
+  return bytes;
+}
+
+export function encodeErrorReply(error: NodeError): Uint8Array {
+  const json = Buffer.from(JSON.stringify({ code: error.code, message: error.message }));
+  const bytes = new Uint8Array(1 + json.length);
+  bytes[0] = replyError;
+  bytes.set(json, 1);
+  return bytes;
+}
+
+/** Throws the NodeError a peer answered, or returns the reply's body. */
+function replyBody(bytes: Uint8Array): Uint8Array {
+  if (bytes.length > forwardedReplyBytesMax) throw new NodeError("UNAVAILABLE", "a peer answered with an oversized reply");
+  if (bytes[0] === replyError) {
+    const parsed = JSON.parse(Buffer.from(bytes.subarray(1)).toString()) as { code: NodeError["code"]; message: string };
+    throw new NodeError(parsed.code, parsed.message);
+  }
+  if (bytes[0] !== replyOk) throw new NodeError("UNAVAILABLE", "a peer answered in a format this version does not know");
+  return bytes.subarray(1);
+}
+
+export function decodeProposalReply(bytes: Uint8Array): ProposalResult {
+  const body = replyBody(bytes);
+  if (body.length < 16) throw new NodeError("UNAVAILABLE", "a peer answered a proposal with a truncated reply");
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  return { index: view.getFloat64(0), term: view.getFloat64(8), result: body.slice(16) };
+}
+
+export function decodeJsonReply<T>(bytes: Uint8Array): T {
+  return JSON.parse(Buffer.from(replyBody(bytes)).toString()) as T;
+}

@@ -1,0 +1,433 @@
+import { randomInt } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import type { Logger } from "pino";
+import type { NodeConfig } from "../config.js";
+import { raftConfigDefaults } from "../raft/config.js";
+import { Raft, type RaftStatus } from "../raft/raft.js";
+import { type ClusterConfig, type Entry, EntryType, type NodeId, type Ready, Role, type Snapshot, type SoftState } from "../raft/types.js";
+import { Storage } from "../storage/storage.js";
+import { PeerUnavailableError, Transport } from "../transport/transport.js";
+import { assert } from "../util/assert.js";
+import {
+  decodeJsonReply,
+  decodeProposalReply,
+  decodeRequest,
+  encodeErrorReply,
+  encodeJsonReply,
+  encodeProposalReply,
+  encodeRequest,
+  NodeError,
+  type ProposalResult,
+  RequestKind,
+} from "./forwarding.js";
+import type { StateMachine } from "./state-machine.js";
+
+/** How long a proposal may wait to commit before the client hears "outcome unknown". */
+export const commitTimeoutMs = 10_000;
+/** How long a request waits for a leader to be elected before it is refused. */
+export const noLeaderWaitMs = 3_000;
+/** How long a status query waits for each peer. */
+export const peerStatusTimeoutMs = 500;
+/** Proposals waiting to commit on this node at once. */
+export const pendingProposalsMax = 100_000;
+/** How long a leader that shuts down waits for its transfer to take effect. */
+export const shutdownTransferWaitMs = 3_000;
+
+interface PendingProposal {
+  readonly term: number;
+  readonly resolve: (result: ProposalResult) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** One member's status as reported by `GET /v1/cluster` and `raftlock status`. */
+export interface MemberStatus {
+  readonly id: NodeId;
+  readonly reachable: boolean;
+  readonly role?: Role;
+  readonly term?: number;
+  readonly leader?: NodeId | null;
+  readonly commitIndex?: number;
+  readonly appliedIndex?: number;
+  readonly snapshotIndex?: number;
+  readonly lastIndex?: number;
+  /** As the leader sees this member's replication, when this node leads. */
+  readonly matchIndex?: number;
+  readonly replicationState?: string;
+}
+
+/**
+ * The driver: ticks the consensus core on a monotonic clock, persists each batch before sending what
+ * depends on it, applies committed entries, resolves proposals, forwards requests from followers to the
+ * leader, and takes snapshots.
+ */
+export class RaftNode {
+  private readonly raft: Raft;
+  private readonly pending = new Map<number, PendingProposal>();
+  private transport: Transport | null = null;
+  private tickTimer: NodeJS.Timeout | null = null;
+  private loopScheduled = false;
+  private processing = false;
+  private stopping = false;
+  private appliedIndex: number;
+  private snapshotIndex: number;
+  private lastSoftState: SoftState;
+  /** The commit index this node learned once a leader was first known: `/readyz` waits to apply it. */
+  private startupCommitIndex: number | null = null;
+  private readonly leaderWaiters = new Set<() => void>();
+  private idleWaiters: (() => void)[] = [];
+  private readonly clusterConfig: ClusterConfig;
+
+  private constructor(
+    readonly config: NodeConfig,
+    private readonly logger: Logger,
+    private readonly storage: Storage,
+    private readonly stateMachine: StateMachine,
+    recovered: Awaited<ReturnType<typeof Storage.open>>["recovered"],
+  ) {
+    this.clusterConfig = { voters: [...config.peers.keys()], learners: [] };
+    if (recovered.snapshot !== null) stateMachine.restore(recovered.snapshot.data);
+    this.raft = new Raft(
+      {
+        ...raftConfigDefaults,
+        id: config.id,
+        electionTimeoutMinMs: config.electionTimeoutMinMs,
+        electionTimeoutMaxMs: config.electionTimeoutMaxMs,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+        random: () => randomInt(0, 1 << 30) / (1 << 30),
+      },
+      { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries, config: this.clusterConfig },
+      nowMs(),
+    );
+    const status = this.raft.status();
+    this.appliedIndex = status.lastApplied;
+    this.snapshotIndex = status.snapshotIndex;
+    this.lastSoftState = { role: status.role, leaderId: status.leaderId, currentTerm: status.currentTerm };
+  }
+
+  /** Opens storage, recovers, joins the peers and starts ticking. */
+  static async start(config: NodeConfig, logger: Logger, stateMachine: StateMachine): Promise<RaftNode> {
+    const { storage, recovered, repairedTail } = await Storage.open({ dir: config.dataDir });
+    if (repairedTail !== null) {
+      logger.warn({ file: repairedTail.file, bytesCut: repairedTail.bytesCut }, "cut a torn tail off the write-ahead log");
+    }
+    const node = new RaftNode(config, logger, storage, stateMachine, recovered);
+    const peers = new Map([...config.peers].filter(([id]) => id !== config.id));
+    node.transport = await Transport.start({
+      nodeId: config.id,
+      clusterId: config.clusterId,
+      listen: config.peerListen,
+      peers,
+      ...(config.clusterToken === undefined ? {} : { clusterToken: config.clusterToken }),
+      logger,
+      onMessage: (message) => {
+        node.raft.step(message, nowMs());
+        node.kick();
+      },
+      onUnreachable: (peerId) => {
+        node.raft.reportUnreachable(peerId);
+        node.kick();
+      },
+      onSnapshotStatus: (peerId, delivered) => {
+        node.raft.reportSnapshot(peerId, delivered);
+        node.kick();
+      },
+      onRequest: (fromPeerId, payload) => node.handlePeerRequest(fromPeerId, payload),
+    });
+    const tickIntervalMs = Math.max(5, Math.floor(config.heartbeatIntervalMs / 5));
+    node.tickTimer = setInterval(() => {
+      node.raft.tick(nowMs());
+      node.kick();
+    }, tickIntervalMs);
+    logger.info(
+      { term: recovered.hardState.currentTerm, commitIndex: recovered.hardState.commitIndex, lastIndex: node.raft.status().lastIndex },
+      "node started",
+    );
+    node.kick();
+    return node;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Requests
+
+  /** Commits `data` through the log (at the leader, forwarding if need be) and returns its result. */
+  async propose(data: Uint8Array): Promise<ProposalResult> {
+    if (this.stopping) throw new NodeError("SHUTTINGDOWN", "this node is shutting down; retry on another node");
+    const leaderId = await this.waitForLeader();
+    if (leaderId === this.config.id) return this.proposeLocally(data);
+    const transport = this.transport!;
+    try {
+      const reply = await transport.request(leaderId, encodeRequest({ kind: RequestKind.Propose, data }), commitTimeoutMs);
+      return decodeProposalReply(reply);
+    } catch (error) {
+      if (error instanceof NodeError) throw error;
+      // The stream to the leader broke or timed out: the proposal may or may not have been appended.
+      const detail = error instanceof PeerUnavailableError ? "the connection to the leader closed" : "the leader did not answer";
+      throw new NodeError("TIMEOUT", `${detail} before the proposal committed; outcome unknown`);
+    }
+  }
+
+  /** This node's status, and every other member's as it answers (unreachable ones say so). */
+  async clusterStatus(): Promise<MemberStatus[]> {
+    const members = [...this.config.peers.keys()].map(async (id): Promise<MemberStatus> => {
+      if (id === this.config.id) return this.localStatus();
+      try {
+        const reply = await this.transport!.request(id, encodeRequest({ kind: RequestKind.Status }), peerStatusTimeoutMs);
+        return { ...decodeJsonReply<MemberStatus>(reply), ...this.replicationOf(id) };
+      } catch {
+        return { id, reachable: false, ...this.replicationOf(id) };
+      }
+    });
+    return Promise.all(members);
+  }
+
+  localStatus(): MemberStatus {
+    const status = this.raft.status();
+    return {
+      id: status.id,
+      reachable: true,
+      role: status.role,
+      term: status.currentTerm,
+      leader: status.leaderId,
+      commitIndex: status.commitIndex,
+      appliedIndex: this.appliedIndex,
+      snapshotIndex: status.snapshotIndex,
+      lastIndex: status.lastIndex,
+    };
+  }
+
+  /** The leader this node knows of, with its term, or null. */
+  leader(): { id: NodeId; term: number } | null {
+    const status = this.raft.status();
+    return status.leaderId === null ? null : { id: status.leaderId, term: status.currentTerm };
+  }
+
+  /** `/readyz`: a leader is known and this node applied what was committed when it first learned of one. */
+  isReady(): boolean {
+    return !this.stopping && this.startupCommitIndex !== null && this.appliedIndex >= this.startupCommitIndex && this.leader() !== null;
+  }
+
+  raftStatus(): RaftStatus {
+    return this.raft.status();
+  }
+
+  /** Takes a snapshot now (it also happens every `snapshotEveryEntries` applied entries). */
+  async snapshotNow(): Promise<number> {
+    await this.whenIdle();
+    this.processing = true;
+    try {
+      await this.takeSnapshot();
+    } finally {
+      this.processing = false;
+      this.kick();
+    }
+    return this.snapshotIndex;
+  }
+
+  /** Graceful stop: refuse new requests, hand leadership over, flush, close. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const status = this.raft.status();
+    if (status.role === Role.Leader) await this.transferBeforeStop();
+    if (this.tickTimer !== null) clearInterval(this.tickTimer);
+    await this.whenIdle();
+    for (const [, proposal] of this.pending) {
+      clearTimeout(proposal.timer);
+      proposal.reject(new NodeError("SHUTTINGDOWN", "the node shut down before the proposal committed; outcome unknown"));
+    }
+    this.pending.clear();
+    await this.transport?.close();
+    await this.storage.close();
+    this.logger.info({ term: this.raft.status().currentTerm }, "node stopped");
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The loop: one Ready at a time, persisted before anything that depends on it.
+
+  private kick(): void {
+    if (this.loopScheduled) return;
+    this.loopScheduled = true;
+    // setImmediate lets every proposal and message of this event-loop turn join one batch.
+    setImmediate(() => {
+      this.loopScheduled = false;
+      void this.processReady();
+    });
+  }
+
+  private async processReady(): Promise<void> {
+    if (this.processing) return;
+    if (!this.raft.hasReady()) {
+      this.notifyIdle();
+      return;
+    }
+    this.processing = true;
+    try {
+      const ready = this.raft.ready();
+      if (ready.hardState !== null || ready.snapshot !== null || ready.entries.length > 0) {
+        await this.storage.save({ hardState: ready.hardState, snapshot: ready.snapshot, entries: ready.entries });
+      }
+      for (const message of ready.messages) this.transport!.send(message);
+      if (ready.snapshot !== null) this.restoreSnapshot(ready.snapshot);
+      for (const entry of ready.committedEntries) this.apply(entry);
+      this.raft.advance(ready);
+      this.observeSoftState(ready);
+      if (this.appliedIndex - this.snapshotIndex >= this.config.snapshotEveryEntries) await this.takeSnapshot();
+    } catch (error) {
+      // A failed write or fsync leaves the disk in an unknown state (fsyncgate): stop rather than guess.
+      this.logger.fatal({ err: error }, "storage failed; stopping the node to protect replicated state");
+      process.exit(70);
+    } finally {
+      this.processing = false;
+    }
+    this.kick();
+  }
+
+  private apply(entry: Entry): void {
+    assert(entry.index === this.appliedIndex + 1, `applied ${entry.index} after ${this.appliedIndex}`);
+    this.appliedIndex = entry.index;
+    const result = entry.type === EntryType.Normal ? this.stateMachine.apply(entry) : new Uint8Array(0);
+    const proposal = this.pending.get(entry.index);
+    if (proposal === undefined) return;
+    this.pending.delete(entry.index);
+    clearTimeout(proposal.timer);
+    if (proposal.term === entry.term) proposal.resolve({ index: entry.index, term: entry.term, result });
+    else proposal.reject(new NodeError("NOTCOMMITTED", "leadership changed and another entry took this proposal's place; it did not commit, retry"));
+  }
+
+  private restoreSnapshot(snapshot: Snapshot): void {
+    this.stateMachine.restore(snapshot.data);
+    this.appliedIndex = snapshot.meta.index;
+    this.snapshotIndex = snapshot.meta.index;
+    // Proposals at or below the snapshot were decided without this node seeing them.
+    for (const [index, proposal] of this.pending) {
+      if (index > snapshot.meta.index) continue;
+      this.pending.delete(index);
+      clearTimeout(proposal.timer);
+      proposal.reject(new NodeError("TIMEOUT", "this node caught up by snapshot past the proposal; outcome unknown"));
+    }
+    this.logger.info({ index: snapshot.meta.index, term: snapshot.meta.term }, "installed a snapshot from the leader");
+  }
+
+  private async takeSnapshot(): Promise<void> {
+    const index = this.appliedIndex;
+    const term = this.raft.termAt(index);
+    if (index <= this.snapshotIndex || term === undefined) return;
+    const snapshot: Snapshot = { meta: { index, term, config: this.clusterConfig }, data: this.stateMachine.snapshot() };
+    const wantedFromIndex = Math.min(index + 1 - this.config.retainedEntries, this.raft.retentionFloor());
+    const retainFromIndex = Math.max(1, this.raft.status().firstIndex, Math.min(index + 1, wantedFromIndex));
+    await this.storage.saveSnapshot(snapshot, retainFromIndex);
+    this.raft.compact(snapshot, retainFromIndex);
+    this.snapshotIndex = index;
+    this.logger.info({ index, term, retainFromIndex }, "took a snapshot");
+  }
+
+  private observeSoftState(ready: Ready): void {
+    const soft = ready.softState;
+    const previous = this.lastSoftState;
+    if (soft.role !== previous.role || soft.leaderId !== previous.leaderId || soft.currentTerm !== previous.currentTerm) {
+      this.logger.info({ term: soft.currentTerm, role: soft.role, leader: soft.leaderId }, "raft state changed");
+      this.lastSoftState = soft;
+    }
+    if (soft.leaderId !== null) {
+      if (this.startupCommitIndex === null) this.startupCommitIndex = this.raft.status().commitIndex;
+      for (const wake of this.leaderWaiters) wake();
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Helpers
+
+  private proposeLocally(data: Uint8Array): Promise<ProposalResult> {
+    if (this.pending.size >= pendingProposalsMax) {
+      return Promise.reject(new NodeError("UNAVAILABLE", `${pendingProposalsMax} proposals are already waiting to commit; retry later`));
+    }
+    const proposed = this.raft.propose(data);
+    if (!proposed.ok) {
+      if (proposed.reason === "proposal-too-large") return Promise.reject(new NodeError("TOOLARGE", "the request is larger than one log entry may be"));
+      return Promise.reject(new NodeError("NOLEADER", `this node cannot take proposals right now (${proposed.reason}); retry`));
+    }
+    this.kick();
+    return new Promise<ProposalResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(proposed.index);
+        reject(new NodeError("TIMEOUT", `the cluster did not commit within ${commitTimeoutMs} ms; outcome unknown`));
+      }, commitTimeoutMs);
+      this.pending.set(proposed.index, { term: proposed.term, resolve, reject, timer });
+    });
+  }
+
+  private async handlePeerRequest(fromPeerId: NodeId, payload: Uint8Array): Promise<Uint8Array> {
+    const request = decodeRequest(payload);
+    try {
+      if (request === undefined) throw new NodeError("UNAVAILABLE", `unknown request kind from ${fromPeerId}`);
+      if (request.kind === RequestKind.Status) return encodeJsonReply(this.localStatus());
+      if (this.raft.status().role !== Role.Leader) throw new NodeError("NOLEADER", "this node is no longer the leader; retry");
+      return encodeProposalReply(await this.proposeLocally(request.data));
+    } catch (error) {
+      if (error instanceof NodeError) return encodeErrorReply(error);
+      throw error;
+    }
+  }
+
+  private replicationOf(peerId: NodeId): Partial<MemberStatus> {
+    const progress = this.raft.status().progress.get(peerId);
+    return progress === undefined ? {} : { matchIndex: progress.matchIndex, replicationState: progress.state };
+  }
+
+  /** Resolves with the leader's id, waiting up to `noLeaderWaitMs` for an election. */
+  private waitForLeader(): Promise<NodeId> {
+    const known = this.raft.status().leaderId;
+    if (known !== null) return Promise.resolve(known);
+    return new Promise<NodeId>((resolve, reject) => {
+      const check = (): void => {
+        const leaderId = this.raft.status().leaderId;
+        if (leaderId === null) return;
+        clearTimeout(timer);
+        this.leaderWaiters.delete(check);
+        resolve(leaderId);
+      };
+      const timer = setTimeout(() => {
+        this.leaderWaiters.delete(check);
+        reject(new NodeError("NOLEADER", "no leader is elected yet; retry"));
+      }, noLeaderWaitMs);
+      this.leaderWaiters.add(check);
+    });
+  }
+
+  private async transferBeforeStop(): Promise<void> {
+    const status = this.raft.status();
+    let targetId: NodeId | undefined;
+    let bestMatch = -1;
+    for (const [peerId, progress] of status.progress) {
+      if (progress.matchIndex > bestMatch) {
+        bestMatch = progress.matchIndex;
+        targetId = peerId;
+      }
+    }
+    if (targetId === undefined) return;
+    this.raft.transferLeadership(targetId, nowMs());
+    this.kick();
+    const deadlineMs = nowMs() + shutdownTransferWaitMs;
+    while (this.raft.status().role === Role.Leader && nowMs() < deadlineMs) {
+      await new Promise((resolve) => setTimeout(resolve, this.config.heartbeatIntervalMs));
+    }
+    this.logger.info({ term: this.raft.status().currentTerm, target: targetId, transferred: this.raft.status().role !== Role.Leader }, "handed leadership over before stopping");
+  }
+
+  private whenIdle(): Promise<void> {
+    if (!this.processing && !this.loopScheduled) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private notifyIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+/** The driver's monotonic clock: immune to wall-clock steps (NTP), unlike Date.now(). */
+function nowMs(): number {
+  return performance.now();
+}

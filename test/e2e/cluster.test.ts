@@ -1,0 +1,128 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { E2eCluster, fastTimeouts, waitFor } from "./harness.js";
+
+/** Generous: real processes on a loaded 2-core machine. */
+const e2eTimeoutMs = 90_000;
+
+let cluster: E2eCluster | null = null;
+afterEach(async () => {
+  await cluster?.close();
+  cluster = null;
+});
+
+async function barrier(on: E2eCluster, id: string): Promise<{ index: number; term: number }> {
+  const reply = await on.post<{ index: number; term: number }>(id, "/v1/cluster/barrier");
+  expect(reply.status).toBe(200);
+  return reply.body;
+}
+
+async function appliedAtLeast(on: E2eCluster, ids: string[], index: number): Promise<void> {
+  await waitFor(async () => (await Promise.all(ids.map((id) => on.self(id)))).every((s) => (s.appliedIndex ?? 0) >= index), 20_000, `${ids.join(", ")} applied ${index}`);
+}
+
+describe("a real 3-node cluster", { timeout: e2eTimeoutMs }, () => {
+  it("elects a leader, commits writes on all three, and reports every member's status", async () => {
+    cluster = await E2eCluster.start(3);
+    const leader = await cluster.leader();
+    await waitFor(async () => (await cluster!.get("n1", "/readyz")).status === 200, 10_000, "n1 ready");
+    let last = { index: 0, term: 0 };
+    for (let k = 0; k < 10; k++) last = await barrier(cluster, `n${(k % 3) + 1}`); // followers forward to the leader
+    expect(last.term).toBe(leader.term);
+    await appliedAtLeast(cluster, ["n1", "n2", "n3"], last.index);
+    const { body } = await cluster.get<{ members: { id: string; role: string; reachable: boolean }[] }>("n2", "/v1/cluster");
+    expect(body.members.map((m) => m.id).sort()).toEqual(["n1", "n2", "n3"]);
+    expect(body.members.filter((m) => m.role === "leader").map((m) => m.id)).toEqual([leader.id]);
+    expect((await cluster.get("n3", "/healthz")).status).toBe(200);
+    // Asynchronously: the link proxies live in this process and must keep relaying meanwhile.
+    const { stdout: table } = await promisify(execFile)(process.execPath, ["--import", "tsx", "src/cli.ts", "status", "--http", `127.0.0.1:${cluster.node("n3").httpPort}`]);
+    expect(table).toMatch(/^ID\s+ROLE\s+TERM\s+COMMIT\s+APPLIED/);
+    expect(table).toMatch(new RegExp(`\\n${leader.id}\\s+leader\\s+${leader.term}\\s`));
+    expect(table).toContain(`leader ${leader.id} in term ${leader.term}`);
+  });
+
+  it("elects a new leader after kill -9 of the leader and loses nothing acknowledged", async () => {
+    cluster = await E2eCluster.start(3);
+    const oldLeader = await cluster.leader();
+    let acked = 0;
+    for (let k = 0; k < 20; k++) acked = (await barrier(cluster, oldLeader.id)).index;
+    await cluster.kill9(oldLeader.id);
+    const survivors = ["n1", "n2", "n3"].filter((id) => id !== oldLeader.id);
+    const newLeader = await cluster.leader(survivors, 15_000, oldLeader.id);
+    expect(newLeader.id).not.toBe(oldLeader.id);
+    expect(newLeader.term).toBeGreaterThan(oldLeader.term);
+    const after = await barrier(cluster, survivors[0]!);
+    expect(after.index).toBeGreaterThan(acked);
+    await appliedAtLeast(cluster, survivors, after.index);
+    // The old leader comes back and catches up from its own disk and the new leader.
+    cluster.launch(oldLeader.id);
+    await appliedAtLeast(cluster, [oldLeader.id], after.index);
+  });
+
+  it("a restarted node catches up by snapshot once the leader compacted its log", async () => {
+    cluster = await E2eCluster.start(3, [...fastTimeouts, "--snapshot-every-entries", "10", "--retained-entries", "0"]);
+    const leader = await cluster.leader();
+    const laggard = ["n1", "n2", "n3"].find((id) => id !== leader.id)!;
+    await cluster.kill9(laggard);
+    let last = { index: 0, term: 0 };
+    for (let k = 0; k < 40; k++) last = await barrier(cluster, leader.id);
+    await waitFor(async () => ((await cluster!.self(leader.id)).snapshotIndex ?? 0) >= 30, 10_000, "the leader compacts");
+    cluster.launch(laggard);
+    await appliedAtLeast(cluster, [laggard], last.index);
+    expect((await cluster.self(laggard)).snapshotIndex).toBeGreaterThanOrEqual(30);
+    expect(cluster.node(laggard).output).toContain("installed a snapshot from the leader");
+  });
+
+  it("a node cut off from its peers rejoins without disrupting the leader", async () => {
+    cluster = await E2eCluster.start(3);
+    const leader = await cluster.leader();
+    const follower = ["n1", "n2", "n3"].find((id) => id !== leader.id)!;
+    cluster.setCut(follower, true);
+    // Cut off long enough that its election timer fires: it asks for (pre-)votes nobody can give.
+    await waitFor(async () => (await cluster!.self(follower)).role === "pre-candidate", 10_000, "the cut-off node campaigns");
+    const during = await barrier(cluster, leader.id);
+    cluster.setCut(follower, false);
+    await appliedAtLeast(cluster, [follower], during.index);
+    const after = await cluster.leader();
+    expect(after).toEqual(leader); // PreVote: the rejoining node raised no term and forced no election
+  });
+
+  it("SIGTERM of the leader hands leadership over and exits 0", async () => {
+    cluster = await E2eCluster.start(3);
+    const leader = await cluster.leader();
+    await barrier(cluster, leader.id);
+    expect(await cluster.terminate(leader.id)).toBe(0);
+    const survivors = ["n1", "n2", "n3"].filter((id) => id !== leader.id);
+    const next = await cluster.leader(survivors, 5_000, leader.id);
+    expect(next.id).not.toBe(leader.id);
+    expect(cluster.node(leader.id).output).toContain("handed leadership over before stopping");
+  });
+
+  it("a node with a corrupt log refuses to start and says which file and byte are bad", async () => {
+    cluster = await E2eCluster.start(3);
+    const leader = await cluster.leader();
+    for (let k = 0; k < 30; k++) await barrier(cluster, leader.id);
+    const victim = ["n1", "n2", "n3"].find((id) => id !== leader.id)!;
+    await cluster.terminate(victim);
+    const walFiles = listFiles(cluster.node(victim).dataDir).filter((file) => statSync(file).size > 512 && !file.includes("snap"));
+    expect(walFiles.length).toBeGreaterThan(0);
+    const file = walFiles[0]!;
+    const bytes = readFileSync(file);
+    bytes[Math.floor(bytes.length / 3)]! ^= 0xff; // a flipped byte in the middle, not a torn tail
+    writeFileSync(file, bytes);
+    cluster.launch(victim);
+    expect(await cluster.exited(victim)).toBe(2);
+    expect(cluster.node(victim).output).toMatch(/at byte \d+/);
+    expect(cluster.node(victim).output).toContain(file.split("/").pop()!);
+    expect(cluster.node(victim).output).not.toMatch(/\n\s+at /); // a message, not a stack trace
+  });
+});
+
+function listFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? listFiles(join(dir, entry.name)) : [join(dir, entry.name)],
+  );
+}
