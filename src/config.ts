@@ -23,6 +23,8 @@ export interface NodeConfig {
   readonly snapshotEveryEntries: number;
   /** Entries kept below a snapshot so that a briefly slow follower needs no snapshot (pitfall 17). */
   readonly retainedEntries: number;
+  /** How linearizable reads confirm leadership: a heartbeat round per read batch, or the leader lease. */
+  readonly readMode: "read-index" | "lease";
   readonly logLevel: string;
 }
 
@@ -55,6 +57,7 @@ export const startFlags: readonly FlagSpec[] = [
   { name: "heartbeat-interval-ms", help: "how often the leader sends heartbeats", defaultValue: "100" },
   { name: "snapshot-every-entries", help: "take a snapshot after this many applied entries", defaultValue: "10000" },
   { name: "retained-entries", help: "log entries kept below a snapshot for slow followers", defaultValue: "5000" },
+  { name: "read-mode", help: "read-index (a heartbeat round confirms each read) or lease (the leader answers within its lease)", defaultValue: "read-index" },
   { name: "log-level", help: "fatal, error, warn, info, debug or trace", defaultValue: "info" },
 ];
 
@@ -106,6 +109,8 @@ export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv
   if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) {
     throw new ConfigError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent (got "${logLevel}")`);
   }
+  const readMode = get("read-mode");
+  if (readMode !== "read-index" && readMode !== "lease") throw new ConfigError(`--read-mode must be read-index or lease (got "${readMode}")`);
   const dataDir = get("data-dir");
   if (dataDir.trim() === "") throw new ConfigError("--data-dir must not be empty");
   return {
@@ -121,6 +126,7 @@ export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     heartbeatIntervalMs,
     snapshotEveryEntries: parseInteger("snapshot-every-entries", get("snapshot-every-entries"), 10, 100_000_000),
     retainedEntries: parseInteger("retained-entries", get("retained-entries"), 0, 100_000_000),
+    readMode,
     logLevel,
   };
 }

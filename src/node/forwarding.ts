@@ -5,10 +5,14 @@
 /** Most bytes of a forwarded proposal's reply or a status body. */
 export const forwardedReplyBytesMax = 1 << 20;
 
-export const RequestKind = { Propose: 1, Status: 2 } as const;
+export const RequestKind = { Propose: 1, Status: 2, ReadIndex: 3 } as const;
 export type RequestKind = (typeof RequestKind)[keyof typeof RequestKind];
 
-export type ForwardedRequest = { readonly kind: typeof RequestKind.Propose; readonly data: Uint8Array } | { readonly kind: typeof RequestKind.Status };
+export type ForwardedRequest =
+  | { readonly kind: typeof RequestKind.Propose; readonly data: Uint8Array }
+  | { readonly kind: typeof RequestKind.Status }
+  /** A follower asks the leader for a linearizable read point, then reads its own state once it applied it. */
+  | { readonly kind: typeof RequestKind.ReadIndex };
 
 /** An error a node answers instead of a result; `code` is one of the API's error codes. */
 export class NodeError extends Error {
@@ -28,7 +32,7 @@ export interface ProposalResult {
 }
 
 export function encodeRequest(request: ForwardedRequest): Uint8Array {
-  if (request.kind === RequestKind.Status) return Uint8Array.of(RequestKind.Status);
+  if (request.kind !== RequestKind.Propose) return Uint8Array.of(request.kind);
   const bytes = new Uint8Array(1 + request.data.length);
   bytes[0] = RequestKind.Propose;
   bytes.set(request.data, 1);
@@ -38,6 +42,7 @@ export function encodeRequest(request: ForwardedRequest): Uint8Array {
 /** Decodes a request from a peer; undefined for one this version does not know. */
 export function decodeRequest(bytes: Uint8Array): ForwardedRequest | undefined {
   if (bytes[0] === RequestKind.Status && bytes.length === 1) return { kind: RequestKind.Status };
+  if (bytes[0] === RequestKind.ReadIndex && bytes.length === 1) return { kind: RequestKind.ReadIndex };
   if (bytes[0] === RequestKind.Propose) return { kind: RequestKind.Propose, data: bytes.subarray(1) };
   return undefined;
 }

@@ -32,6 +32,19 @@ export const peerStatusTimeoutMs = 500;
 export const pendingProposalsMax = 100_000;
 /** How long a leader that shuts down waits for its transfer to take effect. */
 export const shutdownTransferWaitMs = 3_000;
+/** How long a linearizable read may wait for its read point to be confirmed and applied. */
+export const readTimeoutMs = 5_000;
+/** Reads waiting on this node at once (for a read point, or for the state machine to reach it). */
+export const pendingReadsMax = 100_000;
+
+/** How linearizable reads confirm leadership: a heartbeat round (ReadIndex) or the leader's lease. */
+export type ReadMode = "read-index" | "lease";
+
+interface PendingRead {
+  readonly resolve: (index: number) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
 
 interface PendingProposal {
   readonly term: number;
@@ -64,6 +77,11 @@ export interface MemberStatus {
 export class RaftNode {
   private readonly raft: Raft;
   private readonly pending = new Map<number, PendingProposal>();
+  /** Reads waiting for the core to confirm a read point, by context. */
+  private readonly readsAwaitingIndex = new Map<number, PendingRead>();
+  /** Read points waiting for the state machine to apply them, lowest index first. */
+  private readsAwaitingApply: { readonly index: number; readonly resolve: () => void }[] = [];
+  private readContextNext = 1;
   private transport: Transport | null = null;
   private tickTimer: NodeJS.Timeout | null = null;
   private loopScheduled = false;
@@ -167,6 +185,30 @@ export class RaftNode {
     }
   }
 
+  /**
+   * Runs `query` on the state machine at a linearizable point: it sees every write acknowledged before
+   * `read` was called. The leader confirms its leadership (ReadIndex, or its lease in lease mode); a
+   * follower asks the leader for the read point and answers from its own state once it applied it.
+   */
+  async read<T>(query: (stateMachine: StateMachine) => T): Promise<T> {
+    if (this.stopping) throw new NodeError("SHUTTINGDOWN", "this node is shutting down; retry on another node");
+    const leaderId = await this.waitForLeader();
+    let readIndex: number;
+    if (leaderId === this.config.id) {
+      readIndex = await this.readIndexLocally();
+    } else {
+      try {
+        const reply = await this.transport!.request(leaderId, encodeRequest({ kind: RequestKind.ReadIndex }), readTimeoutMs);
+        readIndex = decodeJsonReply<{ index: number }>(reply).index;
+      } catch (error) {
+        if (error instanceof NodeError) throw error;
+        throw new NodeError("NOLEADER", "the leader did not confirm a read point; retry");
+      }
+    }
+    await this.appliedUpTo(readIndex);
+    return query(this.stateMachine);
+  }
+
   /** This node's status, and every other member's as it answers (unreachable ones say so). */
   async clusterStatus(): Promise<MemberStatus[]> {
     const members = [...this.config.peers.keys()].map(async (id): Promise<MemberStatus> => {
@@ -237,6 +279,11 @@ export class RaftNode {
       proposal.reject(new NodeError("SHUTTINGDOWN", "the node shut down before the proposal committed; outcome unknown"));
     }
     this.pending.clear();
+    for (const [, read] of this.readsAwaitingIndex) {
+      clearTimeout(read.timer);
+      read.reject(new NodeError("SHUTTINGDOWN", "the node shut down before the read was served; retry"));
+    }
+    this.readsAwaitingIndex.clear();
     await this.transport?.close();
     await this.storage.close();
     this.logger.info({ term: this.raft.status().currentTerm }, "node stopped");
@@ -270,6 +317,7 @@ export class RaftNode {
       for (const message of ready.messages) this.transport!.send(message);
       if (ready.snapshot !== null) this.restoreSnapshot(ready.snapshot);
       for (const entry of ready.committedEntries) this.apply(entry);
+      this.settleReads(ready);
       this.raft.advance(ready);
       this.observeSoftState(ready);
       if (this.appliedIndex - this.snapshotIndex >= this.config.snapshotEveryEntries) await this.takeSnapshot();
@@ -293,6 +341,69 @@ export class RaftNode {
     clearTimeout(proposal.timer);
     if (proposal.term === entry.term) proposal.resolve({ index: entry.index, term: entry.term, result });
     else proposal.reject(new NodeError("NOTCOMMITTED", "leadership changed and another entry took this proposal's place; it did not commit, retry"));
+  }
+
+  /** Hands confirmed read points to their readers, and releases reads whose point is now applied. */
+  private settleReads(ready: Ready): void {
+    for (const state of ready.readStates) {
+      const read = this.readsAwaitingIndex.get(state.context as number);
+      if (read === undefined) continue;
+      this.readsAwaitingIndex.delete(state.context as number);
+      clearTimeout(read.timer);
+      read.resolve(state.index);
+    }
+    for (const failure of ready.readFailures) {
+      const read = this.readsAwaitingIndex.get(failure.context as number);
+      if (read === undefined) continue;
+      this.readsAwaitingIndex.delete(failure.context as number);
+      clearTimeout(read.timer);
+      read.reject(new NodeError("NOLEADER", `this node could not confirm its leadership for the read (${failure.reason}); retry`));
+    }
+    let released = 0;
+    while (released < this.readsAwaitingApply.length && this.readsAwaitingApply[released]!.index <= this.appliedIndex) {
+      this.readsAwaitingApply[released]!.resolve();
+      released++;
+    }
+    if (released > 0) this.readsAwaitingApply = this.readsAwaitingApply.slice(released);
+  }
+
+  private readIndexLocally(): Promise<number> {
+    if (this.readsAwaitingIndex.size >= pendingReadsMax) {
+      return Promise.reject(new NodeError("UNAVAILABLE", `${pendingReadsMax} reads are already waiting; retry later`));
+    }
+    const context = this.readContextNext++;
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.readsAwaitingIndex.delete(context);
+        reject(new NodeError("TIMEOUT", `leadership was not confirmed within ${readTimeoutMs} ms; retry`));
+      }, readTimeoutMs);
+      this.readsAwaitingIndex.set(context, { resolve, reject, timer });
+      // Measured now, when the read is served, not when it was scheduled (pitfall 15).
+      this.raft.readIndex(context, nowMs(), this.config.readMode === "lease");
+      this.kick();
+    });
+  }
+
+  /** Resolves once the state machine applied `index`. */
+  private appliedUpTo(index: number): Promise<void> {
+    if (this.appliedIndex >= index) return Promise.resolve();
+    if (this.readsAwaitingApply.length >= pendingReadsMax) {
+      return Promise.reject(new NodeError("UNAVAILABLE", `${pendingReadsMax} reads are already waiting; retry later`));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.readsAwaitingApply = this.readsAwaitingApply.filter((read) => read.resolve !== done);
+        reject(new NodeError("TIMEOUT", `this node did not apply the read point ${index} within ${readTimeoutMs} ms; retry`));
+      }, readTimeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const position = this.readsAwaitingApply.findIndex((read) => read.index > index);
+      const entry = { index, resolve: done };
+      if (position < 0) this.readsAwaitingApply.push(entry);
+      else this.readsAwaitingApply.splice(position, 0, entry);
+    });
   }
 
   private restoreSnapshot(snapshot: Snapshot): void {
@@ -362,6 +473,10 @@ export class RaftNode {
     try {
       if (request === undefined) throw new NodeError("UNAVAILABLE", `unknown request kind from ${fromPeerId}`);
       if (request.kind === RequestKind.Status) return encodeJsonReply(this.localStatus());
+      if (request.kind === RequestKind.ReadIndex) {
+        if (this.raft.status().role !== Role.Leader) throw new NodeError("NOLEADER", "this node is no longer the leader; retry");
+        return encodeJsonReply({ index: await this.readIndexLocally() });
+      }
       if (this.raft.status().role !== Role.Leader) throw new NodeError("NOLEADER", "this node is no longer the leader; retry");
       return encodeProposalReply(await this.proposeLocally(request.data));
     } catch (error) {

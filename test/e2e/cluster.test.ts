@@ -74,6 +74,8 @@ describe("a real 3-node cluster", { timeout: e2eTimeoutMs }, () => {
     await appliedAtLeast(cluster, [laggard], last.index);
     expect((await cluster.self(laggard)).snapshotIndex).toBeGreaterThanOrEqual(30);
     expect(cluster.node(laggard).output).toContain("installed a snapshot from the leader");
+    const onDemand = await cluster.post<{ index: number }>(laggard, "/v1/cluster/snapshot");
+    expect(onDemand.body.index).toBeGreaterThanOrEqual(last.index);
   });
 
   it("a node cut off from its peers rejoins without disrupting the leader", async () => {

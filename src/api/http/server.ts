@@ -70,6 +70,14 @@ export function createHttpApp(node: RaftNode, logger: Logger): express.Express {
     }
   });
 
+  app.post("/v1/cluster/snapshot", async (_request, response, next) => {
+    try {
+      response.json({ index: await node.snapshotNow() });
+    } catch (error) {
+      next(error);
+    }
+  });
+
   app.use((_request, response) => {
     response.status(404).json({ error: { code: "NOTFOUND", message: "no such route; the README lists the HTTP API" } });
   });
