@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../support/ports.js";
 
 const repoRoot = new URL("../..", import.meta.url).pathname;
 /** Poll interval of `waitFor`: short enough for a quick test, long enough not to busy-wait. */
@@ -15,14 +16,7 @@ const exitWaitMs = 10_000;
 /** Test-sized timeouts: fast failover on loopback, still 6 heartbeats per minimum election timeout. */
 export const fastTimeouts = ["--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600", "--heartbeat-interval-ms", "50"];
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
+export { freePort };
 
 /** Polls `condition` until it holds; fails with `what` after `withinMs`. */
 export async function waitFor<T>(condition: () => Promise<T | undefined | false> | T | undefined | false, withinMs: number, what: string): Promise<T> {
@@ -115,13 +109,14 @@ export class E2eCluster {
     private readonly extraArgs: string[],
   ) {}
 
-  static async start(size: number, extraArgs: string[] = fastTimeouts): Promise<E2eCluster> {
+  /** Starts `size` nodes; `proxied: false` connects them directly (benchmarks), without cuttable links. */
+  static async start(size: number, extraArgs: string[] = fastTimeouts, proxied = true): Promise<E2eCluster> {
     const cluster = new E2eCluster(mkdtempSync(join(tmpdir(), "raftlock-e2e-")), extraArgs);
     const ids = Array.from({ length: size }, (_, k) => `n${k + 1}`);
     for (const id of ids) {
       cluster.nodes.set(id, { id, peerPort: await freePort(), httpPort: await freePort(), dataDir: join(cluster.root, id), process: null, output: "" });
     }
-    for (const from of ids) {
+    for (const from of proxied ? ids : []) {
       for (const to of ids) {
         if (from !== to) cluster.proxies.set(`${from}>${to}`, await LinkProxy.start(cluster.node(to).peerPort));
       }
@@ -140,7 +135,7 @@ export class E2eCluster {
   startArgs(id: string): string[] {
     const node = this.node(id);
     const peers = [...this.nodes.values()]
-      .map((peer) => `${peer.id}=127.0.0.1:${peer.id === id ? peer.peerPort : this.proxies.get(`${id}>${peer.id}`)!.port}`)
+      .map((peer) => `${peer.id}=127.0.0.1:${this.proxies.get(`${id}>${peer.id}`)?.port ?? peer.peerPort}`)
       .join(",");
     return ["--id", id, "--data-dir", node.dataDir, "--peer-listen", `127.0.0.1:${node.peerPort}`, "--http-listen", `127.0.0.1:${node.httpPort}`, "--peers", peers, ...this.extraArgs];
   }

@@ -1,11 +1,11 @@
 // Real transports on loopback ports, with everything they report recorded for assertions.
 
-import { createServer } from "node:net";
 import { pino } from "pino";
 import { WebSocket } from "ws";
 import { type AppendRequest, EntryType, type HeartbeatRequest, type Message } from "../../src/raft/types.js";
 import { decodeFrame, encodeFrame, type Frame } from "../../src/transport/codec.js";
 import { peerPath, Transport, type TransportLimits, type TransportOptions } from "../../src/transport/transport.js";
+import { freePort } from "../support/ports.js";
 
 export type LogLine = Record<string, unknown> & { level: number; msg: string };
 
@@ -41,15 +41,7 @@ export async function waitFor(what: string, condition: () => boolean, timeoutMs 
   }
 }
 
-/** A port that was free a moment ago (bound to 0, read, released). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
+export { freePort };
 
 export interface NodeSpec {
   readonly id: string;
