@@ -311,6 +311,7 @@ export class RaftNode {
     this.processing = true;
     try {
       const ready = this.raft.ready();
+      for (const message of ready.leaderMessages) this.transport!.send(message);
       if (ready.hardState !== null || ready.snapshot !== null || ready.entries.length > 0) {
         await this.storage.save({ hardState: ready.hardState, snapshot: ready.snapshot, entries: ready.entries });
       }

@@ -225,12 +225,18 @@ export class Raft implements LeaderHost {
     this.leader?.flush();
     const hardState = this.hardState();
     const softState = this.softState();
+    // A leader's term was made durable before its first vote request left, so its replication traffic
+    // depends on nothing in this batch; everything else waits for the write.
+    const termDurable = this.lastHardState.currentTerm === this.currentTerm;
+    const leaderMessages = this.leader !== null && termDurable ? this.messages.filter(isLeaderTraffic) : [];
+    const messages = leaderMessages.length > 0 ? this.messages.filter((message) => !isLeaderTraffic(message)) : this.messages;
     const ready: Ready = {
       softState,
       hardState: sameHardState(hardState, this.lastHardState) ? null : hardState,
       snapshot: this.receivedSnapshot,
       entries: this.log.unstableEntries(),
-      messages: this.messages,
+      leaderMessages,
+      messages,
       committedEntries: this.log.committedToApply(),
       readStates: this.readStates,
       readFailures: this.readFailures,
@@ -560,6 +566,10 @@ export class Raft implements LeaderHost {
   private hardState(): HardState {
     return { currentTerm: this.currentTerm, votedFor: this.votedFor, commitIndex: this.log.commitIndex };
   }
+}
+
+function isLeaderTraffic(message: Message): boolean {
+  return message.type === "append" || message.type === "heartbeat" || message.type === "snapshot" || message.type === "timeout-now";
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {

@@ -160,7 +160,7 @@ export interface SoftState {
 /**
  * One batch of work. The driver makes `snapshot`, `entries` and `hardState` durable together (a torn
  * write may lose the commit index only with a suffix of the entries, and never leaves entries of a term
- * the durable term does not reach), then sends `messages`, applies `committedEntries` in order, serves
+ * the durable term does not reach), then sends `messages` (`leaderMessages` may go out before the write), applies `committedEntries` in order, serves
  * `readStates`, and finally calls `advance(ready)`. Nothing in `messages` may leave the node before the
  * batch is durable.
  */
@@ -172,6 +172,12 @@ export interface Ready {
   readonly snapshot: Snapshot | null;
   /** Entries to append to the durable log; `entries[0].index` may overwrite an existing suffix. */
   readonly entries: readonly Entry[];
+  /**
+   * A leader's replication messages (its term is already durable): the driver may send them before this
+   * batch is durable, so the leader's fsync runs in parallel with its followers' (pitfall 11: the leader
+   * counts its own new entries towards a majority only after `advance`).
+   */
+  readonly leaderMessages: readonly Message[];
   readonly messages: readonly Message[];
   /** Committed entries, already durable locally, to apply in order. */
   readonly committedEntries: readonly Entry[];

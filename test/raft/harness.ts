@@ -90,7 +90,7 @@ export class TestNet {
           const ready = raft.ready();
           this.readies.get(id)!.push(ready);
           this.persist(id, ready);
-          for (const message of ready.messages) {
+          for (const message of [...ready.leaderMessages, ...ready.messages]) {
             this.sent.push(message);
             if (!this.isolated.has(message.from) && !this.isolated.has(message.to)) this.inflight.push(message);
           }

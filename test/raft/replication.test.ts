@@ -189,3 +189,22 @@ describe("log replication", () => {
     expect(net.appliedData("n1")).toEqual(["kept"]);
   });
 });
+
+describe("a leader's own write (pitfall 11)", () => {
+  it("lets the driver send a leader's appends before its write, but a candidate's vote requests only after", () => {
+    const net = new TestNet(["n1", "n2", "n3"]);
+    net.elect("n1");
+    const leader = net.node("n1");
+    leader.propose(bytes("x"));
+    const ready = leader.ready();
+    expect(ready.entries).toHaveLength(1);
+    expect(ready.leaderMessages.filter((m) => m.type === "append")).toHaveLength(2);
+    expect(ready.messages).toEqual([]);
+    leader.advance(ready);
+    const candidate = new Raft(testConfig("n2"), freshState(["n1", "n2", "n3"]), 0);
+    candidate.tick(5000);
+    const preVote = candidate.ready();
+    expect(preVote.leaderMessages).toEqual([]);
+    expect(preVote.messages.map((m) => m.type)).toEqual(["pre-vote", "pre-vote"]);
+  });
+});

@@ -126,6 +126,7 @@ export class SimNode {
     while (raft !== null && raft === this.raft && this.writing === null && raft.hasReady()) {
       const ready = raft.ready();
       this.host.invariants.onEntriesHandedOut(this.id, ready.snapshot?.meta ?? null, ready.entries);
+      this.sendAll(ready.leaderMessages); // before the write, as a real leader does
       if (ready.hardState !== null || ready.snapshot !== null || ready.entries.length > 0) {
         this.writing = ready;
         this.host.scheduleSync(this, this.disk.beginWrite(ready));
@@ -151,10 +152,7 @@ export class SimNode {
 
   /** Step 2 of the Ready protocol; the batch's write (if any) is durable. */
   private process(raft: Raft, ready: Ready): void {
-    for (const message of ready.messages) {
-      if (message.from !== this.id) throw new InvariantViolation(`${this.id} sent a message from ${message.from}`);
-      this.host.send(message);
-    }
+    this.sendAll(ready.messages);
     if (ready.snapshot !== null) this.restore(ready.snapshot);
     for (const entry of ready.committedEntries) this.apply(entry);
     this.waitingReads.push(...ready.readStates);
@@ -162,6 +160,13 @@ export class SimNode {
     for (const failure of ready.readFailures) this.host.onReadFailed(this, failure.context, failure.reason);
     raft.advance(ready);
     this.maybeCompact(raft);
+  }
+
+  private sendAll(messages: readonly Message[]): void {
+    for (const message of messages) {
+      if (message.from !== this.id) throw new InvariantViolation(`${this.id} sent a message from ${message.from}`);
+      this.host.send(message);
+    }
   }
 
   private restore(snapshot: Snapshot): void {
