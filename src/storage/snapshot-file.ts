@@ -9,7 +9,7 @@ import path from "node:path";
 import { crc32 } from "node:zlib";
 import type { ClusterConfig, NodeId, Snapshot } from "../raft/types.js";
 import { assert } from "../util/assert.js";
-import { ByteReader, ByteWriter, DecodeError, writeString } from "./bytes.js";
+import { ByteReader, ByteWriter, DecodeError } from "../util/bytes.js";
 import { StorageError } from "./errors.js";
 import { syncDirectory, writeAll } from "./files.js";
 import { nodeIdBytesMax } from "./wal-format.js";
@@ -125,13 +125,13 @@ function encodeHeader(snapshot: Snapshot): Buffer {
   writer.u53(snapshot.meta.term);
   writer.u32(config.length);
   writer.u32(snapshot.data.length);
-  writer.bytes(config.view());
+  writer.raw(config.view());
   return Buffer.from(writer.view());
 }
 
 function writeMembers(writer: ByteWriter, members: readonly NodeId[]): void {
   writer.u16(members.length);
-  for (const member of members) writeString(writer, member, nodeIdBytesMax, "member id");
+  for (const member of members) writer.string(member, nodeIdBytesMax);
 }
 
 function readMembers(reader: ByteReader, what: string): ClusterConfig["voters"] {
@@ -139,6 +139,6 @@ function readMembers(reader: ByteReader, what: string): ClusterConfig["voters"] 
   const count = reader.u16(`${what} count`);
   if (count > configMembersMax) throw new DecodeError(`${count} ${what}s, above configMembersMax`, countAt);
   const members: NodeId[] = [];
-  for (let k = 0; k < count; k++) members.push(reader.string(nodeIdBytesMax, `${what} id`));
+  for (let k = 0; k < count; k++) members.push(reader.string(`${what} id`, nodeIdBytesMax));
   return members;
 }

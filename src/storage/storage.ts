@@ -19,7 +19,7 @@ import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { EntryType, type Entry, type HardState, type Snapshot } from "../raft/types.js";
 import { assert } from "../util/assert.js";
-import { ByteWriter } from "./bytes.js";
+import { ByteWriter } from "../util/bytes.js";
 import { StorageError } from "./errors.js";
 import { syncDirectory, writeAll } from "./files.js";
 import { recoverDirectory, type IgnoredSnapshot, type RecoveredState, type Recovery, type RepairedTail } from "./recovery.js";

@@ -6,12 +6,14 @@
 //
 // The frame has its own checksum so that recovery can tell a record cut short by a crash (its length is
 // trustworthy and reaches past the end of the file) from a flipped bit in a length field.
-// Indexes and terms are u53 (two u32 words); strings are a u16 byte length and UTF-8 bytes.
+// Little-endian throughout. Indexes and terms are u53 (8 bytes, below 2^53); strings are a u16 byte length
+// and UTF-8 bytes; entries are laid out as in src/util/entry-bytes.ts.
 
 import { crc32 } from "node:zlib";
 import { assert } from "../util/assert.js";
-import { EntryType, type Entry, type HardState } from "../raft/types.js";
-import { ByteReader, ByteWriter, DecodeError, writeString } from "./bytes.js";
+import type { Entry, HardState } from "../raft/types.js";
+import { ByteReader, ByteWriter, DecodeError } from "../util/bytes.js";
+import { entryBytesMin, entryEncodedBytes, readEntry, writeEntry } from "../util/entry-bytes.js";
 
 /** "RLWL" read as a little-endian u32: the first bytes of every segment. */
 export const segmentMagic = 0x4c_57_4c_52;
@@ -48,16 +50,11 @@ export type WalRecord =
   | { readonly kind: "entries"; readonly entries: readonly Entry[] }
   | { readonly kind: "hard-state"; readonly hardState: HardState };
 
-/** Encoded bytes of one entry inside an Entries record: index, term, type, data length, data. */
-export function entryEncodedBytes(entry: Entry): number {
-  return 8 + 8 + 1 + 4 + entry.data.length;
-}
-
 /** Payload bytes of an Entries record before its entries: kind and count. */
 const entriesRecordOverheadBytes = 1 + 4;
 
 /** Largest entry data that fits in one record. */
-export const entryDataBytesMax = recordBytesMax - entriesRecordOverheadBytes - entryEncodedBytes({ index: 0, term: 0, type: EntryType.Normal, data: new Uint8Array(0) });
+export const entryDataBytesMax = recordBytesMax - entriesRecordOverheadBytes - entryBytesMin;
 
 // ---------------------------------------------------------------------------------------------
 // Writing
@@ -122,13 +119,7 @@ function writePayload(writer: ByteWriter, record: WalRecord): void {
       assert(record.entries.length > 0, "an entries record must carry at least one entry");
       writer.u8(RecordKind.Entries);
       writer.u32(record.entries.length);
-      for (const entry of record.entries) {
-        writer.u53(entry.index);
-        writer.u53(entry.term);
-        writer.u8(entry.type);
-        writer.u32(entry.data.length);
-        writer.bytes(entry.data);
-      }
+      for (const entry of record.entries) writeEntry(writer, entry);
       return;
     case "hard-state":
       writer.u8(RecordKind.HardState);
@@ -144,8 +135,8 @@ function writeHardState(writer: ByteWriter, hardState: HardState): void {
 }
 
 function writeVotedFor(writer: ByteWriter, votedFor: string | null): void {
-  writer.u8(votedFor === null ? 0 : 1);
-  if (votedFor !== null) writeString(writer, votedFor, nodeIdBytesMax, "votedFor");
+  writer.bool(votedFor !== null);
+  if (votedFor !== null) writer.string(votedFor, nodeIdBytesMax);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,33 +234,22 @@ function readHardState(reader: ByteReader): HardState {
 }
 
 function readVotedFor(reader: ByteReader): string | null {
-  const at = reader.position;
-  const present = reader.u8("vote flag");
-  if (present === 0) return null;
-  if (present !== 1) throw new DecodeError(`vote flag is ${present}, not 0 or 1`, at);
-  return reader.string(nodeIdBytesMax, "votedFor");
+  return reader.bool("vote flag") ? reader.string("votedFor", nodeIdBytesMax) : null;
 }
-
-const entryTypes: ReadonlySet<number> = new Set(Object.values(EntryType));
 
 function readEntries(reader: ByteReader): Entry[] {
   const countAt = reader.position;
-  const count = reader.u32("entry count");
+  const count = reader.count("entry count", entryBytesMin);
   if (count === 0) throw new DecodeError("an entries record with no entries", countAt);
   const entries: Entry[] = [];
   for (let k = 0; k < count; k++) {
     const at = reader.position;
-    const index = reader.u53("entry index");
-    const term = reader.u53("entry term");
-    const type = reader.u8("entry type");
-    if (!entryTypes.has(type)) throw new DecodeError(`entry ${index} has unknown type ${type}`, at);
-    const dataBytes = reader.u32("entry data length");
-    const data = reader.bytes(dataBytes, "entry data");
+    const entry = readEntry(reader);
     const previous = entries[k - 1];
-    if (previous !== undefined && (index !== previous.index + 1 || term < previous.term)) {
-      throw new DecodeError(`entry ${index} (term ${term}) does not follow entry ${previous.index} (term ${previous.term})`, at);
+    if (previous !== undefined && (entry.index !== previous.index + 1 || entry.term < previous.term)) {
+      throw new DecodeError(`entry ${entry.index} (term ${entry.term}) does not follow entry ${previous.index} (term ${previous.term})`, at);
     }
-    entries.push({ index, term, type: type as EntryType, data });
+    entries.push(entry);
   }
   return entries;
 }

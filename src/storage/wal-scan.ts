@@ -11,7 +11,7 @@
 // Limitation: a crash that persisted the final save's pages out of order can leave a bad record followed by a
 // later record of the same (unacknowledged) save; that, too, is refused rather than guessed at.
 
-import { DecodeError, lastNonZeroOffset } from "./bytes.js";
+import { DecodeError, lastNonZeroOffset } from "../util/bytes.js";
 import { StorageCorruptError } from "./errors.js";
 import { checkFrame, checkSegmentHeader, decodeRecord, frameHeaderBytes, segmentHeaderBytes, type FrameCheck, type WalRecord } from "./wal-format.js";
 

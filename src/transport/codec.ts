@@ -2,14 +2,15 @@
 //
 //   u8 version (1) | u8 frame type | body
 //
-// Integers are big-endian; u64 fields carry JavaScript safe integers; strings are a u16 byte length and
-// UTF-8; byte arrays are a u32 length and the bytes. A frame must be consumed exactly (no trailing bytes).
+// Integers are big-endian; 8-byte (u53) fields carry JavaScript safe integers; strings are a u16 byte length
+// and UTF-8; byte arrays are a u32 length and the bytes. A frame must be consumed exactly (no trailing bytes).
 // A receiver that meets another version closes the connection: versions change only with a new frame
 // layout, and mixed-version clusters are upgraded by restarting nodes onto a version both sides speak.
 
 import type { Message, SnapshotMeta } from "../raft/types.js";
+import type { ByteReader } from "../util/bytes.js";
 import { messageBytesMin, readMessage, readSnapshotMeta, writeMessage, writeSnapshotMeta } from "./message-codec.js";
-import { clusterTokenBytesMax, CodecError, encodeWith, idBytesMax, Reader, reasonBytesMax } from "./wire.js";
+import { clusterTokenBytesMax, CodecError, decodeWire, encodeWire, idBytesMax, reasonBytesMax } from "./wire.js";
 
 export { clusterTokenBytesMax, CodecError, idBytesMax, reasonBytesMax } from "./wire.js";
 
@@ -122,7 +123,7 @@ export const requestOverheadBytes = frameHeaderBytes + 4 + 4;
 
 /** One Raft message without a frame around it; `encodeMessagesFrame` batches these. */
 export function encodeMessage(message: Message): Uint8Array {
-  return encodeWith((sink) => writeMessage(sink, message));
+  return encodeWire((sink) => writeMessage(sink, message));
 }
 
 /** A Messages frame from messages encoded by `encodeMessage`, in order. */
@@ -149,7 +150,7 @@ export function encodeMessages(messages: readonly Message[]): Uint8Array {
 
 export function encodeFrame(frame: Frame): Uint8Array {
   if (frame.kind === "messages") return encodeMessages(frame.messages);
-  return encodeWith((sink) => {
+  return encodeWire((sink) => {
     sink.u8(wireVersion);
     switch (frame.kind) {
       case "hello":
@@ -174,14 +175,14 @@ export function encodeFrame(frame: Frame): Uint8Array {
         sink.u32(frame.transferId);
         sink.string(frame.from, idBytesMax);
         sink.string(frame.to, idBytesMax);
-        sink.u64(frame.term);
+        sink.u53(frame.term);
         writeSnapshotMeta(sink, frame.meta);
-        sink.u64(frame.dataBytes);
+        sink.u53(frame.dataBytes);
         return;
       case "snapshot-chunk":
         sink.u8(FrameType.SnapshotChunk);
         sink.u32(frame.transferId);
-        sink.u64(frame.offset);
+        sink.u53(frame.offset);
         sink.bytes(frame.data);
         return;
       case "request":
@@ -206,17 +207,18 @@ export function encodeFrame(frame: Frame): Uint8Array {
 /** Decodes one frame; throws CodecError for a frame that is too large, truncated or not version 1. */
 export function decodeFrame(bytes: Uint8Array, frameBytesMax: number = frameBytesMaxDefault): Frame {
   if (bytes.length > frameBytesMax) throw new CodecError(`frame is ${bytes.length} bytes; the limit is ${frameBytesMax}`);
-  const reader = new Reader(bytes);
   if (bytes.length === 0) throw new CodecError("empty frame");
-  const version = reader.u8("version");
-  if (version !== wireVersion) throw new CodecError(`unsupported wire version ${version} (this node speaks version ${wireVersion})`);
-  const frameType = reader.u8("frame type");
-  const frame = readFrameBody(reader, frameType);
-  reader.expectEnd(frame.kind);
-  return frame;
+  return decodeWire(bytes, (reader) => {
+    const version = reader.u8("version");
+    if (version !== wireVersion) throw new CodecError(`unsupported wire version ${version} (this node speaks version ${wireVersion})`);
+    const frameType = reader.u8("frame type");
+    const frame = readFrameBody(reader, frameType);
+    reader.expectEnd(`${frame.kind} frame`);
+    return frame;
+  });
 }
 
-function readFrameBody(reader: Reader, frameType: number): Frame {
+function readFrameBody(reader: ByteReader, frameType: number): Frame {
   switch (frameType) {
     case FrameType.Hello: {
       const clusterId = reader.string("cluster id", idBytesMax);
@@ -239,14 +241,14 @@ function readFrameBody(reader: Reader, frameType: number): Frame {
       const transferId = reader.u32("transfer id");
       const from = reader.string("from", idBytesMax);
       const to = reader.string("to", idBytesMax);
-      const term = reader.u64("term");
+      const term = reader.u53("term");
       const meta = readSnapshotMeta(reader);
-      const dataBytes = reader.u64("snapshot size");
+      const dataBytes = reader.u53("snapshot size");
       return { kind: "snapshot-begin", transferId, from, to, term, meta, dataBytes };
     }
     case FrameType.SnapshotChunk: {
       const transferId = reader.u32("transfer id");
-      const offset = reader.u64("chunk offset");
+      const offset = reader.u53("chunk offset");
       const data = reader.bytes("chunk", false);
       return { kind: "snapshot-chunk", transferId, offset, data };
     }

@@ -1,14 +1,15 @@
 // Raft messages on the wire (version 1), inside Messages frames. Each message is self-delimiting:
 //
-//   u8 type | string from | string to | u64 term | fields of the type, in the order of types.ts
+//   u8 type | string from | string to | u53 term | fields of the type, in the order of types.ts
 //
-// An append's entries are `u64 index, u64 term, u8 type, bytes data`; both sides check that they follow
-// prevLogIndex without gaps. A snapshot's meta is `u64 index, u64 term, u16 + ids voters, u16 + ids learners`.
+// An append's entries are laid out as in src/util/entry-bytes.ts; both sides check that they follow
+// prevLogIndex without gaps. A snapshot's meta is `u53 index, u53 term, u16 + ids voters, u16 + ids learners`.
 
 import type { Entry, Message, MessageType, SnapshotMeta } from "../raft/types.js";
-import { EntryType } from "../raft/types.js";
 import { assert } from "../util/assert.js";
-import { CodecError, idBytesMax, type Reader, type Sink } from "./wire.js";
+import type { ByteReader, ByteSink } from "../util/bytes.js";
+import { entryBytesMin, readEntry, writeEntry } from "../util/entry-bytes.js";
+import { CodecError, idBytesMax } from "./wire.js";
 
 const messageTypeCodes = {
   vote: 1,
@@ -26,23 +27,20 @@ const messageTypeCodes = {
 const messageTypesByCode = new Map<number, MessageType>(
   Object.entries(messageTypeCodes).map(([type, code]) => [code, type as MessageType]),
 );
-const entryTypes = new Set<number>(Object.values(EntryType));
 
 /** The smallest encoded message (type, two empty ids, term): bounds a claimed message count. */
 export const messageBytesMin = 1 + 2 + 2 + 8;
-/** The smallest encoded entry (index, term, type, data length). */
-const entryBytesMin = 8 + 8 + 1 + 4;
 
-export function writeMessage(sink: Sink, message: Message): void {
+export function writeMessage(sink: ByteSink, message: Message): void {
   sink.u8(messageTypeCodes[message.type]);
   sink.string(message.from, idBytesMax);
   sink.string(message.to, idBytesMax);
-  sink.u64(message.term);
+  sink.u53(message.term);
   switch (message.type) {
     case "vote":
     case "pre-vote":
-      sink.u64(message.lastLogIndex);
-      sink.u64(message.lastLogTerm);
+      sink.u53(message.lastLogIndex);
+      sink.u53(message.lastLogTerm);
       sink.bool(message.transfer);
       return;
     case "vote-response":
@@ -50,9 +48,9 @@ export function writeMessage(sink: Sink, message: Message): void {
       sink.bool(message.granted);
       return;
     case "append":
-      sink.u64(message.prevLogIndex);
-      sink.u64(message.prevLogTerm);
-      sink.u64(message.leaderCommit);
+      sink.u53(message.prevLogIndex);
+      sink.u53(message.prevLogTerm);
+      sink.u53(message.leaderCommit);
       sink.u32(message.entries.length);
       message.entries.forEach((entry, i) => {
         assert(entry.index === message.prevLogIndex + 1 + i, "append entries must follow prevLogIndex without gaps");
@@ -61,16 +59,16 @@ export function writeMessage(sink: Sink, message: Message): void {
       return;
     case "append-response":
       sink.bool(message.success);
-      sink.u64(message.index);
-      sink.u64(message.conflictTerm);
-      sink.u64(message.conflictIndex);
+      sink.u53(message.index);
+      sink.u53(message.conflictTerm);
+      sink.u53(message.conflictIndex);
       return;
     case "heartbeat":
-      sink.u64(message.leaderCommit);
-      sink.u64(message.round);
+      sink.u53(message.leaderCommit);
+      sink.u53(message.round);
       return;
     case "heartbeat-response":
-      sink.u64(message.round);
+      sink.u53(message.round);
       return;
     case "snapshot":
       writeSnapshotMeta(sink, message.snapshot.meta);
@@ -81,34 +79,27 @@ export function writeMessage(sink: Sink, message: Message): void {
   }
 }
 
-function writeEntry(sink: Sink, entry: Entry): void {
-  sink.u64(entry.index);
-  sink.u64(entry.term);
-  sink.u8(entry.type);
-  sink.bytes(entry.data);
-}
-
-export function writeSnapshotMeta(sink: Sink, meta: SnapshotMeta): void {
-  sink.u64(meta.index);
-  sink.u64(meta.term);
+export function writeSnapshotMeta(sink: ByteSink, meta: SnapshotMeta): void {
+  sink.u53(meta.index);
+  sink.u53(meta.term);
   for (const members of [meta.config.voters, meta.config.learners]) {
     sink.u16(members.length);
     for (const id of members) sink.string(id, idBytesMax);
   }
 }
 
-export function readMessage(reader: Reader): Message {
+export function readMessage(reader: ByteReader): Message {
   const code = reader.u8("message type");
   const type = messageTypesByCode.get(code);
   if (type === undefined) throw new CodecError(`unknown message type ${code}`);
   const from = reader.string("from", idBytesMax);
   const to = reader.string("to", idBytesMax);
-  const term = reader.u64("term");
+  const term = reader.u53("term");
   switch (type) {
     case "vote":
     case "pre-vote": {
-      const lastLogIndex = reader.u64("lastLogIndex");
-      const lastLogTerm = reader.u64("lastLogTerm");
+      const lastLogIndex = reader.u53("lastLogIndex");
+      const lastLogTerm = reader.u53("lastLogTerm");
       const transfer = reader.bool("transfer");
       return { type, from, to, term, lastLogIndex, lastLogTerm, transfer };
     }
@@ -116,9 +107,9 @@ export function readMessage(reader: Reader): Message {
     case "pre-vote-response":
       return { type, from, to, term, granted: reader.bool("granted") };
     case "append": {
-      const prevLogIndex = reader.u64("prevLogIndex");
-      const prevLogTerm = reader.u64("prevLogTerm");
-      const leaderCommit = reader.u64("leaderCommit");
+      const prevLogIndex = reader.u53("prevLogIndex");
+      const prevLogTerm = reader.u53("prevLogTerm");
+      const leaderCommit = reader.u53("leaderCommit");
       const count = reader.count("entry count", entryBytesMin);
       const entries: Entry[] = [];
       for (let i = 0; i < count; i++) {
@@ -130,18 +121,18 @@ export function readMessage(reader: Reader): Message {
     }
     case "append-response": {
       const success = reader.bool("success");
-      const index = reader.u64("index");
-      const conflictTerm = reader.u64("conflictTerm");
-      const conflictIndex = reader.u64("conflictIndex");
+      const index = reader.u53("index");
+      const conflictTerm = reader.u53("conflictTerm");
+      const conflictIndex = reader.u53("conflictIndex");
       return { type, from, to, term, success, index, conflictTerm, conflictIndex };
     }
     case "heartbeat": {
-      const leaderCommit = reader.u64("leaderCommit");
-      const round = reader.u64("round");
+      const leaderCommit = reader.u53("leaderCommit");
+      const round = reader.u53("round");
       return { type, from, to, term, leaderCommit, round };
     }
     case "heartbeat-response":
-      return { type, from, to, term, round: reader.u64("round") };
+      return { type, from, to, term, round: reader.u53("round") };
     case "snapshot": {
       const meta = readSnapshotMeta(reader);
       const data = reader.bytes("snapshot data", true);
@@ -152,25 +143,15 @@ export function readMessage(reader: Reader): Message {
   }
 }
 
-function readEntry(reader: Reader): Entry {
-  const index = reader.u64("entry index");
-  const term = reader.u64("entry term");
-  const type = reader.u8("entry type");
-  if (!entryTypes.has(type)) throw new CodecError(`unknown entry type ${type}`);
-  // Copied: a log entry may outlive the frame by a long time, and must not pin megabytes of it.
-  const data = reader.bytes("entry data", true);
-  return { index, term, type: type as EntryType, data };
-}
-
-export function readSnapshotMeta(reader: Reader): SnapshotMeta {
-  const index = reader.u64("snapshot index");
-  const term = reader.u64("snapshot term");
+export function readSnapshotMeta(reader: ByteReader): SnapshotMeta {
+  const index = reader.u53("snapshot index");
+  const term = reader.u53("snapshot term");
   const voters = readIds(reader, "voters");
   const learners = readIds(reader, "learners");
   return { index, term, config: { voters, learners } };
 }
 
-function readIds(reader: Reader, what: string): string[] {
+function readIds(reader: ByteReader, what: string): string[] {
   const count = reader.u16(`${what} count`);
   const ids: string[] = [];
   for (let i = 0; i < count; i++) ids.push(reader.string(what, idBytesMax));

@@ -26,7 +26,8 @@ async function appliedAtLeast(on: E2eCluster, ids: string[], index: number): Pro
 
 describe("a real 3-node cluster", { timeout: e2eTimeoutMs }, () => {
   it("elects a leader, commits writes on all three, and reports every member's status", async () => {
-    cluster = await E2eCluster.start(3);
+    const token = "e2e-token-8f3a1c";
+    cluster = await E2eCluster.start(3, [...fastTimeouts, "--cluster-token", token]);
     const leader = await cluster.leader();
     await waitFor(async () => (await cluster!.get("n1", "/readyz")).status === 200, 10_000, "n1 ready");
     let last = { index: 0, term: 0 };
@@ -42,6 +43,17 @@ describe("a real 3-node cluster", { timeout: e2eTimeoutMs }, () => {
     expect(table).toMatch(/^ID\s+ROLE\s+TERM\s+COMMIT\s+APPLIED/);
     expect(table).toMatch(new RegExp(`\\n${leader.id}\\s+leader\\s+${leader.term}\\s`));
     expect(table).toContain(`leader ${leader.id} in term ${leader.term}`);
+    for (const node of cluster.nodes.values()) expect(node.output).not.toContain(token); // secrets never logged
+  });
+
+  it("works with the Raft paper's 150-300 ms election timeouts", async () => {
+    cluster = await E2eCluster.start(3, ["--election-timeout-min-ms", "150", "--election-timeout-max-ms", "300", "--heartbeat-interval-ms", "30"]);
+    const oldLeader = await cluster.leader();
+    await barrier(cluster, oldLeader.id);
+    await cluster.kill9(oldLeader.id);
+    const survivors = ["n1", "n2", "n3"].filter((id) => id !== oldLeader.id);
+    await cluster.leader(survivors, 10_000, oldLeader.id);
+    await appliedAtLeast(cluster, survivors, (await barrier(cluster, survivors[1]!)).index);
   });
 
   it("elects a new leader after kill -9 of the leader and loses nothing acknowledged", async () => {

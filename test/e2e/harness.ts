@@ -210,7 +210,19 @@ export class E2eCluster {
       },
       withinMs,
       `a leader agreed on by ${running.join(", ")}`,
-    );
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}\n${this.describe()}`);
+    });
+  }
+
+  /** Each node's process state and last log lines, for failure messages. */
+  describe(): string {
+    return [...this.nodes.values()]
+      .map((node) => {
+        const state = node.process === null ? "never started" : (node.process.exitCode ?? node.process.signalCode ?? "running");
+        return `--- ${node.id} (${state}):\n${node.output.split("\n").slice(-8).join("\n")}`;
+      })
+      .join("\n");
   }
 
   async close(): Promise<void> {

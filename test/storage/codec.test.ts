@@ -4,7 +4,7 @@
 import { crc32 } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { EntryType } from "../../src/raft/types.js";
-import { ByteReader, ByteWriter, DecodeError } from "../../src/storage/bytes.js";
+import { ByteReader, ByteWriter, DecodeError } from "../../src/util/bytes.js";
 import { decodeSnapshotFile } from "../../src/storage/snapshot-file.js";
 import { checkFrame, decodeRecord, frameHeaderBytes, recordBytesMax, writeRecord, type WalRecord } from "../../src/storage/wal-format.js";
 

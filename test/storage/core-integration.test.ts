@@ -62,7 +62,7 @@ class DurableNode {
       for (const entry of ready.committedEntries) {
         if (entry.type === EntryType.Normal) this.applied.push(new TextDecoder().decode(entry.data));
       }
-      outbox.push(...ready.messages);
+      outbox.push(...ready.leaderMessages, ...ready.messages);
       this.raft.advance(ready);
     }
     await this.snapshotIfDue();

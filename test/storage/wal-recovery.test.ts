@@ -5,7 +5,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { StorageCorruptError } from "../../src/storage/storage.js";
-import { ByteWriter } from "../../src/storage/bytes.js";
+import { ByteWriter } from "../../src/util/bytes.js";
 import { segmentFileName, segmentHeaderBytes, writeRecord, writeSegmentHeader, type WalRecord } from "../../src/storage/wal-format.js";
 import {
   directoryContents,
