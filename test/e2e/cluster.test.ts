@@ -38,6 +38,7 @@ describe("a real 3-node cluster", { timeout: e2eTimeoutMs }, () => {
     expect(body.members.map((m) => m.id).sort()).toEqual(["n1", "n2", "n3"]);
     expect(body.members.filter((m) => m.role === "leader").map((m) => m.id)).toEqual([leader.id]);
     expect((await cluster.get("n3", "/healthz")).status).toBe(200);
+    expect(await cluster.get("n3", "/v1/nope")).toEqual({ status: 404, body: { error: { code: "NOTFOUND", message: "no such route; the README lists the HTTP API" } } });
     // Asynchronously: the link proxies live in this process and must keep relaying meanwhile.
     const { stdout: table } = await promisify(execFile)(process.execPath, ["--import", "tsx", "src/cli.ts", "status", "--http", `127.0.0.1:${cluster.node("n3").httpPort}`]);
     expect(table).toMatch(/^ID\s+ROLE\s+TERM\s+COMMIT\s+APPLIED/);
@@ -97,6 +98,12 @@ describe("a real 3-node cluster", { timeout: e2eTimeoutMs }, () => {
     cluster.setCut(follower, true);
     // Cut off long enough that its election timer fires: it asks for (pre-)votes nobody can give.
     await waitFor(async () => (await cluster!.self(follower)).role === "pre-candidate", 10_000, "the cut-off node campaigns");
+    // Meanwhile it tells its clients plainly that it knows no leader.
+    const noLeader = await fetch(`http://127.0.0.1:${cluster.node(follower).httpPort}/v1/cluster/leader`);
+    expect(noLeader.status).toBe(503);
+    expect(noLeader.headers.get("retry-after")).toBe("1");
+    expect(await noLeader.json()).toEqual({ error: { code: "NOLEADER", message: "no leader is elected yet; retry" } });
+    expect((await cluster.get(follower, "/readyz")).status).toBe(503);
     const during = await barrier(cluster, leader.id);
     cluster.setCut(follower, false);
     await appliedAtLeast(cluster, [follower], during.index);
