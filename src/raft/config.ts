@@ -4,7 +4,11 @@ import type { NodeId } from "./types.js";
 /** Tunables of one consensus core. Times are milliseconds on the caller's monotonic clock. */
 export interface RaftConfig {
   readonly id: NodeId;
-  /** Randomized election timeout is drawn from [min, max). Stickiness and lease use `min`. */
+  /**
+   * Randomized election timeout is drawn from [min, max). Stickiness and the lease use `min`, so every
+   * member must run with the same `min`: a follower with a shorter one would vote while a leader with a
+   * longer one still trusts its lease (lower it on every node before using lease reads with it).
+   */
   readonly electionTimeoutMinMs: number;
   readonly electionTimeoutMaxMs: number;
   readonly heartbeatIntervalMs: number;
