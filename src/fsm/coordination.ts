@@ -1,0 +1,180 @@
+// The coordination state machine the node applies committed entries to: sessions, locks with fencing
+// tokens, elections and the watch history (coordination.md). Pure and deterministic: no clock, no
+// randomness, no I/O; the same entries give byte-identical snapshots on every node.
+
+import { EntryType, type Entry } from "../raft/types.js";
+import type { StateMachine } from "../node/state-machine.js";
+import { assert } from "../util/assert.js";
+import { DecodeError } from "../util/bytes.js";
+import { applyCommand } from "./apply-command.js";
+import { decodeCommand, validateCommand, type Command } from "./commands.js";
+import { isRetainedInHistory, type FsmEvent } from "./events.js";
+import { checkFsmLimits, fsmLimitsDefaults, type FsmLimits } from "./limits.js";
+import { encodeResult, errorResult, type CommandResult } from "./results.js";
+import { decodeState, encodeState } from "./snapshot.js";
+import { CoordinationState, type RaftLeader, type Resource, type ResourceKind } from "./state.js";
+import type { EventsSince } from "./watch-history.js";
+
+/** Gets every event, in log order, right after the entry that made it is applied. Must not throw or apply entries. */
+export type EventListener = (event: FsmEvent) => void;
+
+/** `LOCK.INFO`: the configured TTL, not the remaining time (that is the leader's LeaseKeeper.remainingMs). */
+export interface LockView {
+  readonly owner: string;
+  readonly token: number;
+  readonly ttlMs: number;
+  readonly sessionId: number;
+  /** True when the lock has its own lease (acquired without SESSION). */
+  readonly implicitLease: boolean;
+  readonly waiters: number;
+}
+
+/** `ELECT.LEADER`: [candidate, value, token], plus what the leader's lease is. */
+export interface ElectionLeaderView {
+  readonly candidate: string;
+  readonly value: string | null;
+  readonly token: number;
+  readonly sessionId: number;
+  readonly candidatesWaiting: number;
+}
+
+export interface SessionView {
+  readonly sessionId: number;
+  readonly ttlMs: number;
+  readonly label: string | null;
+  readonly implicit: boolean;
+}
+
+/** Where a request stands, for a node that lost track (it installed a snapshot while its client waited). */
+export type WaiterStatus =
+  | { readonly state: "granted"; readonly token: number; readonly sessionId: number; readonly ttlMs: number }
+  | { readonly state: "queued"; readonly position: number }
+  /** Cancelled, replaced, dropped with its session, or granted and released since. */
+  | { readonly state: "gone" };
+
+export class CoordinationStateMachine implements StateMachine {
+  private state: CoordinationState;
+  private readonly listeners = new Set<EventListener>();
+  private applying = false;
+
+  /** `limits` must be the same on every member: replicated decisions depend on them. */
+  constructor(readonly limits: FsmLimits = fsmLimitsDefaults) {
+    checkFsmLimits(limits);
+    this.state = new CoordinationState(limits.watchHistoryEventsMax);
+  }
+
+  apply(entry: Entry): Uint8Array {
+    assert(entry.type === EntryType.Normal, `entry ${entry.index} is not a normal entry: empty entries are not applied`);
+    assert(entry.index > this.state.appliedIndex, `entry ${entry.index} applied after entry ${this.state.appliedIndex}`);
+    assert(!this.applying, "an event listener applied an entry");
+    this.applying = true;
+    try {
+      this.state.appliedIndex = entry.index;
+      const result = this.applyData(entry);
+      const events = this.state.takeEvents();
+      for (const event of events) if (isRetainedInHistory(event)) this.state.history.append(event);
+      for (const event of events) for (const listener of this.listeners) listener(event);
+      return encodeResult(result);
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  private applyData(entry: Entry): CommandResult {
+    let command: Command;
+    try {
+      command = decodeCommand(entry.data);
+    } catch (error) {
+      if (!(error instanceof DecodeError)) throw error;
+      // Every node refuses the same bytes the same way: a malformed entry is an answer, not a crash.
+      return errorResult("ERR", `malformed command at index ${entry.index}: ${error.message}`);
+    }
+    const problem = validateCommand(command, this.limits);
+    if (problem !== null) return errorResult(problem.code, problem.message);
+    return applyCommand(this.state, command, this.limits);
+  }
+
+  snapshot(): Uint8Array {
+    return encodeState(this.state);
+  }
+
+  /** Replaces the state; listeners get no events for what the snapshot skipped (re-read with the views). */
+  restore(data: Uint8Array): void {
+    assert(!this.applying, "an event listener restored a snapshot");
+    this.state = decodeState(data, this.limits.watchHistoryEventsMax);
+  }
+
+  /** Adds a listener; returns the function that removes it. */
+  subscribe(listener: EventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Views of the applied state
+
+  get appliedIndex(): number {
+    return this.state.appliedIndex;
+  }
+
+  /** The last fencing token issued (0 before the first grant). */
+  get lastTokenIssued(): number {
+    return this.state.lastTokenIssued;
+  }
+
+  lockInfo(name: string): LockView | undefined {
+    const lock = this.state.locks.get(name);
+    const holder = lock?.holder;
+    if (lock === undefined || holder === undefined || holder === null) return undefined;
+    const session = this.sessionOf(holder.sessionId);
+    return { owner: holder.owner, token: holder.token, ttlMs: session.ttlMs, sessionId: holder.sessionId, implicitLease: session.implicit, waiters: lock.waiters.length };
+  }
+
+  /** `FENCE.CHECK`: whether `token` is the current grant of lock `name` (Chubby's CheckSequencer). */
+  fenceCheck(name: string, token: number): boolean {
+    return this.state.locks.get(name)?.holder?.token === token;
+  }
+
+  electionLeader(name: string): ElectionLeaderView | undefined {
+    const election = this.state.elections.get(name);
+    const holder = election?.holder;
+    if (election === undefined || holder === undefined || holder === null) return undefined;
+    return { candidate: holder.owner, value: holder.value, token: holder.token, sessionId: holder.sessionId, candidatesWaiting: election.waiters.length };
+  }
+
+  sessionInfo(sessionId: number): SessionView | undefined {
+    const session = this.state.sessions.get(sessionId);
+    return session === undefined ? undefined : { sessionId, ttlMs: session.ttlMs, label: session.label, implicit: session.implicit };
+  }
+
+  /** Every open session and lock lease with its TTL: what a LeaseKeeper loads after a restore. */
+  sessionLeases(): SessionView[] {
+    return [...this.state.sessions.values()].map((session) => ({ sessionId: session.sessionId, ttlMs: session.ttlMs, label: session.label, implicit: session.implicit }));
+  }
+
+  waiterStatus(kind: ResourceKind, name: string, waiterId: string): WaiterStatus {
+    const resource: Resource | undefined = this.state.resources(kind).get(name);
+    const holder = resource?.holder;
+    if (holder !== undefined && holder !== null && holder.waiterId === waiterId) {
+      return { state: "granted", token: holder.token, sessionId: holder.sessionId, ttlMs: this.sessionOf(holder.sessionId).ttlMs };
+    }
+    const position = resource === undefined ? -1 : resource.waiters.findIndex((waiter) => waiter.waiterId === waiterId);
+    return position < 0 ? { state: "gone" } : { state: "queued", position: position + 1 };
+  }
+
+  /** The Raft leader as last recorded by a `leader-changed` entry. */
+  raftLeader(): RaftLeader | null {
+    return this.state.raftLeader;
+  }
+
+  /** Events of `channel` after log index `since`, or "compacted" when the window no longer reaches back that far. */
+  eventsSince(channel: string, since: number): EventsSince {
+    return this.state.history.eventsSince(channel, since);
+  }
+
+  private sessionOf(sessionId: number): { readonly ttlMs: number; readonly implicit: boolean } {
+    const session = this.state.sessions.get(sessionId);
+    assert(session !== undefined, `a holder's session ${sessionId} is not open`);
+    return session;
+  }
+}
