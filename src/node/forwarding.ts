@@ -5,14 +5,16 @@
 /** Most bytes of a forwarded proposal's reply or a status body. */
 export const forwardedReplyBytesMax = 1 << 20;
 
-export const RequestKind = { Propose: 1, Status: 2, ReadIndex: 3 } as const;
+export const RequestKind = { Propose: 1, Status: 2, ReadIndex: 3, Leader: 4 } as const;
 export type RequestKind = (typeof RequestKind)[keyof typeof RequestKind];
 
 export type ForwardedRequest =
   | { readonly kind: typeof RequestKind.Propose; readonly data: Uint8Array }
   | { readonly kind: typeof RequestKind.Status }
   /** A follower asks the leader for a linearizable read point, then reads its own state once it applied it. */
-  | { readonly kind: typeof RequestKind.ReadIndex };
+  | { readonly kind: typeof RequestKind.ReadIndex }
+  /** Work only the leader may do that writes nothing to the log (a session keepalive); opaque here. */
+  | { readonly kind: typeof RequestKind.Leader; readonly data: Uint8Array };
 
 /** An error a node answers instead of a result; `code` is one of the API's error codes. */
 export class NodeError extends Error {
@@ -32,9 +34,9 @@ export interface ProposalResult {
 }
 
 export function encodeRequest(request: ForwardedRequest): Uint8Array {
-  if (request.kind !== RequestKind.Propose) return Uint8Array.of(request.kind);
+  if (request.kind !== RequestKind.Propose && request.kind !== RequestKind.Leader) return Uint8Array.of(request.kind);
   const bytes = new Uint8Array(1 + request.data.length);
-  bytes[0] = RequestKind.Propose;
+  bytes[0] = request.kind;
   bytes.set(request.data, 1);
   return bytes;
 }
@@ -44,6 +46,7 @@ export function decodeRequest(bytes: Uint8Array): ForwardedRequest | undefined {
   if (bytes[0] === RequestKind.Status && bytes.length === 1) return { kind: RequestKind.Status };
   if (bytes[0] === RequestKind.ReadIndex && bytes.length === 1) return { kind: RequestKind.ReadIndex };
   if (bytes[0] === RequestKind.Propose) return { kind: RequestKind.Propose, data: bytes.subarray(1) };
+  if (bytes[0] === RequestKind.Leader) return { kind: RequestKind.Leader, data: bytes.subarray(1) };
   return undefined;
 }
 
@@ -92,6 +95,18 @@ export function decodeProposalReply(bytes: Uint8Array): ProposalResult {
   if (body.length < 16) throw new NodeError("UNAVAILABLE", "a peer answered a proposal with a truncated reply");
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   return { index: view.getFloat64(0), term: view.getFloat64(8), result: body.slice(16) };
+}
+
+/** The body of an answer to a `Leader` request. */
+export function decodeBytesReply(bytes: Uint8Array): Uint8Array {
+  return replyBody(bytes).slice();
+}
+
+export function encodeBytesReply(body: Uint8Array): Uint8Array {
+  const bytes = new Uint8Array(1 + body.length);
+  bytes[0] = replyOk;
+  bytes.set(body, 1);
+  return bytes;
 }
 
 export function decodeJsonReply<T>(bytes: Uint8Array): T {

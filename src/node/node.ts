@@ -9,8 +9,10 @@ import { Storage } from "../storage/storage.js";
 import { PeerUnavailableError, Transport } from "../transport/transport.js";
 import { assert } from "../util/assert.js";
 import {
+  decodeBytesReply,
   decodeJsonReply,
   decodeProposalReply,
+  encodeBytesReply,
   decodeRequest,
   encodeErrorReply,
   encodeJsonReply,
@@ -95,6 +97,8 @@ export class RaftNode {
   private readonly leaderWaiters = new Set<() => void>();
   private idleWaiters: (() => void)[] = [];
   private readonly clusterConfig: ClusterConfig;
+  private readonly softStateListeners: ((softState: SoftState) => void)[] = [];
+  private leaderRequestHandler: ((data: Uint8Array) => Promise<Uint8Array>) | null = null;
 
   private constructor(
     readonly config: NodeConfig,
@@ -207,6 +211,39 @@ export class RaftNode {
     }
     await this.appliedUpTo(readIndex);
     return query(this.stateMachine);
+  }
+
+  /** Calls `listener` whenever this node's role, known leader or term changes. */
+  onSoftStateChange(listener: (softState: SoftState) => void): void {
+    this.softStateListeners.push(listener);
+  }
+
+  /** Serves `Leader` requests (work only the leader does, writing nothing to the log). */
+  setLeaderRequestHandler(handler: (data: Uint8Array) => Promise<Uint8Array>): void {
+    this.leaderRequestHandler = handler;
+  }
+
+  /** Runs `data` through the leader's `Leader` request handler, here or over the peer stream. */
+  async requestLeader(data: Uint8Array): Promise<Uint8Array> {
+    const leaderId = await this.waitForLeader();
+    const handler = this.leaderRequestHandler;
+    assert(handler !== null, "requestLeader before setLeaderRequestHandler");
+    if (leaderId === this.config.id) return handler(data);
+    try {
+      return decodeBytesReply(await this.transport!.request(leaderId, encodeRequest({ kind: RequestKind.Leader, data }), readTimeoutMs));
+    } catch (error) {
+      if (error instanceof NodeError) throw error;
+      throw new NodeError("NOLEADER", "the leader did not answer; retry");
+    }
+  }
+
+  /** Whether this node leads and heard from a majority recently enough to act on its own clock. */
+  leadershipFresh(): boolean {
+    return this.raft.leaseValid(nowMs());
+  }
+
+  isLeader(): boolean {
+    return this.raft.status().role === Role.Leader;
   }
 
   /** This node's status, and every other member's as it answers (unreachable ones say so). */
@@ -440,6 +477,7 @@ export class RaftNode {
     if (soft.role !== previous.role || soft.leaderId !== previous.leaderId || soft.currentTerm !== previous.currentTerm) {
       this.logger.info({ term: soft.currentTerm, role: soft.role, leader: soft.leaderId }, "raft state changed");
       this.lastSoftState = soft;
+      for (const listener of this.softStateListeners) listener(soft);
     }
     if (soft.leaderId !== null) {
       if (this.startupCommitIndex === null) this.startupCommitIndex = this.raft.status().commitIndex;
@@ -474,6 +512,10 @@ export class RaftNode {
     try {
       if (request === undefined) throw new NodeError("UNAVAILABLE", `unknown request kind from ${fromPeerId}`);
       if (request.kind === RequestKind.Status) return encodeJsonReply(this.localStatus());
+      if (request.kind === RequestKind.Leader) {
+        if (this.raft.status().role !== Role.Leader || this.leaderRequestHandler === null) throw new NodeError("NOLEADER", "this node is no longer the leader; retry");
+        return encodeBytesReply(await this.leaderRequestHandler(request.data));
+      }
       if (request.kind === RequestKind.ReadIndex) {
         if (this.raft.status().role !== Role.Leader) throw new NodeError("NOLEADER", "this node is no longer the leader; retry");
         return encodeJsonReply({ index: await this.readIndexLocally() });

@@ -1,0 +1,299 @@
+import { randomBytes } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import type { Logger } from "pino";
+import { type Command, encodeCommand, validateCommand } from "../fsm/commands.js";
+import type { CoordinationStateMachine, ElectionLeaderView, LockView } from "../fsm/coordination.js";
+import type { FsmEvent } from "../fsm/events.js";
+import { LeaseKeeper } from "../fsm/lease-keeper.js";
+import { type CommandResult, decodeResult } from "../fsm/results.js";
+import type { SoftState } from "../raft/types.js";
+import { NodeError } from "./forwarding.js";
+import type { RaftNode } from "./node.js";
+
+/** How often the leader looks for sessions whose deadline passed. */
+export const expiryCheckIntervalMs = 100;
+/** Clients blocked in an acquire or campaign on this node at once. */
+export const waitersMax = 10_000;
+/** Longest `WAIT` a client may ask for. */
+export const waitMsMax = 24 * 60 * 60 * 1000;
+
+/** Why a request failed in a way its client must hear about as an error (`-CODE message`). */
+export class CoordinationError extends Error {
+  override name = "CoordinationError";
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A granted lock or leadership. */
+export interface Grant {
+  readonly token: number;
+  readonly ttlMs: number;
+}
+
+interface Waiter {
+  readonly settle: (grant: Grant | null) => void;
+}
+
+/** How a read is served: linearizable (ReadIndex or lease, through the leader) or from local state. */
+export type Consistency = "linearizable" | "serializable";
+
+const keepaliveRequestBytes = 9;
+
+/**
+ * Locks, sessions and elections as the APIs offer them, on top of the replicated coordination state
+ * machine: it turns requests into log commands, waits for blocked clients by watching the state machine's
+ * events (so the reply is decided by apply order), keeps session deadlines on the leader's clock, and
+ * proposes expiries only while the leader's quorum contact is fresh.
+ */
+export class CoordinationService {
+  private readonly keeper: LeaseKeeper;
+  private readonly waiters = new Map<string, Waiter>();
+  private readonly waiterPrefix: string;
+  private waiterNext = 1;
+  /** The term in which this leader reset every deadline; expiries wait for it (no early expiry on failover). */
+  private deadlinesResetInTerm: number | null = null;
+  private leaderTerm: number | null = null;
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private expiryInFlight = false;
+
+  constructor(
+    private readonly node: RaftNode,
+    private readonly fsm: CoordinationStateMachine,
+    private readonly logger: Logger,
+  ) {
+    this.keeper = new LeaseKeeper(10 * expiryCheckIntervalMs);
+    // Waiter ids must never repeat across restarts of this node: a random boot id sees to it.
+    this.waiterPrefix = `${node.config.id}.${randomBytes(6).toString("hex")}.`;
+    this.keeper.load(fsm.sessionLeases(), nowMs());
+    fsm.subscribe((event) => this.observe(event));
+    node.onSoftStateChange((softState) => this.leadershipChanged(softState));
+    node.setLeaderRequestHandler((data) => Promise.resolve(this.answerKeepalive(data)));
+    this.expiryTimer = setInterval(() => this.expireDueSessions(), expiryCheckIntervalMs);
+  }
+
+  stop(): void {
+    if (this.expiryTimer !== null) clearInterval(this.expiryTimer);
+    for (const waiter of this.waiters.values()) waiter.settle(null);
+    this.waiters.clear();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Sessions
+
+  async openSession(ttlMs: number, label?: string): Promise<number> {
+    const result = await this.execute({ type: "session-open", ttlMs, ...(label === undefined ? {} : { label }) });
+    return expectKind(result, "session").sessionId;
+  }
+
+  /** Moves the session's deadline on the leader (nothing is written to the log); remaining ms. */
+  async keepalive(sessionId: number): Promise<number> {
+    const request = new Uint8Array(keepaliveRequestBytes);
+    new DataView(request.buffer).setFloat64(1, sessionId);
+    const reply = await this.node.requestLeader(request);
+    const remainingMs = new DataView(reply.buffer, reply.byteOffset, reply.byteLength).getFloat64(0);
+    if (remainingMs < 0) throw new CoordinationError("NOSESSION", "the session expired or never existed; open a new one");
+    return remainingMs;
+  }
+
+  async closeSession(sessionId: number): Promise<boolean> {
+    return expectKind(await this.execute({ type: "session-close", sessionId }), "closed").closed;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Locks
+
+  /** Acquires `name` for `owner`; waits up to `waitMs` in the lock's FIFO queue (0: try once). Null if not acquired. */
+  acquireLock(name: string, owner: string, ttlMs: number, waitMs: number, sessionId?: number): Promise<Grant | null> {
+    return this.acquire(
+      (waiterId) => ({ type: "lock-acquire", name, owner, ttlMs, wait: waitMs > 0, waiterId, ...(sessionId === undefined ? {} : { sessionId }) }),
+      (waiterId) => ({ type: "lock-cancel", name, waiterId }),
+      waitMs,
+    );
+  }
+
+  async releaseLock(name: string, owner: string): Promise<boolean> {
+    return expectKind(await this.execute({ type: "lock-release", name, owner }), "released").released;
+  }
+
+  async refreshLock(name: string, owner: string, ttlMs: number): Promise<boolean> {
+    return expectKind(await this.execute({ type: "lock-refresh", name, owner, ttlMs }), "refreshed").lease !== null;
+  }
+
+  async forceReleaseLock(name: string): Promise<boolean> {
+    return expectKind(await this.execute({ type: "lock-force-release", name }), "released").released;
+  }
+
+  /** The lock's holder with the time its lease has left on this node's view, or undefined when free. */
+  async lockInfo(name: string, consistency: Consistency): Promise<(LockView & { remainingMs: number | undefined }) | undefined> {
+    const view = await this.read(consistency, (fsm) => fsm.lockInfo(name));
+    if (view === undefined) return undefined;
+    return { ...view, remainingMs: this.keeper.remainingMs(view.sessionId, nowMs()) };
+  }
+
+  fenceCheck(name: string, token: number, consistency: Consistency): Promise<boolean> {
+    return this.read(consistency, (fsm) => fsm.fenceCheck(name, token));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Elections
+
+  campaign(election: string, candidate: string, ttlMs: number, waitMs: number, value?: string, sessionId?: number): Promise<Grant | null> {
+    return this.acquire(
+      (waiterId) => ({
+        type: "elect-campaign",
+        election,
+        candidate,
+        ttlMs,
+        wait: waitMs > 0,
+        waiterId,
+        ...(value === undefined ? {} : { value }),
+        ...(sessionId === undefined ? {} : { sessionId }),
+      }),
+      (waiterId) => ({ type: "elect-cancel", election, waiterId }),
+      waitMs,
+    );
+  }
+
+  async proclaim(election: string, candidate: string, value: string): Promise<boolean> {
+    return expectKind(await this.execute({ type: "elect-proclaim", election, candidate, value }), "proclaimed").proclaimed;
+  }
+
+  async resign(election: string, candidate: string): Promise<boolean> {
+    return expectKind(await this.execute({ type: "elect-resign", election, candidate }), "resigned").resigned;
+  }
+
+  electionLeader(election: string, consistency: Consistency): Promise<ElectionLeaderView | undefined> {
+    return this.read(consistency, (fsm) => fsm.electionLeader(election));
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  /** Validates, proposes and decodes one command; state machine refusals become CoordinationErrors. */
+  private async execute(command: Command): Promise<CommandResult> {
+    const problem = validateCommand(command, this.fsm.limits);
+    if (problem !== null) throw new CoordinationError(problem.code, problem.message);
+    const { result } = await this.node.propose(encodeCommand(command));
+    const decoded = decodeResult(result);
+    if (decoded.kind === "error") throw new CoordinationError(decoded.code, decoded.message);
+    return decoded;
+  }
+
+  private read<T>(consistency: Consistency, query: (fsm: CoordinationStateMachine) => T): Promise<T> {
+    if (consistency === "serializable") return Promise.resolve(query(this.fsm));
+    return this.node.read(() => query(this.fsm));
+  }
+
+  /**
+   * The shared shape of a lock acquire and a campaign. The waiter is registered before the command is
+   * proposed: its grant may be applied in the same batch as the command that queued it.
+   */
+  private async acquire(command: (waiterId: string) => Command, cancel: (waiterId: string) => Command, waitMs: number): Promise<Grant | null> {
+    if (!(Number.isSafeInteger(waitMs) && waitMs >= 0 && waitMs <= waitMsMax)) {
+      throw new CoordinationError("ERR", `wait must be an integer number of milliseconds between 0 and ${waitMsMax}`);
+    }
+    if (this.waiters.size >= waitersMax) throw new CoordinationError("ERR", `${waitersMax} clients already wait on this node; retry later`);
+    const waiterId = `${this.waiterPrefix}${this.waiterNext++}`;
+    let settle!: (grant: Grant | null) => void;
+    const settled = new Promise<Grant | null>((resolve) => {
+      settle = resolve;
+    });
+    this.waiters.set(waiterId, { settle });
+    try {
+      const result = await this.execute(command(waiterId));
+      if (result.kind === "granted") return { token: result.token, ttlMs: result.ttlMs };
+      if (result.kind !== "queued") return null;
+      const timer = setTimeout(() => void this.giveUp(waiterId, cancel(waiterId)), waitMs);
+      const grant = await settled;
+      clearTimeout(timer);
+      return grant;
+    } finally {
+      this.waiters.delete(waiterId);
+    }
+  }
+
+  /** The wait ran out: cancel through the log; if the grant was applied first, the client gets it. */
+  private async giveUp(waiterId: string, cancel: Command): Promise<void> {
+    const waiter = this.waiters.get(waiterId);
+    if (waiter === undefined) return;
+    try {
+      const result = await this.execute(cancel);
+      waiter.settle(result.kind === "already-granted" ? this.grantOf(result.token) : null);
+    } catch (error) {
+      // Outcome unknown: the waiter may still be granted; keep waiting for its event rather than lie.
+      this.logger.warn({ err: error, waiterId }, "could not cancel a waiter that gave up; waiting for its outcome");
+    }
+  }
+
+  private grantOf(token: number): Grant {
+    return { token, ttlMs: 0 };
+  }
+
+  private observe(event: FsmEvent): void {
+    this.keeper.observe(event, nowMs());
+    switch (event.type) {
+      case "lock-granted":
+      case "election-leader":
+        this.waiters.get(event.waiterId)?.settle({ token: event.token, ttlMs: "ttlMs" in event ? event.ttlMs : 0 });
+        break;
+      case "lock-dropped":
+      case "election-dropped":
+        this.waiters.get(event.waiterId)?.settle(null);
+        break;
+      case "raft-leader":
+        // Our own leader-changed entry applied: deadlines restart now, so a failover never expires early.
+        if (event.leaderId === this.node.config.id && event.term === this.leaderTerm && this.node.isLeader()) {
+          this.keeper.resetAll(nowMs());
+          this.deadlinesResetInTerm = event.term;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  private leadershipChanged(softState: SoftState): void {
+    if (softState.leaderId !== this.node.config.id) {
+      this.leaderTerm = null;
+      this.deadlinesResetInTerm = null;
+      return;
+    }
+    if (this.leaderTerm === softState.currentTerm) return;
+    this.leaderTerm = softState.currentTerm;
+    const command: Command = { type: "leader-changed", leaderId: this.node.config.id, term: softState.currentTerm };
+    this.execute(command).catch((error: unknown) => this.logger.warn({ err: error, term: softState.currentTerm }, "could not record the leader change"));
+  }
+
+  /** Leader only, and only while its leadership is fresh (etcd #15247: a paused leader must not expire everything). */
+  private expireDueSessions(): void {
+    if (this.expiryInFlight || this.deadlinesResetInTerm === null || !this.node.leadershipFresh()) return;
+    const sessionIds = this.keeper.expired(nowMs(), this.fsm.limits.expireSessionsMax);
+    if (sessionIds.length === 0) return;
+    this.expiryInFlight = true;
+    this.execute({ type: "sessions-expire", sessionIds })
+      .catch((error: unknown) => this.logger.warn({ err: error }, "could not expire sessions; will retry"))
+      .finally(() => {
+        this.expiryInFlight = false;
+      });
+  }
+
+  private answerKeepalive(request: Uint8Array): Uint8Array {
+    const reply = new Uint8Array(8);
+    const sessionId = request.length === keepaliveRequestBytes ? new DataView(request.buffer, request.byteOffset, request.byteLength).getFloat64(1) : -1;
+    const remainingMs = this.keeper.keepalive(sessionId, nowMs());
+    new DataView(reply.buffer).setFloat64(0, remainingMs ?? -1);
+    return reply;
+  }
+}
+
+function expectKind<K extends CommandResult["kind"]>(result: CommandResult, kind: K): Extract<CommandResult, { kind: K }> {
+  if (result.kind !== kind) throw new NodeError("UNAVAILABLE", `the state machine answered ${result.kind} where ${kind} was expected`);
+  return result as Extract<CommandResult, { kind: K }>;
+}
+
+function nowMs(): number {
+  return performance.now();
+}

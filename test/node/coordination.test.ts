@@ -1,0 +1,146 @@
+// Locks, sessions and elections through three real drivers (storage in temp dirs, WebSocket transports).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseStartConfig } from "../../src/config.js";
+import { CoordinationStateMachine } from "../../src/fsm/coordination.js";
+import { fsmLimitsDefaults, ttlMsMinFor } from "../../src/fsm/limits.js";
+import { CoordinationService } from "../../src/node/coordination-service.js";
+import { RaftNode } from "../../src/node/node.js";
+import { freePort, waitFor } from "../e2e/harness.js";
+
+const ids = ["n1", "n2", "n3"];
+const electionMaxMs = 600;
+const ttlMs = ttlMsMinFor(electionMaxMs);
+interface Member {
+  node: RaftNode;
+  service: CoordinationService;
+  fsm: CoordinationStateMachine;
+}
+let members = new Map<string, Member>();
+let root = "";
+
+afterEach(async () => {
+  for (const member of members.values()) member.service.stop();
+  await Promise.all([...members.values()].map((member) => member.node.stop()));
+  members = new Map();
+  rmSync(root, { recursive: true, force: true });
+});
+
+async function startCluster(): Promise<Map<string, Member>> {
+  root = mkdtempSync(join(tmpdir(), "raftlock-coord-"));
+  const ports = new Map<string, number>();
+  for (const id of ids) ports.set(id, await freePort());
+  const peers = ids.map((id) => `${id}=127.0.0.1:${ports.get(id)}`).join(",");
+  for (const id of ids) {
+    const config = parseStartConfig(
+      ["--id", id, "--data-dir", join(root, id), "--peer-listen", `127.0.0.1:${ports.get(id)}`, "--http-listen", "127.0.0.1:1", "--peers", peers,
+        "--election-timeout-min-ms", "300", "--election-timeout-max-ms", String(electionMaxMs), "--heartbeat-interval-ms", "50"],
+      {},
+    );
+    const fsm = new CoordinationStateMachine({ ...fsmLimitsDefaults, ttlMsMin: ttlMs });
+    const logger = pino({ level: "silent" });
+    const node = await RaftNode.start(config, logger, fsm);
+    members.set(id, { node, fsm, service: new CoordinationService(node, fsm, logger) });
+  }
+  await waitFor(() => ids.every((id) => members.get(id)!.node.leader() !== null), 10_000, "a leader everyone knows");
+  return members;
+}
+
+function service(id: string): CoordinationService {
+  return members.get(id)!.service;
+}
+
+describe("coordination over a real cluster", { timeout: 30_000 }, () => {
+  it("the loser of a contended lock gets it, with a higher token, when the holder releases", async () => {
+    await startCluster();
+    const first = await service("n1").acquireLock("db", "alice", ttlMs, 0);
+    expect(first).not.toBeNull();
+    expect(await service("n2").acquireLock("db", "bob", ttlMs, 0)).toBeNull(); // try once: held
+    const bobWaits = service("n2").acquireLock("db", "bob", ttlMs, 10_000);
+    await waitFor(async () => ((await service("n3").lockInfo("db", "linearizable"))?.waiters ?? 0) === 1, 5_000, "bob queued");
+    expect(await service("n3").releaseLock("db", "mallory")).toBe(false); // release is keyed on the holder
+    expect(await service("n3").releaseLock("db", "alice")).toBe(true);
+    const second = await bobWaits;
+    expect(second!.token).toBeGreaterThan(first!.token);
+    expect(await service("n1").fenceCheck("db", first!.token, "linearizable")).toBe(false);
+    expect(await service("n1").fenceCheck("db", second!.token, "linearizable")).toBe(true);
+    expect((await service("n3").lockInfo("db", "linearizable"))?.owner).toBe("bob");
+  });
+
+  it("re-acquiring by the same owner returns the same token", async () => {
+    await startCluster();
+    const first = await service("n1").acquireLock("job", "worker-1", ttlMs, 0);
+    const again = await service("n3").acquireLock("job", "worker-1", ttlMs, 0);
+    expect(again!.token).toBe(first!.token);
+  });
+
+  it("a waiter that times out never becomes a holder", async () => {
+    await startCluster();
+    await service("n1").acquireLock("db", "alice", ttlMs, 0);
+    expect(await service("n2").acquireLock("db", "bob", ttlMs, 300)).toBeNull();
+    expect(await service("n1").releaseLock("db", "alice")).toBe(true);
+    expect(await service("n3").lockInfo("db", "linearizable")).toBeUndefined();
+  });
+
+  it("grants five waiters in FIFO order with increasing tokens", async () => {
+    await startCluster();
+    await service("n1").acquireLock("q", "holder", ttlMs, 0);
+    const grants: { owner: string; token: number }[] = [];
+    const waits = [];
+    for (let k = 0; k < 5; k++) {
+      const owner = `w${k}`;
+      waits.push(service(ids[k % 3]!).acquireLock("q", owner, ttlMs, 20_000).then(async (grant) => {
+        grants.push({ owner, token: grant!.token });
+        await service("n1").releaseLock("q", owner);
+      }));
+      await waitFor(async () => ((await service("n1").lockInfo("q", "linearizable"))?.waiters ?? 0) === k + 1, 5_000, `w${k} queued`);
+    }
+    await service("n1").releaseLock("q", "holder");
+    await Promise.all(waits);
+    expect(grants.map((grant) => grant.owner)).toEqual(["w0", "w1", "w2", "w3", "w4"]);
+    for (let k = 1; k < grants.length; k++) expect(grants[k]!.token).toBeGreaterThan(grants[k - 1]!.token);
+  });
+
+  it("a lock whose lease runs out is expired by the leader and passes to the next waiter", async () => {
+    await startCluster();
+    const first = await service("n1").acquireLock("lease", "crashed-client", ttlMs, 0);
+    const next = await service("n2").acquireLock("lease", "patient", ttlMs, 10_000);
+    expect(next!.token).toBeGreaterThan(first!.token);
+  });
+
+  it("keepalives keep a session alive past its TTL; without them it expires and frees its locks", async () => {
+    await startCluster();
+    const sessionId = await service("n2").openSession(ttlMs, "worker");
+    await service("n2").acquireLock("s-lock", "worker", ttlMs, 0, sessionId);
+    for (let k = 0; k < 6; k++) {
+      await new Promise((resolve) => setTimeout(resolve, ttlMs / 3)); // the client's keepalive period
+      expect(await service(ids[k % 3]!).keepalive(sessionId)).toBeGreaterThan(0);
+    }
+    expect((await service("n1").lockInfo("s-lock", "linearizable"))?.owner).toBe("worker");
+    const waiter = await service("n3").acquireLock("s-lock", "other", ttlMs, 10_000);
+    expect(waiter).not.toBeNull();
+    await expect(service("n1").keepalive(sessionId)).rejects.toMatchObject({ code: "NOSESSION" });
+  });
+
+  it("elections: the first candidate leads, proclaims, and leadership passes on resign", async () => {
+    await startCluster();
+    const a = await service("n1").campaign("primary", "a", ttlMs, 0, "a-addr");
+    const bWaits = service("n2").campaign("primary", "b", ttlMs, 10_000, "b-addr");
+    expect(await service("n3").proclaim("primary", "a", "a-addr-2")).toBe(true);
+    expect(await service("n3").proclaim("primary", "b", "nope")).toBe(false);
+    expect(await service("n2").electionLeader("primary", "linearizable")).toMatchObject({ candidate: "a", value: "a-addr-2", token: a!.token });
+    expect(await service("n1").resign("primary", "a")).toBe(true);
+    const b = await bWaits;
+    expect(b!.token).toBeGreaterThan(a!.token);
+    expect(await service("n1").electionLeader("primary", "linearizable")).toMatchObject({ candidate: "b", value: "b-addr" });
+  });
+
+  it("bad input is refused with the api.md error text", async () => {
+    await startCluster();
+    await expect(service("n1").acquireLock("x", "o", 5, 0)).rejects.toMatchObject({ code: "ERR", message: expect.stringContaining("ttl-ms must be an integer between") });
+    await expect(service("n1").keepalive(424242)).rejects.toMatchObject({ code: "NOSESSION" });
+  });
+});
