@@ -4,7 +4,9 @@ import { pino } from "pino";
 import { createHttpApp, listenHttp } from "./api/http/server.js";
 import { ConfigError, envName, parseAddress, parseStartConfig, startFlags } from "./config.js";
 import { RaftNode } from "./node/node.js";
-import { JournalStateMachine } from "./node/state-machine.js";
+import { CoordinationStateMachine } from "./fsm/coordination.js";
+import { fsmLimitsDefaults, ttlMsMinFor } from "./fsm/limits.js";
+import { CoordinationService } from "./node/coordination-service.js";
 import { StorageCorruptError } from "./storage/storage.js";
 
 /** How long `raftlock status` waits for the node to answer. */
@@ -32,8 +34,11 @@ async function start(argv: string[]): Promise<void> {
   }
   const config = parseStartConfig(argv, process.env);
   const logger = pino({ level: config.logLevel, base: { nodeId: config.id } });
-  const node = await RaftNode.start(config, logger, new JournalStateMachine());
-  const server = await listenHttp(createHttpApp(node, logger), config.httpListen);
+  // Every member derives the same TTL floor from the same election timeout: replicated decisions use it.
+  const fsm = new CoordinationStateMachine({ ...fsmLimitsDefaults, ttlMsMin: ttlMsMinFor(config.electionTimeoutMaxMs) });
+  const node = await RaftNode.start(config, logger, fsm);
+  const service = new CoordinationService(node, fsm, logger);
+  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }), config.httpListen);
   logger.info({ http: config.httpListen, peer: config.peerListen }, "serving");
   let stopping = false;
   const stop = (signal: string): void => {
@@ -42,6 +47,7 @@ async function start(argv: string[]): Promise<void> {
     logger.info({ signal }, "stopping");
     server.close();
     server.closeAllConnections();
+    service.stop();
     node.stop().then(
       () => process.exit(0),
       (error: unknown) => {

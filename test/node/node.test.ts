@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parseStartConfig } from "../../src/config.js";
 import { NodeError } from "../../src/node/forwarding.js";
 import { RaftNode } from "../../src/node/node.js";
-import { JournalStateMachine } from "../../src/node/state-machine.js";
+import { JournalStateMachine } from "../support/journal-state-machine.js";
 import { freePort, waitFor } from "../e2e/harness.js";
 
 const ids = ["n1", "n2", "n3"];

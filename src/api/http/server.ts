@@ -2,8 +2,11 @@ import type { Server } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import type { Address } from "../../config.js";
+import type { CoordinationStateMachine } from "../../fsm/coordination.js";
+import { CoordinationError, type CoordinationService } from "../../node/coordination-service.js";
 import { NodeError } from "../../node/forwarding.js";
 import type { RaftNode } from "../../node/node.js";
+import { BadRequestError, coordinationRouter } from "./coordination-routes.js";
 
 /** Seconds a client should wait before retrying when there is no leader. */
 export const retryAfterSeconds = 1;
@@ -21,11 +24,15 @@ const statusOfCode: Record<NodeError["code"], number> = {
   TOOLARGE: 413,
 };
 
-/** The HTTP API of one node: cluster status, leader, health checks, and a write barrier. */
-export function createHttpApp(node: RaftNode, logger: Logger): express.Express {
+/** HTTP status of each coordination error code. */
+const statusOfCoordinationCode: Record<string, number> = { ERR: 400, NOSESSION: 404, LIMIT: 503 };
+
+/** The HTTP API of one node: cluster status, health checks, a write barrier, and locks, sessions and elections. */
+export function createHttpApp(node: RaftNode, logger: Logger, coordination?: { service: CoordinationService; fsm: CoordinationStateMachine }): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.use(express.json({ limit: httpBodyBytesMax }));
+  if (coordination !== undefined) app.use(coordinationRouter(coordination.service, coordination.fsm));
 
   app.get("/healthz", (_request, response) => {
     response.json({ status: "ok" });
@@ -84,6 +91,14 @@ export function createHttpApp(node: RaftNode, logger: Logger): express.Express {
 
   // express needs all four parameters to recognise an error handler.
   app.use((error: unknown, _request: Request, response: Response, _next: NextFunction) => {
+    if (error instanceof BadRequestError) {
+      response.status(400).json({ error: { code: "BADREQUEST", message: error.message } });
+      return;
+    }
+    if (error instanceof CoordinationError) {
+      response.status(statusOfCoordinationCode[error.code] ?? 400).json({ error: { code: error.code, message: error.message } });
+      return;
+    }
     if (error instanceof NodeError) {
       const status = statusOfCode[error.code];
       if (status === 503) response.set("Retry-After", String(retryAfterSeconds));

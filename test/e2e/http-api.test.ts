@@ -1,0 +1,136 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { E2eCluster, waitFor } from "./harness.js";
+
+/** Generous: real processes on a loaded 2-core machine. */
+const e2eTimeoutMs = 90_000;
+/** The TTL floor for the test timeouts: 1.5 x the 600 ms maximum election timeout. */
+const ttlMs = 900;
+
+let cluster: E2eCluster | null = null;
+afterEach(async () => {
+  await cluster?.close();
+  cluster = null;
+});
+
+interface SseEvent {
+  id: number;
+  event: string;
+  data: { type: string; index: number; leaderId?: string; term?: number; owner?: string; token?: number };
+}
+
+/** Reads Server-Sent Events from `url` into `events` until `stop` is aborted. */
+async function watch(url: string, events: SseEvent[], stop: AbortSignal): Promise<void> {
+  const response = await fetch(url, { signal: stop });
+  expect(response.status).toBe(200);
+  const reader = response.body!.getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += new TextDecoder().decode(value);
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const fields = Object.fromEntries(block.split("\n").filter((line) => !line.startsWith(":")).map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 2)]));
+        if (fields["data"] !== undefined) events.push({ id: Number(fields["id"]), event: fields["event"]!, data: JSON.parse(fields["data"]) as SseEvent["data"] });
+      }
+    }
+  } catch (error) {
+    if (!stop.aborted) throw error;
+  }
+}
+
+describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeoutMs }, () => {
+  it("two clients contend for a lock: the loser gets it, with a higher token, after the holder releases", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    const first = await cluster.post<{ token: number; ttlMs: number }>("n1", "/v1/locks/orders/acquire", { owner: "alice", ttlMs });
+    expect(first.status).toBe(200);
+    expect(await cluster.post("n2", "/v1/locks/orders/acquire", { owner: "bob", ttlMs })).toMatchObject({ status: 409, body: { error: { code: "NOTACQUIRED" } } });
+    const bobWaits = cluster.post<{ token: number }>("n3", "/v1/locks/orders/acquire", { owner: "bob", ttlMs, waitMs: 20_000 });
+    await waitFor(async () => (await cluster!.get<{ waiters: number }>("n2", "/v1/locks/orders")).body.waiters === 1, 10_000, "bob waits");
+    expect((await cluster.get<{ owner: string; token: number }>("n2", "/v1/locks/orders")).body).toMatchObject({ owner: "alice", token: first.body.token });
+    expect((await cluster.post("n2", "/v1/locks/orders/release", { owner: "bob" })).body).toEqual({ released: false });
+    expect((await cluster.post("n2", "/v1/locks/orders/release", { owner: "alice" })).body).toEqual({ released: true });
+    const second = await bobWaits;
+    expect(second.status).toBe(200);
+    expect(second.body.token).toBeGreaterThan(first.body.token);
+    expect((await cluster.get("n1", `/v1/fence/orders/${first.body.token}`)).body).toEqual({ valid: false });
+    expect((await cluster.get("n1", `/v1/fence/orders/${second.body.token}?consistency=serializable`)).status).toBe(200);
+    expect((await cluster.post("n1", "/v1/locks/orders/refresh", { owner: "bob", ttlMs })).body).toEqual({ refreshed: true });
+  });
+
+  it("a holder that stops refreshing loses the lock to the next waiter when its lease runs out", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    const first = await cluster.post<{ token: number }>("n1", "/v1/locks/job/acquire", { owner: "crashed", ttlMs });
+    const next = await cluster.post<{ token: number }>("n2", "/v1/locks/job/acquire", { owner: "next", ttlMs, waitMs: 20_000 });
+    expect(next.status).toBe(200);
+    expect(next.body.token).toBeGreaterThan(first.body.token);
+  });
+
+  it("sessions: open, keep alive, close; a closed session's lock passes on", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    const session = await cluster.post<{ id: number }>("n1", "/v1/sessions", { ttlMs: 5_000, label: "worker" });
+    expect(session.status).toBe(200);
+    expect((await cluster.post<{ ttlMs: number }>("n2", `/v1/sessions/${session.body.id}/keepalive`)).body.ttlMs).toBeGreaterThan(4_000);
+    await cluster.post("n1", "/v1/locks/s/acquire", { owner: "worker", ttlMs: 5_000, session: session.body.id });
+    const waiter = cluster.post<{ token: number }>("n3", "/v1/locks/s/acquire", { owner: "other", ttlMs, waitMs: 20_000 });
+    const closed = await fetch(`http://127.0.0.1:${cluster.node("n3").httpPort}/v1/sessions/${session.body.id}`, { method: "DELETE" });
+    expect(await closed.json()).toEqual({ closed: true });
+    expect((await waiter).status).toBe(200);
+    expect(await cluster.post("n1", `/v1/sessions/${session.body.id}/keepalive`)).toMatchObject({ status: 404, body: { error: { code: "NOSESSION" } } });
+  });
+
+  it("elections: campaign, proclaim, read the leader, resign", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    const a = await cluster.post<{ token: number }>("n1", "/v1/elections/primary/campaign", { candidate: "a", ttlMs, value: "10.0.0.1" });
+    expect(a.status).toBe(200);
+    expect((await cluster.post("n2", "/v1/elections/primary/campaign", { candidate: "b", ttlMs })).status).toBe(409);
+    expect((await cluster.post("n2", "/v1/elections/primary/proclaim", { candidate: "a", value: "10.0.0.2" })).body).toEqual({ proclaimed: true });
+    expect((await cluster.get("n3", "/v1/elections/primary")).body).toEqual({ candidate: "a", value: "10.0.0.2", token: a.body.token });
+    expect((await cluster.post("n3", "/v1/elections/primary/resign", { candidate: "a" })).body).toEqual({ resigned: true });
+    expect((await cluster.get("n3", "/v1/elections/primary")).status).toBe(404);
+  });
+
+  it("bad requests get a 400 that says what to fix", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    expect(await cluster.post("n1", "/v1/locks/x/acquire", { owner: "o", ttlMs: "soon" })).toEqual({ status: 400, body: { error: { code: "BADREQUEST", message: "ttlMs must be a non-negative integer" } } });
+    expect(await cluster.post("n1", "/v1/locks/x/acquire", { ttlMs })).toEqual({ status: 400, body: { error: { code: "BADREQUEST", message: "owner must be a non-empty string" } } });
+    const tooShort = await cluster.post<{ error: { message: string } }>("n1", "/v1/locks/x/acquire", { owner: "o", ttlMs: 10 });
+    expect(tooShort.status).toBe(400);
+    expect(tooShort.body.error.message).toBe(`ttl-ms must be an integer between ${ttlMs} and 86400000 (got 10)`);
+    expect((await cluster.get("n1", "/v1/locks/x?consistency=sometimes")).status).toBe(400);
+  });
+
+  it("a watch on raft:leader sees leader changes with their log index, and resumes with since=", async () => {
+    cluster = await E2eCluster.start(3);
+    const leader = await cluster.leader();
+    const watcher = ["n1", "n2", "n3"].find((id) => id !== leader.id)!;
+    const events: SseEvent[] = [];
+    const stop = new AbortController();
+    const watching = watch(`http://127.0.0.1:${cluster.node(watcher).httpPort}/v1/watch?channel=raft:leader&since=0`, events, stop.signal);
+    await waitFor(() => events.some((e) => e.data.leaderId === leader.id && e.data.term === leader.term), 10_000, "the first leader's event");
+    await cluster.kill9(leader.id);
+    const next = await cluster.leader(["n1", "n2", "n3"].filter((id) => id !== leader.id), 15_000, leader.id);
+    await waitFor(() => events.some((e) => e.data.leaderId === next.id && e.data.term === next.term), 10_000, "the new leader's event");
+    stop.abort();
+    await watching;
+    const ids = events.map((e) => e.id);
+    expect([...ids].sort((x, y) => x - y)).toEqual(ids); // in log order
+    expect(events.every((e) => e.id === e.data.index && e.event === "raft-leader")).toBe(true);
+    // Resuming after the first event delivers the later ones only.
+    const resumed: SseEvent[] = [];
+    const stopResumed = new AbortController();
+    const resuming = watch(`http://127.0.0.1:${cluster.node(watcher).httpPort}/v1/watch?channel=raft:leader&since=${ids[0]}`, resumed, stopResumed.signal);
+    await waitFor(() => resumed.length === ids.length - 1, 10_000, "the resumed stream catches up");
+    stopResumed.abort();
+    await resuming;
+    expect(resumed.map((e) => e.id)).toEqual(ids.slice(1));
+  });
+});
