@@ -106,12 +106,16 @@ export class CoordinationService {
   // ------------------------------------------------------------------------------------------
   // Locks
 
-  /** Acquires `name` for `owner`; waits up to `waitMs` in the lock's FIFO queue (0: try once). Null if not acquired. */
-  acquireLock(name: string, owner: string, ttlMs: number, waitMs: number, sessionId?: number): Promise<Grant | null> {
+  /**
+   * Acquires `name` for `owner`; waits up to `waitMs` in the lock's FIFO queue (0: try once). Null if not
+   * acquired. Aborting `signal` (the client's connection closed) gives up the wait through the log.
+   */
+  acquireLock(name: string, owner: string, ttlMs: number, waitMs: number, sessionId?: number, signal?: AbortSignal): Promise<Grant | null> {
     return this.acquire(
       (waiterId) => ({ type: "lock-acquire", name, owner, ttlMs, wait: waitMs > 0, waiterId, ...(sessionId === undefined ? {} : { sessionId }) }),
       (waiterId) => ({ type: "lock-cancel", name, waiterId }),
       waitMs,
+      signal,
     );
   }
 
@@ -141,7 +145,7 @@ export class CoordinationService {
   // ------------------------------------------------------------------------------------------
   // Elections
 
-  campaign(election: string, candidate: string, ttlMs: number, waitMs: number, value?: string, sessionId?: number): Promise<Grant | null> {
+  campaign(election: string, candidate: string, ttlMs: number, waitMs: number, value?: string, sessionId?: number, signal?: AbortSignal): Promise<Grant | null> {
     return this.acquire(
       (waiterId) => ({
         type: "elect-campaign",
@@ -155,6 +159,7 @@ export class CoordinationService {
       }),
       (waiterId) => ({ type: "elect-cancel", election, waiterId }),
       waitMs,
+      signal,
     );
   }
 
@@ -191,7 +196,12 @@ export class CoordinationService {
    * The shared shape of a lock acquire and a campaign. The waiter is registered before the command is
    * proposed: its grant may be applied in the same batch as the command that queued it.
    */
-  private async acquire(command: (waiterId: string) => Command, cancel: (waiterId: string) => Command, waitMs: number): Promise<Grant | null> {
+  private async acquire(
+    command: (waiterId: string) => Command,
+    cancel: (waiterId: string) => Command,
+    waitMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Grant | null> {
     if (!(Number.isSafeInteger(waitMs) && waitMs >= 0 && waitMs <= waitMsMax)) {
       throw new CoordinationError("ERR", `wait must be an integer number of milliseconds between 0 and ${waitMsMax}`);
     }
@@ -206,9 +216,13 @@ export class CoordinationService {
       const result = await this.execute(command(waiterId));
       if (result.kind === "granted") return { token: result.token, ttlMs: result.ttlMs };
       if (result.kind !== "queued") return null;
-      const timer = setTimeout(() => void this.giveUp(waiterId, cancel(waiterId)), waitMs);
+      const giveUp = (): void => void this.giveUp(waiterId, cancel(waiterId));
+      const timer = setTimeout(giveUp, waitMs);
+      signal?.addEventListener("abort", giveUp, { once: true });
+      if (signal?.aborted === true) giveUp();
       const grant = await settled;
       clearTimeout(timer);
+      signal?.removeEventListener("abort", giveUp);
       return grant;
     } finally {
       this.waiters.delete(waiterId);

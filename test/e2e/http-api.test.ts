@@ -71,6 +71,25 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
     expect(next.body.token).toBeGreaterThan(first.body.token);
   });
 
+  it("a waiter whose connection closes is cancelled, and never becomes a holder", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    await cluster.post("n1", "/v1/locks/door/acquire", { owner: "alice", ttlMs: 5_000 });
+    const hangUp = new AbortController();
+    const waiting = fetch(`http://127.0.0.1:${cluster.node("n2").httpPort}/v1/locks/door/acquire`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ owner: "quitter", ttlMs: 5_000, waitMs: 30_000 }),
+      signal: hangUp.signal,
+    }).catch(() => null);
+    await waitFor(async () => (await cluster!.get<{ waiters: number }>("n1", "/v1/locks/door")).body.waiters === 1, 10_000, "the waiter queued");
+    hangUp.abort();
+    await waiting;
+    await waitFor(async () => (await cluster!.get<{ waiters: number }>("n1", "/v1/locks/door")).body.waiters === 0, 10_000, "the waiter cancelled");
+    expect((await cluster.post("n1", "/v1/locks/door/release", { owner: "alice" })).body).toEqual({ released: true });
+    expect((await cluster.get("n3", "/v1/locks/door")).status).toBe(404); // free: nobody unseen holds it
+  });
+
   it("sessions: open, keep alive, close; a closed session's lock passes on", async () => {
     cluster = await E2eCluster.start(3);
     await cluster.leader();
