@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The `raftlock` command: `start` runs one node, `status` prints the cluster table.
 import { pino } from "pino";
-import { createHttpApp, listenHttp } from "./api/http/server.js";
+import { bearerMatches, createHttpApp, listenHttp } from "./api/http/server.js";
+import { attachWatchSocket } from "./api/http/watch-socket.js";
 import { ConfigError, envName, parseAddress, parseStartConfig, startFlags } from "./config.js";
 import { RaftNode } from "./node/node.js";
 import { CoordinationStateMachine } from "./fsm/coordination.js";
@@ -38,7 +39,9 @@ async function start(argv: string[]): Promise<void> {
   const fsm = new CoordinationStateMachine({ ...fsmLimitsDefaults, ttlMsMin: ttlMsMinFor(config.electionTimeoutMaxMs) });
   const node = await RaftNode.start(config, logger, fsm);
   const service = new CoordinationService(node, fsm, logger);
-  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }), config.httpListen);
+  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, config.authPassword), config.httpListen);
+  const password = config.authPassword;
+  attachWatchSocket(server, fsm, (request) => password === undefined || bearerMatches(request, password));
   logger.info({ http: config.httpListen, peer: config.peerListen }, "serving");
   let stopping = false;
   const stop = (signal: string): void => {

@@ -16,6 +16,8 @@ export interface NodeConfig {
   /** Every voting member, this node included, by id. */
   readonly peers: ReadonlyMap<string, Address>;
   readonly clusterToken: string | undefined;
+  /** When set, clients must present it: `AUTH` on RESP, `Authorization: Bearer` on HTTP. */
+  readonly authPassword: string | undefined;
   readonly electionTimeoutMinMs: number;
   readonly electionTimeoutMaxMs: number;
   readonly heartbeatIntervalMs: number;
@@ -52,6 +54,7 @@ export const startFlags: readonly FlagSpec[] = [
   { name: "peers", help: "every member as id=host:port, comma separated, this node included" },
   { name: "cluster-id", help: "name shared by all members; nodes of another cluster are refused", defaultValue: "raftlock" },
   { name: "cluster-token", help: "shared secret every peer must present (also RAFTLOCK_CLUSTER_TOKEN)" },
+  { name: "auth-password", help: "password clients must present (RESP AUTH, HTTP Authorization: Bearer); also RAFTLOCK_AUTH_PASSWORD" },
   { name: "election-timeout-min-ms", help: "lower bound of the randomized election timeout", defaultValue: "1000" },
   { name: "election-timeout-max-ms", help: "upper bound of the randomized election timeout", defaultValue: "2000" },
   { name: "heartbeat-interval-ms", help: "how often the leader sends heartbeats", defaultValue: "100" },
@@ -121,6 +124,7 @@ export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     httpListen: parseAddress("http-listen", get("http-listen")),
     peers,
     clusterToken: raw.get("cluster-token"),
+    authPassword: raw.get("auth-password"),
     electionTimeoutMinMs,
     electionTimeoutMaxMs,
     heartbeatIntervalMs,

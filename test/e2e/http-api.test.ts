@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { E2eCluster, waitFor } from "./harness.js";
+import { WebSocket } from "ws";
+import { E2eCluster, fastTimeouts, waitFor } from "./harness.js";
 
 /** Generous: real processes on a loaded 2-core machine. */
 const e2eTimeoutMs = 90_000;
@@ -161,6 +162,35 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
       else expect(current.token).toBeGreaterThan(previous.token);
     }
     expect(grants.some((grant) => grant.fromMs > Date.now() - 3_000)).toBe(true); // grants went on after the kill
+  });
+
+  it("with --auth-password, every route but the probes wants the bearer token, the WebSocket watch too", async () => {
+    const password = "s3cret-e2e";
+    cluster = await E2eCluster.start(3, [...fastTimeouts, "--auth-password", password]);
+    const port = cluster.node("n1").httpPort;
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 15_000, "n1 ready without credentials");
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    const refused = await fetch(`http://127.0.0.1:${port}/v1/cluster/leader`);
+    expect(refused.status).toBe(401);
+    expect(await refused.json()).toEqual({ error: { code: "NOAUTH", message: "authentication required: send Authorization: Bearer <password>" } });
+    expect((await fetch(`http://127.0.0.1:${port}/v1/cluster/leader`, { headers: { authorization: "Bearer wrong" } })).status).toBe(401);
+    expect((await fetch(`http://127.0.0.1:${port}/v1/cluster/leader`, { headers: { authorization: `Bearer ${password}` } })).status).toBe(200);
+    // The WebSocket watch: refused without the token, and with it delivers history in log order.
+    const unauthorized = new WebSocket(`ws://127.0.0.1:${port}/v1/ws`);
+    unauthorized.on("error", () => undefined); // the refused upgrade also surfaces as an error event
+    const status = await new Promise<number>((resolve) => unauthorized.on("unexpected-response", (_request, response) => resolve(response.statusCode ?? 0)));
+    expect(status).toBe(401);
+    unauthorized.terminate();
+    const socket = new WebSocket(`ws://127.0.0.1:${port}/v1/ws`, { headers: { authorization: `Bearer ${password}` } });
+    const received: { channel?: string; event?: { type: string; index: number }; subscribed?: string }[] = [];
+    socket.on("message", (data) => received.push(JSON.parse(data.toString()) as (typeof received)[number]));
+    await new Promise((resolve) => socket.once("open", resolve));
+    socket.send(JSON.stringify({ subscribe: "raft:leader", since: 0 }));
+    await waitFor(() => received.some((message) => message.subscribed === "raft:leader"), 10_000, "subscribed");
+    expect(received[0]).toMatchObject({ channel: "raft:leader", event: { type: "raft-leader" } });
+    socket.send("not json");
+    await waitFor(() => received.some((message) => "error" in message), 5_000, "a readable refusal");
+    socket.close();
   });
 
   it("a watch on raft:leader sees leader changes with their log index, and resumes with since=", async () => {

@@ -1,4 +1,5 @@
-import type { Server } from "node:http";
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { IncomingMessage, Server } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import type { Address } from "../../config.js";
@@ -28,9 +29,21 @@ const statusOfCode: Record<NodeError["code"], number> = {
 const statusOfCoordinationCode: Record<string, number> = { ERR: 400, NOSESSION: 404, LIMIT: 503 };
 
 /** The HTTP API of one node: cluster status, health checks, a write barrier, and locks, sessions and elections. */
-export function createHttpApp(node: RaftNode, logger: Logger, coordination?: { service: CoordinationService; fsm: CoordinationStateMachine }): express.Express {
+export function createHttpApp(
+  node: RaftNode,
+  logger: Logger,
+  coordination?: { service: CoordinationService; fsm: CoordinationStateMachine },
+  authPassword?: string,
+): express.Express {
   const app = express();
   app.disable("x-powered-by");
+  if (authPassword !== undefined) {
+    app.use((request, response, next) => {
+      // Probes stay open: an orchestrator checks liveness without the application's secret.
+      if (request.path === "/healthz" || request.path === "/readyz" || bearerMatches(request, authPassword)) return next();
+      response.status(401).set("WWW-Authenticate", "Bearer").json({ error: { code: "NOAUTH", message: "authentication required: send Authorization: Bearer <password>" } });
+    });
+  }
   app.use(express.json({ limit: httpBodyBytesMax }));
   if (coordination !== undefined) app.use(coordinationRouter(coordination.service, coordination.fsm));
 
@@ -114,6 +127,14 @@ export function createHttpApp(node: RaftNode, logger: Logger, coordination?: { s
     response.status(500).json({ error: { code: "INTERNAL", message: "internal error; the node logged the details" } });
   });
   return app;
+}
+
+/** Whether `request` carries `Authorization: Bearer <password>`, compared in constant time. */
+export function bearerMatches(request: IncomingMessage, password: string): boolean {
+  const header = request.headers.authorization;
+  if (header === undefined || !header.startsWith("Bearer ")) return false;
+  const digest = (text: string): Buffer => createHash("sha256").update(text).digest();
+  return timingSafeEqual(digest(header.slice("Bearer ".length)), digest(password));
 }
 
 /** Starts listening; resolves once bound. */

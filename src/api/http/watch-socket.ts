@@ -1,0 +1,97 @@
+import type { IncomingMessage, Server } from "node:http";
+import { WebSocketServer, type WebSocket } from "ws";
+import type { CoordinationStateMachine } from "../../fsm/coordination.js";
+import type { FsmEvent } from "../../fsm/events.js";
+import { channelBytesMax } from "./coordination-routes.js";
+
+/** Channels one WebSocket may watch at once. */
+export const subscriptionsPerSocketMax = 64;
+/** Largest message a watching client may send. */
+export const watchMessageBytesMax = 4096;
+/** WebSocket watch connections open on this node at once. */
+export const watchSocketsMax = 1_000;
+
+interface SubscribeMessage {
+  readonly subscribe?: unknown;
+  readonly unsubscribe?: unknown;
+  readonly since?: unknown;
+}
+
+/**
+ * `GET /v1/ws`: a WebSocket on which a client sends `{"subscribe": "raft:leader", "since": 12}` (or
+ * `{"unsubscribe": ...}`) and receives `{"channel", "event"}` messages in log order; history after `since`
+ * comes first, as on the SSE endpoint. `authorize` refuses the upgrade (401) when it returns false.
+ */
+export function attachWatchSocket(server: Server, fsm: CoordinationStateMachine, authorize: (request: IncomingMessage) => boolean): WebSocketServer {
+  const sockets = new WebSocketServer({ noServer: true, maxPayload: watchMessageBytesMax });
+  server.on("upgrade", (request, socket, head) => {
+    if (new URL(request.url ?? "/", "http://x").pathname !== "/v1/ws") {
+      socket.end("HTTP/1.1 404 Not Found\r\n\r\n");
+      return;
+    }
+    if (!authorize(request)) {
+      socket.end("HTTP/1.1 401 Unauthorized\r\n\r\n");
+      return;
+    }
+    if (sockets.clients.size >= watchSocketsMax) {
+      socket.end("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\r\n");
+      return;
+    }
+    sockets.handleUpgrade(request, socket, head, (webSocket) => serveWatcher(webSocket, fsm));
+  });
+  return sockets;
+}
+
+function serveWatcher(webSocket: WebSocket, fsm: CoordinationStateMachine): void {
+  const channels = new Set<string>();
+  const send = (body: unknown): void => {
+    if (webSocket.readyState === webSocket.OPEN) webSocket.send(JSON.stringify(body));
+  };
+  const unsubscribeAll = fsm.subscribe((event: FsmEvent) => {
+    if (channels.has(event.channel)) send({ channel: event.channel, event });
+  });
+  const refuse = (message: string): void => send({ error: { code: "BADREQUEST", message } });
+  webSocket.on("message", (data, isBinary) => {
+    let message: SubscribeMessage;
+    try {
+      if (isBinary) throw new Error("binary");
+      message = JSON.parse(data.toString()) as SubscribeMessage;
+    } catch {
+      refuse('send JSON text such as {"subscribe": "raft:leader", "since": 0}');
+      return;
+    }
+    if (typeof message.unsubscribe === "string") {
+      channels.delete(message.unsubscribe);
+      return;
+    }
+    const channel = message.subscribe;
+    if (typeof channel !== "string" || channel === "" || Buffer.byteLength(channel) > channelBytesMax) {
+      refuse(`subscribe must name a channel of at most ${channelBytesMax} bytes, e.g. raft:leader, election:<name> or lock:<name>`);
+      return;
+    }
+    if (channels.has(channel)) {
+      send({ subscribed: channel }); // already watching: replaying history again would repeat events
+      return;
+    }
+    if (channels.size >= subscriptionsPerSocketMax) {
+      refuse(`at most ${subscriptionsPerSocketMax} channels per connection`);
+      return;
+    }
+    const since = message.since ?? fsm.appliedIndex;
+    if (typeof since !== "number" || !Number.isSafeInteger(since) || since < 0) {
+      refuse("since must be a log index (a non-negative integer)");
+      return;
+    }
+    const history = fsm.eventsSince(channel, since);
+    if (history.kind === "compacted") {
+      send({ channel, error: { code: "COMPACTED", message: `events after ${since} are no longer retained; re-read the state, then watch from ${history.oldestIndex}` } });
+      return;
+    }
+    // History and the live subscription are taken in one synchronous step: nothing is missed or repeated.
+    for (const event of history.events) send({ channel, event });
+    channels.add(channel);
+    send({ subscribed: channel });
+  });
+  webSocket.on("close", unsubscribeAll);
+  webSocket.on("error", unsubscribeAll);
+}
