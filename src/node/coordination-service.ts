@@ -14,6 +14,24 @@ import type { RaftNode } from "./node.js";
 export const expiryCheckIntervalMs = 100;
 /** Clients blocked in an acquire or campaign on this node at once. */
 export const waitersMax = 10_000;
+/** How long an idempotent request is retried across a leader change before the client hears an error. */
+export const retryWindowMs = 10_000;
+/** Pause between retries of an idempotent request while a new leader is elected. */
+export const retryPauseMs = 50;
+
+/** Commands that are safe to send again when the first attempt's outcome is unknown (coordination.md, Reads). */
+const idempotentCommands: ReadonlySet<Command["type"]> = new Set([
+  "lock-acquire",
+  "lock-release",
+  "lock-refresh",
+  "lock-cancel",
+  "elect-campaign",
+  "elect-proclaim",
+  "elect-resign",
+  "elect-cancel",
+  "session-close",
+]);
+
 /** Longest `WAIT` a client may ask for. */
 export const waitMsMax = 24 * 60 * 60 * 1000;
 
@@ -177,14 +195,29 @@ export class CoordinationService {
 
   // ------------------------------------------------------------------------------------------
 
-  /** Validates, proposes and decodes one command; state machine refusals become CoordinationErrors. */
-  private async execute(command: Command): Promise<CommandResult> {
+  /**
+   * Validates, proposes and decodes one command; state machine refusals become CoordinationErrors. When
+   * the leader goes away with the command in flight, an idempotent command is sent again to the next
+   * leader (within `retryWindowMs`); any other is answered at once with "outcome unknown".
+   */
+  private async execute(command: Command, rebuild?: () => Command): Promise<CommandResult> {
     const problem = validateCommand(command, this.fsm.limits);
     if (problem !== null) throw new CoordinationError(problem.code, problem.message);
-    const { result } = await this.node.propose(encodeCommand(command));
-    const decoded = decodeResult(result);
-    if (decoded.kind === "error") throw new CoordinationError(decoded.code, decoded.message);
-    return decoded;
+    const retryUntilMs = nowMs() + retryWindowMs;
+    let attempt = command;
+    for (;;) {
+      try {
+        const { result } = await this.node.propose(encodeCommand(attempt));
+        const decoded = decodeResult(result);
+        if (decoded.kind === "error") throw new CoordinationError(decoded.code, decoded.message);
+        return decoded;
+      } catch (error) {
+        const leaderGone = error instanceof NodeError && (error.code === "LEADERLOST" || error.code === "NOLEADER");
+        if (!leaderGone || !idempotentCommands.has(command.type) || nowMs() >= retryUntilMs) throw error;
+        await new Promise((resolve) => setTimeout(resolve, retryPauseMs));
+        attempt = rebuild?.() ?? attempt;
+      }
+    }
   }
 
   private read<T>(consistency: Consistency, query: (fsm: CoordinationStateMachine) => T): Promise<T> {
@@ -206,14 +239,22 @@ export class CoordinationService {
       throw new CoordinationError("ERR", `wait must be an integer number of milliseconds between 0 and ${waitMsMax}`);
     }
     if (this.waiters.size >= waitersMax) throw new CoordinationError("ERR", `${waitersMax} clients already wait on this node; retry later`);
-    const waiterId = `${this.waiterPrefix}${this.waiterNext++}`;
+    let waiterId = `${this.waiterPrefix}${this.waiterNext++}`;
     let settle!: (grant: Grant | null) => void;
     const settled = new Promise<Grant | null>((resolve) => {
       settle = resolve;
     });
     this.waiters.set(waiterId, { settle });
+    // A retry after a leader change asks again under a new waiter id; the state machine keeps the
+    // owner's place in the queue (or answers its grant) and drops the old id.
+    const retry = (): Command => {
+      this.waiters.delete(waiterId);
+      waiterId = `${this.waiterPrefix}${this.waiterNext++}`;
+      this.waiters.set(waiterId, { settle });
+      return command(waiterId);
+    };
     try {
-      const result = await this.execute(command(waiterId));
+      const result = await this.execute(command(waiterId), retry);
       if (result.kind === "granted") return { token: result.token, ttlMs: result.ttlMs };
       if (result.kind !== "queued") return null;
       const giveUp = (): void => void this.giveUp(waiterId, cancel(waiterId));

@@ -20,7 +20,8 @@ export type ForwardedRequest =
 export class NodeError extends Error {
   override name = "NodeError";
   constructor(
-    readonly code: "NOLEADER" | "TIMEOUT" | "NOTCOMMITTED" | "TOOLARGE" | "SHUTTINGDOWN" | "UNAVAILABLE",
+    /** LEADERLOST: the stream to the leader closed with the request in flight; its outcome is unknown. */
+    readonly code: "NOLEADER" | "LEADERLOST" | "TIMEOUT" | "NOTCOMMITTED" | "TOOLARGE" | "SHUTTINGDOWN" | "UNAVAILABLE",
     message: string,
   ) {
     super(message);

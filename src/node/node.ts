@@ -184,8 +184,8 @@ export class RaftNode {
     } catch (error) {
       if (error instanceof NodeError) throw error;
       // The stream to the leader broke or timed out: the proposal may or may not have been appended.
-      const detail = error instanceof PeerUnavailableError ? "the connection to the leader closed" : "the leader did not answer";
-      throw new NodeError("TIMEOUT", `${detail} before the proposal committed; outcome unknown`);
+      if (error instanceof PeerUnavailableError) throw new NodeError("LEADERLOST", "the connection to the leader closed before the proposal committed; outcome unknown");
+      throw new NodeError("TIMEOUT", "the leader did not answer before the proposal committed; outcome unknown");
     }
   }
 

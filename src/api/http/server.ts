@@ -21,6 +21,7 @@ const statusOfCode: Record<NodeError["code"], number> = {
   UNAVAILABLE: 503,
   SHUTTINGDOWN: 503,
   TIMEOUT: 504,
+  LEADERLOST: 504,
   NOTCOMMITTED: 409,
   TOOLARGE: 413,
 };
