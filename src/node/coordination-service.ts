@@ -111,7 +111,7 @@ export class CoordinationService {
   async keepalive(sessionId: number): Promise<number> {
     const request = new Uint8Array(keepaliveRequestBytes);
     new DataView(request.buffer).setFloat64(1, sessionId);
-    const reply = await this.node.requestLeader(request);
+    const reply = await retryingAcrossLeaders(true, () => this.node.requestLeader(request));
     const remainingMs = new DataView(reply.buffer, reply.byteOffset, reply.byteLength).getFloat64(0);
     if (remainingMs < 0) throw new CoordinationError("NOSESSION", "the session expired or never existed; open a new one");
     return remainingMs;
@@ -203,26 +203,20 @@ export class CoordinationService {
   private async execute(command: Command, rebuild?: () => Command): Promise<CommandResult> {
     const problem = validateCommand(command, this.fsm.limits);
     if (problem !== null) throw new CoordinationError(problem.code, problem.message);
-    const retryUntilMs = nowMs() + retryWindowMs;
     let attempt = command;
-    for (;;) {
-      try {
-        const { result } = await this.node.propose(encodeCommand(attempt));
-        const decoded = decodeResult(result);
-        if (decoded.kind === "error") throw new CoordinationError(decoded.code, decoded.message);
-        return decoded;
-      } catch (error) {
-        const leaderGone = error instanceof NodeError && (error.code === "LEADERLOST" || error.code === "NOLEADER");
-        if (!leaderGone || !idempotentCommands.has(command.type) || nowMs() >= retryUntilMs) throw error;
-        await new Promise((resolve) => setTimeout(resolve, retryPauseMs));
-        attempt = rebuild?.() ?? attempt;
-      }
-    }
+    let attempts = 0;
+    const { result } = await retryingAcrossLeaders(idempotentCommands.has(command.type), () => {
+      if (attempts++ > 0) attempt = rebuild?.() ?? attempt;
+      return this.node.propose(encodeCommand(attempt));
+    });
+    const decoded = decodeResult(result);
+    if (decoded.kind === "error") throw new CoordinationError(decoded.code, decoded.message);
+    return decoded;
   }
 
   private read<T>(consistency: Consistency, query: (fsm: CoordinationStateMachine) => T): Promise<T> {
     if (consistency === "serializable") return Promise.resolve(query(this.fsm));
-    return this.node.read(() => query(this.fsm));
+    return retryingAcrossLeaders(true, () => this.node.read(() => query(this.fsm)));
   }
 
   /**
@@ -341,6 +335,20 @@ export class CoordinationService {
     const remainingMs = this.keeper.keepalive(sessionId, nowMs());
     new DataView(reply.buffer).setFloat64(0, remainingMs ?? -1);
     return reply;
+  }
+}
+
+/** Runs `attempt`; while the leader is gone (lost mid-request, or none elected yet) runs it again if `idempotent`. */
+async function retryingAcrossLeaders<T>(idempotent: boolean, attempt: () => Promise<T>): Promise<T> {
+  const retryUntilMs = nowMs() + retryWindowMs;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const leaderGone = error instanceof NodeError && (error.code === "LEADERLOST" || error.code === "NOLEADER");
+      if (!leaderGone || !idempotent || nowMs() >= retryUntilMs) throw error;
+      await new Promise((resolve) => setTimeout(resolve, retryPauseMs));
+    }
   }
 }
 

@@ -82,7 +82,7 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
       const body = bodyOf(request);
       const waitMs = integer(body, "waitMs", 0);
       if (waitMs > waitMsMax) throw new BadRequestError(`waitMs must be at most ${waitMsMax}`);
-      const grant = await service.acquireLock(param(request, "name"), requiredString(body, "owner"), integer(body, "ttlMs"), waitMs, optionalInteger(body, "session"), abortedOnClose(request, response));
+      const grant = await service.acquireLock(param(request, "name"), requiredString(body, "owner"), integer(body, "ttlMs"), waitMs, optionalInteger(body, "session"), abortedOnClose(response));
       if (grant === null) return notAcquired(response, waitMs > 0 ? `the lock is held; not acquired within ${waitMs} ms` : "the lock is held");
       response.json({ token: grant.token, ttlMs: grant.ttlMs });
     }),
@@ -142,7 +142,7 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
     route(async (request, response) => {
       const body = bodyOf(request);
       const waitMs = integer(body, "waitMs", 0);
-      const grant = await service.campaign(param(request, "name"), requiredString(body, "candidate"), integer(body, "ttlMs"), waitMs, optionalString(body, "value"), optionalInteger(body, "session"), abortedOnClose(request, response));
+      const grant = await service.campaign(param(request, "name"), requiredString(body, "candidate"), integer(body, "ttlMs"), waitMs, optionalString(body, "value"), optionalInteger(body, "session"), abortedOnClose(response));
       if (grant === null) return notAcquired(response, "another candidate leads");
       response.json({ token: grant.token });
     }),
@@ -209,9 +209,10 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
 }
 
 /** Aborts when the client goes away before its answer was sent: its wait is cancelled through the log. */
-function abortedOnClose(request: Request, response: Response): AbortSignal {
+function abortedOnClose(response: Response): AbortSignal {
   const controller = new AbortController();
-  request.on("close", () => {
+  // The response's close, not the request's: a request emits close as soon as its body was read.
+  response.on("close", () => {
     if (!response.writableEnded) controller.abort();
   });
   return controller.signal;

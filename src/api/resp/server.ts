@@ -1,0 +1,115 @@
+// The RESP listener: accepts connections up to `connectionsMax`, gives each a RespConnection, and
+// dispatches requests on one command table. A protocol error or a misbehaving client closes that
+// connection only.
+
+import { createHash } from "node:crypto";
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import type { Logger } from "pino";
+import type { Address } from "../../config.js";
+import { assert } from "../../util/assert.js";
+import { type CommandTable, type RespServerInfo, validateCommandTable } from "./command-table.js";
+import { closeLingerMs, RespConnection } from "./connection.js";
+import { executeCommand } from "./execute.js";
+import { type RespLimits, resolveRespLimits } from "./limits.js";
+import { err } from "./reply.js";
+import { encodeReply } from "./writer.js";
+
+export interface RespServerOptions {
+  readonly listen: Address;
+  readonly logger: Logger;
+  /** Lower-cased command name to spec: `genericCommands` merged with the node's own. */
+  readonly commands: CommandTable;
+  /** When set, every command but AUTH, HELLO … AUTH and QUIT answers `-NOAUTH` until the client authenticates. */
+  readonly authPassword?: string;
+  readonly limits?: Partial<RespLimits>;
+}
+
+export class RespServer implements RespServerInfo {
+  readonly commands: CommandTable;
+  readonly startedAtMs = Date.now();
+  readonly limits: RespLimits;
+  private readonly connections = new Set<RespConnection>();
+  /** Sockets refused for connectionsMax, lingering until the client has read why. */
+  private readonly refusedSockets = new Set<Socket>();
+  private nextClientId = 1;
+  private readonly logger: Logger;
+  /** Only a digest of the password is kept, and compared in constant time. */
+  private readonly passwordDigest: Buffer | null;
+
+  private constructor(
+    private readonly netServer: Server,
+    options: RespServerOptions,
+  ) {
+    this.commands = options.commands;
+    this.limits = resolveRespLimits(options.limits);
+    this.logger = options.logger.child({ component: "resp" });
+    this.passwordDigest = options.authPassword === undefined ? null : createHash("sha256").update(options.authPassword).digest();
+  }
+
+  /** Listens on `options.listen` (port 0 picks a free port; see `address()`). */
+  static async start(options: RespServerOptions): Promise<RespServer> {
+    validateCommandTable(options.commands);
+    if (options.authPassword === "") throw new Error("the RESP password must not be empty; leave it unset to require none");
+    // allowHalfOpen: a client that shuts down its sending side after its requests still gets the replies.
+    const netServer = createServer({ allowHalfOpen: true });
+    const server = new RespServer(netServer, options);
+    netServer.on("connection", (socket) => server.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      netServer.once("error", reject);
+      netServer.listen(options.listen.port, options.listen.host, () => {
+        netServer.off("error", reject);
+        resolve();
+      });
+    });
+    netServer.on("error", (error) => server.logger.error({ err: error }, "RESP server error"));
+    server.logger.info({ address: server.address(), authRequired: server.passwordDigest !== null }, "listening for RESP clients");
+    return server;
+  }
+
+  /** The address actually bound (the chosen port when listening on port 0). */
+  address(): Address {
+    const bound = this.netServer.address() as AddressInfo | null;
+    assert(bound !== null && typeof bound === "object", "RESP server address asked before it listens");
+    return { host: bound.address, port: bound.port };
+  }
+
+  get connectionsMax(): number {
+    return this.limits.connectionsMax;
+  }
+
+  connectionsOpen(): number {
+    return this.connections.size;
+  }
+
+  /** Stops accepting and cuts every connection; replies still being computed are dropped. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.netServer.close(() => resolve()));
+    for (const connection of this.connections) connection.destroy();
+    for (const socket of this.refusedSockets) socket.destroy();
+    await closed;
+  }
+
+  private accept(socket: Socket): void {
+    if (this.connections.size >= this.limits.connectionsMax) {
+      this.logger.warn({ connectionsMax: this.limits.connectionsMax, remote: socket.remoteAddress }, "refused a RESP connection: too many clients");
+      this.refusedSockets.add(socket);
+      socket.on("error", () => {});
+      socket.on("close", () => this.refusedSockets.delete(socket));
+      socket.end(encodeReply(err(`max number of clients reached (${this.limits.connectionsMax}, connectionsMax); retry later`), 2));
+      // Read and drop what the client sends meanwhile: closing with unread input would reset the connection.
+      socket.resume();
+      setTimeout(() => socket.destroy(), closeLingerMs).unref();
+      return;
+    }
+    const connection = new RespConnection(socket, {
+      clientId: this.nextClientId++,
+      limits: this.limits,
+      server: this,
+      passwordDigest: this.passwordDigest,
+      execute: (ctx, args) => executeCommand(this.commands, ctx, args, this.logger),
+      logger: this.logger,
+    });
+    this.connections.add(connection);
+    connection.onClose(() => this.connections.delete(connection));
+  }
+}
