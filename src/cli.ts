@@ -3,6 +3,10 @@
 import { pino } from "pino";
 import { bearerMatches, createHttpApp, listenHttp } from "./api/http/server.js";
 import { attachWatchSocket } from "./api/http/watch-socket.js";
+import { mergeCommandTables } from "./api/resp/command-table.js";
+import { coordinationCommandTable } from "./api/resp/coordination-commands.js";
+import { genericCommands } from "./api/resp/generic-commands.js";
+import { RespServer } from "./api/resp/server.js";
 import { ConfigError, envName, parseAddress, parseStartConfig, startFlags } from "./config.js";
 import { RaftNode } from "./node/node.js";
 import { CoordinationStateMachine } from "./fsm/coordination.js";
@@ -42,7 +46,16 @@ async function start(argv: string[]): Promise<void> {
   const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, config.authPassword), config.httpListen);
   const password = config.authPassword;
   attachWatchSocket(server, fsm, (request) => password === undefined || bearerMatches(request, password));
-  logger.info({ http: config.httpListen, peer: config.peerListen }, "serving");
+  const resp =
+    config.respListen === undefined
+      ? null
+      : await RespServer.start({
+          listen: config.respListen,
+          logger,
+          commands: mergeCommandTables(genericCommands, coordinationCommandTable(service, fsm, node)),
+          ...(password === undefined ? {} : { authPassword: password }),
+        });
+  logger.info({ http: config.httpListen, peer: config.peerListen, resp: config.respListen ?? null }, "serving");
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -50,6 +63,7 @@ async function start(argv: string[]): Promise<void> {
     logger.info({ signal }, "stopping");
     server.close();
     server.closeAllConnections();
+    void resp?.close();
     service.stop();
     node.stop().then(
       () => process.exit(0),

@@ -13,6 +13,8 @@ export interface NodeConfig {
   readonly dataDir: string;
   readonly peerListen: Address;
   readonly httpListen: Address;
+  /** Where the RESP (Redis protocol) API listens; none when not given. */
+  readonly respListen: Address | undefined;
   /** Every voting member, this node included, by id. */
   readonly peers: ReadonlyMap<string, Address>;
   readonly clusterToken: string | undefined;
@@ -51,6 +53,7 @@ export const startFlags: readonly FlagSpec[] = [
   { name: "data-dir", help: "directory for the write-ahead log and snapshots (created if missing)" },
   { name: "peer-listen", help: "host:port for replication traffic from the other nodes" },
   { name: "http-listen", help: "host:port for the HTTP API, health checks and metrics" },
+  { name: "resp-listen", help: "host:port for the RESP (Redis protocol) API; none when not given" },
   { name: "peers", help: "every member as id=host:port, comma separated, this node included" },
   { name: "cluster-id", help: "name shared by all members; nodes of another cluster are refused", defaultValue: "raftlock" },
   { name: "cluster-token", help: "shared secret every peer must present (also RAFTLOCK_CLUSTER_TOKEN)" },
@@ -122,6 +125,7 @@ export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     dataDir,
     peerListen: parseAddress("peer-listen", get("peer-listen")),
     httpListen: parseAddress("http-listen", get("http-listen")),
+    respListen: raw.has("resp-listen") ? parseAddress("resp-listen", raw.get("resp-listen")!) : undefined,
     peers,
     clusterToken: raw.get("cluster-token"),
     authPassword: raw.get("auth-password"),

@@ -8,13 +8,14 @@ import { fileURLToPath } from "node:url";
 interface LocalNode {
   readonly id: string;
   readonly peerPort: number;
+  readonly respPort: number;
   readonly httpPort: number;
 }
 
 const nodes: readonly LocalNode[] = [
-  { id: "n1", peerPort: 7001, httpPort: 8381 },
-  { id: "n2", peerPort: 7002, httpPort: 8382 },
-  { id: "n3", peerPort: 7003, httpPort: 8383 },
+  { id: "n1", peerPort: 7001, respPort: 6381, httpPort: 8381 },
+  { id: "n2", peerPort: 7002, respPort: 6382, httpPort: 8382 },
+  { id: "n3", peerPort: 7003, respPort: 6383, httpPort: 8383 },
 ];
 /** How long Ctrl-C waits for the nodes to stop before killing them. */
 const stopWaitMs = 10_000;
@@ -26,7 +27,7 @@ mkdirSync(dataRoot, { recursive: true });
 
 const children: ChildProcess[] = nodes.map((node) => {
   const log = createWriteStream(join(dataRoot, `${node.id}.log`), { flags: "a" });
-  const args = [cliPath, "start", "--id", node.id, "--data-dir", join(dataRoot, node.id), "--peer-listen", `127.0.0.1:${node.peerPort}`, "--http-listen", `127.0.0.1:${node.httpPort}`, "--peers", peers];
+  const args = [cliPath, "start", "--id", node.id, "--data-dir", join(dataRoot, node.id), "--peer-listen", `127.0.0.1:${node.peerPort}`, "--resp-listen", `127.0.0.1:${node.respPort}`, "--http-listen", `127.0.0.1:${node.httpPort}`, "--peers", peers];
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   child.stdout?.pipe(log);
   child.stderr?.on("data", (chunk: Buffer) => process.stderr.write(`[${node.id}] ${chunk.toString()}`));
@@ -38,9 +39,9 @@ const children: ChildProcess[] = nodes.map((node) => {
 
 process.stdout.write(`raftlock: a local 3-node cluster is starting (data and logs under ${dataRoot})\n`);
 for (const node of nodes) {
-  process.stdout.write(`  ${node.id}  http://127.0.0.1:${node.httpPort}  peers 127.0.0.1:${node.peerPort}\n`);
+  process.stdout.write(`  ${node.id}  resp 127.0.0.1:${node.respPort}  http://127.0.0.1:${node.httpPort}  peers 127.0.0.1:${node.peerPort}\n`);
 }
-process.stdout.write(`try:  curl -s http://127.0.0.1:8381/v1/cluster/leader   or   node ${cliPath} status --http 127.0.0.1:8381\nCtrl-C stops all nodes.\n`);
+process.stdout.write(`try:  redis-cli -p 6381 LOCK.ACQUIRE db me 10000   or   curl -s http://127.0.0.1:8381/v1/cluster/leader   or   node ${cliPath} status --http 127.0.0.1:8381\nCtrl-C stops all nodes.\n`);
 
 let stopping = false;
 function stopAll(): void {

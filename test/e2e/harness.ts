@@ -83,6 +83,7 @@ export interface NodeHandle {
   readonly id: string;
   readonly peerPort: number;
   readonly httpPort: number;
+  readonly respPort: number;
   readonly dataDir: string;
   process: ChildProcess | null;
   output: string;
@@ -114,7 +115,7 @@ export class E2eCluster {
     const cluster = new E2eCluster(mkdtempSync(join(tmpdir(), "raftlock-e2e-")), extraArgs);
     const ids = Array.from({ length: size }, (_, k) => `n${k + 1}`);
     for (const id of ids) {
-      cluster.nodes.set(id, { id, peerPort: await freePort(), httpPort: await freePort(), dataDir: join(cluster.root, id), process: null, output: "" });
+      cluster.nodes.set(id, { id, peerPort: await freePort(), httpPort: await freePort(), respPort: await freePort(), dataDir: join(cluster.root, id), process: null, output: "" });
     }
     for (const from of proxied ? ids : []) {
       for (const to of ids) {
@@ -137,7 +138,7 @@ export class E2eCluster {
     const peers = [...this.nodes.values()]
       .map((peer) => `${peer.id}=127.0.0.1:${this.proxies.get(`${id}>${peer.id}`)?.port ?? peer.peerPort}`)
       .join(",");
-    return ["--id", id, "--data-dir", node.dataDir, "--peer-listen", `127.0.0.1:${node.peerPort}`, "--http-listen", `127.0.0.1:${node.httpPort}`, "--peers", peers, ...this.extraArgs];
+    return ["--id", id, "--data-dir", node.dataDir, "--peer-listen", `127.0.0.1:${node.peerPort}`, "--http-listen", `127.0.0.1:${node.httpPort}`, "--resp-listen", `127.0.0.1:${node.respPort}`, "--peers", peers, ...this.extraArgs];
   }
 
   /** Starts `id`'s process (again). */

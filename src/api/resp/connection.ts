@@ -116,7 +116,7 @@ export class RespConnection implements CommandContext {
   }
 
   onClose(hook: () => void): void {
-    if (this.closed) {
+    if (this.closed || this.clientEnded) {
       hook();
       return;
     }
@@ -266,6 +266,9 @@ export class RespConnection implements CommandContext {
 
   private onClientEnd(): void {
     this.clientEnded = true;
+    // The client hung up: like Redis, give up what it still waits for (a blocked LOCK.ACQUIRE is
+    // cancelled through the log), while replies already computed still go out on the half-open socket.
+    this.runCloseHooks();
     this.endIfClientDone();
   }
 
@@ -292,6 +295,10 @@ export class RespConnection implements CommandContext {
     if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
     this.slots.length = 0;
     this.unread = null;
+    this.runCloseHooks();
+  }
+
+  private runCloseHooks(): void {
     for (const hook of this.closeHooks.splice(0)) {
       try {
         hook();

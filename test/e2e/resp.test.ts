@@ -1,0 +1,109 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { Redis } from "ioredis";
+import { createClient } from "redis";
+import { afterEach, describe, expect, it } from "vitest";
+import { E2eCluster, waitFor } from "./harness.js";
+
+const e2eTimeoutMs = 90_000;
+/** The TTL floor for the test timeouts: 1.5 x the 600 ms maximum election timeout. */
+const ttlMs = 900;
+
+let cluster: E2eCluster | null = null;
+const clients: Redis[] = [];
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.disconnect();
+  await cluster?.close();
+  cluster = null;
+});
+
+function ioredis(id: string): Redis {
+  const client = new Redis({ port: cluster!.node(id).respPort, host: "127.0.0.1", maxRetriesPerRequest: 0, lazyConnect: false });
+  clients.push(client);
+  return client;
+}
+
+async function redisCli(id: string, ...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)("redis-cli", ["-p", String(cluster!.node(id).respPort), ...args]);
+  return stdout.trim();
+}
+
+describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () => {
+  it("ioredis clients contend for a lock: the waiter gets it with a higher token after release", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    const [alice, bob, observer] = [ioredis("n1"), ioredis("n2"), ioredis("n3")];
+    const first = (await alice.call("LOCK.ACQUIRE", "db", "alice", String(ttlMs))) as number;
+    expect(first).toBeGreaterThan(0);
+    expect(await bob.call("LOCK.ACQUIRE", "db", "bob", String(ttlMs))).toBeNull();
+    const bobWaits = bob.call("LOCK.ACQUIRE", "db", "bob", String(ttlMs), "WAIT", "20000") as Promise<number>;
+    await waitFor(async () => ((await observer.call("LOCK.INFO", "db")) as unknown[])?.[9] === 1, 10_000, "bob queued");
+    expect(await observer.call("FENCE.CHECK", "db", String(first))).toBe(1);
+    expect(await observer.call("LOCK.RELEASE", "db", "mallory")).toBe(0);
+    expect(await alice.call("LOCK.RELEASE", "db", "alice")).toBe(1);
+    const second = await bobWaits;
+    expect(second).toBeGreaterThan(first);
+    expect(await observer.call("FENCE.CHECK", "db", String(first))).toBe(0);
+    expect(await bob.call("LOCK.REFRESH", "db", "bob", String(ttlMs))).toBe(1);
+  });
+
+  it("sessions, elections and the Raft leader over RESP", async () => {
+    cluster = await E2eCluster.start(3);
+    const leader = await cluster.leader();
+    const client = ioredis("n2");
+    expect(await client.call("RAFT.LEADER")).toEqual([leader.id, leader.term]);
+    const session = (await client.call("SESSION.OPEN", "5000", "LABEL", "worker")) as number;
+    expect(await client.call("SESSION.KEEPALIVE", String(session))).toBeGreaterThan(4000);
+    expect(await client.call("ELECT.CAMPAIGN", "primary", "a", String(ttlMs), "VALUE", "10.0.0.1", "SESSION", String(session))).toBeGreaterThan(0);
+    expect(await client.call("ELECT.PROCLAIM", "primary", "a", "10.0.0.2")).toBe(1);
+    const view = (await client.call("ELECT.LEADER", "primary")) as unknown[];
+    expect(view.slice(0, 2)).toEqual(["a", "10.0.0.2"]);
+    expect(await client.call("SESSION.CLOSE", String(session))).toBe(1);
+    expect(await client.call("ELECT.LEADER", "primary")).toBeNull(); // the session's candidacy ended with it
+    await expect(client.call("SESSION.KEEPALIVE", String(session))).rejects.toThrow(/^NOSESSION/);
+    const status = (await client.call("RAFT.STATUS")) as unknown[];
+    expect(status.slice(0, 2)).toEqual(["id", "n2"]);
+  });
+
+  it("answers bad input with api.md's error texts", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    const client = ioredis("n1");
+    await expect(client.call("LOCK.ACQUIRE", "db")).rejects.toThrow("ERR wrong number of arguments for 'lock.acquire' command");
+    await expect(client.call("LOCK.ACQUIRE", "db", "me", "soon")).rejects.toThrow(`ERR ttl-ms must be an integer between ${ttlMs} and 86400000 (got "soon")`);
+    await expect(client.call("LOCK.ACQUIRE", "db", "me", "10")).rejects.toThrow(`ERR ttl-ms must be an integer between ${ttlMs} and 86400000 (got 10)`);
+    await expect(client.call("NOPE")).rejects.toThrow("ERR unknown command 'NOPE'");
+    expect(await client.call("PING")).toBe("PONG"); // the connection survived every error
+  });
+
+  it("redis-cli and node-redis work as clients", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    expect(await redisCli("n3", "LOCK.ACQUIRE", "cli-lock", "cli", String(ttlMs))).toMatch(/^\d+$/);
+    expect(await redisCli("n1", "LOCK.INFO", "cli-lock")).toContain("cli");
+    expect(await redisCli("n2", "LOCK.RELEASE", "cli-lock", "cli")).toBe("1");
+    const nodeRedis = createClient({ socket: { port: cluster.node("n2").respPort, host: "127.0.0.1" } });
+    nodeRedis.on("error", () => undefined);
+    await nodeRedis.connect();
+    try {
+      expect(await nodeRedis.sendCommand(["LOCK.ACQUIRE", "nr", "node-redis", String(ttlMs)])).toBeGreaterThan(0);
+      expect(await nodeRedis.sendCommand(["LOCK.RELEASE", "nr", "node-redis"])).toBe(1);
+    } finally {
+      nodeRedis.destroy();
+    }
+  });
+
+  it("a waiter whose connection closes is cancelled and never becomes the holder", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    const holder = ioredis("n1");
+    await holder.call("LOCK.ACQUIRE", "door", "alice", "5000");
+    const quitter = ioredis("n2");
+    void quitter.call("LOCK.ACQUIRE", "door", "quitter", "5000", "WAIT", "30000").catch(() => null);
+    await waitFor(async () => ((await holder.call("LOCK.INFO", "door")) as unknown[])[9] === 1, 10_000, "the waiter queued");
+    quitter.disconnect();
+    await waitFor(async () => ((await holder.call("LOCK.INFO", "door")) as unknown[])[9] === 0, 10_000, "the waiter cancelled");
+    expect(await holder.call("LOCK.RELEASE", "door", "alice")).toBe(1);
+    expect(await holder.call("LOCK.INFO", "door")).toBeNull();
+  });
+});
