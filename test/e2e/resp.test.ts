@@ -1,9 +1,10 @@
 import { execFile } from "node:child_process";
+import { connect } from "node:net";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { createClient } from "redis";
 import { afterEach, describe, expect, it } from "vitest";
-import { E2eCluster, waitFor } from "./harness.js";
+import { E2eCluster, fastTimeouts, waitFor } from "./harness.js";
 
 const e2eTimeoutMs = 90_000;
 /** The TTL floor for the test timeouts: 1.5 x the 600 ms maximum election timeout. */
@@ -21,6 +22,18 @@ function ioredis(id: string): Redis {
   const client = new Redis({ port: cluster!.node(id).respPort, host: "127.0.0.1", maxRetriesPerRequest: 0, lazyConnect: false });
   clients.push(client);
   return client;
+}
+
+/** Whether something accepts connections on `port` now. */
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
 }
 
 async function redisCli(id: string, ...args: string[]): Promise<string> {
@@ -74,6 +87,30 @@ describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () 
     await expect(client.call("LOCK.ACQUIRE", "db", "me", "10")).rejects.toThrow(`ERR ttl-ms must be an integer between ${ttlMs} and 86400000 (got 10)`);
     await expect(client.call("NOPE")).rejects.toThrow("ERR unknown command 'NOPE'");
     expect(await client.call("PING")).toBe("PONG"); // the connection survived every error
+  });
+
+  it("says -NOLEADER when no majority is left, and -NOAUTH before AUTH when a password is set", async () => {
+    cluster = await E2eCluster.start(3, [...fastTimeouts, "--auth-password", "pw-e2e"]);
+    for (const id of ["n1", "n2"]) await waitFor(() => portOpen(cluster!.node(id).respPort), 15_000, `${id} serves RESP`);
+    // No ready check: ioredis's INFO would itself be refused before AUTH, which is what this test shows.
+    const client = new Redis({ port: cluster.node("n1").respPort, host: "127.0.0.1", maxRetriesPerRequest: 0, enableReadyCheck: false });
+    await new Promise((resolve) => client.once("connect", resolve));
+    clients.push(client);
+    await expect(client.call("LOCK.INFO", "x")).rejects.toThrow("NOAUTH Authentication required.");
+    expect(await client.call("AUTH", "pw-e2e")).toBe("OK");
+    const [leaderId] = await waitFor(async () => ((await client.call("RAFT.LEADER")) as [string, number] | null) ?? undefined, 15_000, "a leader");
+    // Keep the node that does not lead; the other two go away.
+    const survivor = leaderId === "n1" ? "n2" : "n1";
+    if (survivor !== "n1") {
+      client.disconnect();
+      clients.pop();
+      const other = new Redis({ port: cluster.node(survivor).respPort, host: "127.0.0.1", maxRetriesPerRequest: 0, password: "pw-e2e" });
+      clients.push(other);
+    }
+    const survivorClient = clients[clients.length - 1]!;
+    for (const id of ["n1", "n2", "n3"].filter((id) => id !== survivor)) await cluster.kill9(id);
+    await waitFor(async () => (await survivorClient.call("RAFT.LEADER")) === null, 10_000, "the survivor knows no leader");
+    await expect(survivorClient.call("SESSION.OPEN", "5000")).rejects.toThrow("NOLEADER no leader is elected yet; retry");
   });
 
   it("redis-cli and node-redis work as clients", async () => {
