@@ -78,6 +78,23 @@ describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () 
     expect(status.slice(0, 2)).toEqual(["id", "n2"]);
   });
 
+  it("Redis lock clients work unchanged: SET NX PX, GET, PTTL, DEL", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    const [client, other] = [ioredis("n1"), ioredis("n2")];
+    expect(await client.set("resource", "owner-1", "PX", 5000, "NX")).toBe("OK");
+    expect(await other.set("resource", "owner-2", "PX", 5000, "NX")).toBeNull();
+    expect(await other.get("resource")).toBe("owner-1");
+    const remaining = await other.pttl("resource");
+    expect(remaining).toBeGreaterThan(0);
+    expect(remaining).toBeLessThanOrEqual(5000);
+    expect(await client.set("resource", "owner-1", "EX", 5, "NX")).toBe("OK"); // the holder again: idempotent
+    expect(await other.del("resource")).toBe(1);
+    expect(await other.pttl("resource")).toBe(-2);
+    expect(await other.get("resource")).toBeNull();
+    await expect(client.set("resource", "v")).rejects.toThrow("raftlock supports SET only as a lock acquire");
+  });
+
   it("answers bad input with api.md's error texts", async () => {
     cluster = await E2eCluster.start(3);
     await cluster.leader();

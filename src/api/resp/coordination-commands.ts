@@ -171,6 +171,50 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
         ]);
       }),
     ],
+    // Redis lock compatibility (api.md): `SET key value NX PX ms` is an acquire with owner = value.
+    [
+      "set",
+      command(-3, "SET key value NX PX ms | NX EX s: acquire a lock (owner = value); OK or nil", async (ctx, args) => {
+        let nx = false;
+        let ttl: number | null = null;
+        for (let index = 3; index < args.length; index++) {
+          const keyword = text(args, index).toUpperCase();
+          if (keyword === "NX") nx = true;
+          else if ((keyword === "PX" || keyword === "EX") && index + 1 < args.length && ttl === null) {
+            const amount = parseIntegerArgument(argument(args, ++index));
+            if (amount === null || amount <= 0) throw new RespError("ERR", "invalid expire time in 'set' command");
+            ttl = keyword === "EX" ? amount * 1000 : amount;
+          } else {
+            throw new RespError("ERR", "syntax error");
+          }
+        }
+        if (!nx || ttl === null) throw new RespError("ERR", "raftlock supports SET only as a lock acquire: SET key value NX PX ms (or NX EX s)");
+        const grant = await service.acquireLock(text(args, 1), text(args, 2), ttl, 0, undefined, aborter(ctx));
+        return grant === null ? nullBulk : ok;
+      }),
+    ],
+    [
+      "get",
+      command(2, "GET key: the lock's owner, or nil", async (ctx, args) => {
+        const info = await service.lockInfo(text(args, 1), consistencyOf(ctx));
+        return info === undefined ? nullBulk : bulk(info.owner);
+      }),
+    ],
+    [
+      "pttl",
+      command(2, "PTTL key: the lock's remaining ms, -2 when free", async (ctx, args) => {
+        const info = await service.lockInfo(text(args, 1), consistencyOf(ctx));
+        return integer(info === undefined ? -2 : Math.max(0, Math.round(info.remainingMs ?? info.ttlMs)));
+      }),
+    ],
+    [
+      "del",
+      command(-2, "DEL key [key ...]: force-release locks (admin); how many were held", async (_ctx, args) => {
+        let released = 0;
+        for (let index = 1; index < args.length; index++) if (await service.forceReleaseLock(text(args, index))) released++;
+        return integer(released);
+      }),
+    ],
     ["readonly", command(1, "READONLY: answer reads from this node's state (serializable)", (ctx) => setReadMode(ctx, "serializable"))],
     ["readwrite", command(1, "READWRITE: linearizable reads (the default)", (ctx) => setReadMode(ctx, "linearizable"))],
     [
