@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { connect } from "node:net";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
+import { Redis as IoRedis6 } from "ioredis6";
 import { createClient } from "redis";
 import { afterEach, describe, expect, it } from "vitest";
 import { E2eCluster, fastTimeouts, waitFor } from "./harness.js";
@@ -93,6 +94,45 @@ describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () 
     expect(await other.pttl("resource")).toBe(-2);
     expect(await other.get("resource")).toBeNull();
     await expect(client.set("resource", "v")).rejects.toThrow("raftlock supports SET only as a lock acquire");
+  });
+
+  it("SUBSCRIBE and PSUBSCRIBE deliver watch events as pub/sub messages, in RESP2 and RESP3", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    const port = cluster.node("n2").respPort;
+    const resp2 = ioredis("n2");
+    const resp3 = new IoRedis6({ port, host: "127.0.0.1" }); // opens with HELLO 3: messages arrive as pushes
+    clients.push(resp3 as unknown as Redis);
+    const seen: { client: string; channel: string; type: string; index: number }[] = [];
+    for (const [name, client] of [["resp2", resp2], ["resp3", resp3]] as const) {
+      client.on("message", (channel: string, payload: string) => {
+        const event = JSON.parse(payload) as { type: string; index: number };
+        seen.push({ client: name, channel, type: event.type, index: event.index });
+      });
+      client.on("pmessage", (_pattern: string, channel: string, payload: string) => {
+        const event = JSON.parse(payload) as { type: string; index: number };
+        seen.push({ client: name, channel, type: event.type, index: event.index });
+      });
+      expect(await client.subscribe("lock:db")).toBe(1);
+      expect(await client.psubscribe("election:*")).toBe(2);
+    }
+    const worker = ioredis("n1");
+    await worker.call("LOCK.ACQUIRE", "db", "w", String(ttlMs));
+    await worker.call("LOCK.RELEASE", "db", "w");
+    await worker.call("ELECT.CAMPAIGN", "primary", "a", String(ttlMs));
+    await waitFor(() => seen.filter((message) => message.client === "resp3").length >= 3 && seen.filter((message) => message.client === "resp2").length >= 3, 10_000, "messages on both connections");
+    for (const client of ["resp2", "resp3"]) {
+      const mine = seen.filter((message) => message.client === client);
+      expect(mine.map((message) => [message.channel, message.type])).toEqual([
+        ["lock:db", "lock-granted"],
+        ["lock:db", "lock-released"],
+        ["election:primary", "election-leader"],
+      ]);
+      expect(mine.map((message) => message.index)).toEqual([...mine.map((message) => message.index)].sort((a, b) => a - b));
+    }
+    expect(await resp2.unsubscribe("lock:db")).toBe(1); // the pattern is left
+    expect(await resp2.punsubscribe("election:*")).toBe(0);
+    expect(await resp2.call("PING")).toBe("PONG"); // out of subscribed mode again
   });
 
   it("answers bad input with api.md's error texts", async () => {

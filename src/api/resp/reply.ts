@@ -34,7 +34,9 @@ export type Reply =
    * RESP3 `>`: out-of-band data such as a pub/sub message. In RESP2 a pub/sub message is a plain array,
    * which a client in subscribed mode tells apart by its first element.
    */
-  | { readonly type: "push"; readonly items: readonly Reply[] };
+  | { readonly type: "push"; readonly items: readonly Reply[] }
+  /** Several top-level replies, back to back, for one request: `SUBSCRIBE a b` confirms each channel. */
+  | { readonly type: "sequence"; readonly replies: readonly Reply[] };
 
 export const ok: Reply = { type: "status", value: "OK" };
 export const nullBulk: Reply = { type: "null", shape: "bulk" };

@@ -19,6 +19,9 @@ export function encodeReply(reply: Reply, protocol: RespProtocol): Buffer {
 
 function appendReply(parts: Buffer[], reply: Reply, protocol: RespProtocol): void {
   switch (reply.type) {
+    case "sequence":
+      for (const each of reply.replies) appendReply(parts, each, protocol);
+      return;
     case "status":
       parts.push(Buffer.from(`+${oneLine(reply.value)}\r\n`));
       return;
