@@ -114,3 +114,11 @@ describe("reply writer: invariants", () => {
     expect(() => encodeReply(integer(2n ** 63n), 3)).toThrow(/64 bits/);
   });
 });
+
+describe("a sequence of replies to one request", () => {
+  it("is written as its frames back to back, each in the connection's protocol (SUBSCRIBE a b)", () => {
+    const confirmations: Reply = { type: "sequence", replies: [push([bulk("subscribe"), bulk("a"), integer(1)]), push([bulk("subscribe"), bulk("b"), integer(2)])] };
+    expect(encodeReply(confirmations, 2).toString()).toBe("*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n");
+    expect(encodeReply(confirmations, 3).toString()).toBe(">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n>3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n");
+  });
+});
