@@ -7,6 +7,7 @@ import { mergeCommandTables } from "./api/resp/command-table.js";
 import { coordinationCommandTable } from "./api/resp/coordination-commands.js";
 import { genericCommands } from "./api/resp/generic-commands.js";
 import { pubsubCommandTable } from "./api/resp/pubsub-commands.js";
+import { scriptCommandTable } from "./api/resp/scripts.js";
 import { RespServer } from "./api/resp/server.js";
 import { ConfigError, envName, parseAddress, parseStartConfig, startFlags } from "./config.js";
 import { RaftNode } from "./node/node.js";
@@ -53,7 +54,7 @@ async function start(argv: string[]): Promise<void> {
       : await RespServer.start({
           listen: config.respListen,
           logger,
-          commands: mergeCommandTables(genericCommands, coordinationCommandTable(service, fsm, node), pubsubCommandTable(fsm)),
+          commands: mergeCommandTables(genericCommands, coordinationCommandTable(service, fsm, node), pubsubCommandTable(fsm), scriptCommandTable(service)),
           ...(password === undefined ? {} : { authPassword: password }),
         });
   logger.info({ http: config.httpListen, peer: config.peerListen, resp: config.respListen ?? null }, "serving");

@@ -135,6 +135,24 @@ describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () 
     expect(await resp2.call("PING")).toBe("PONG"); // out of subscribed mode again
   });
 
+  it("a plain SET NX PX + compare-and-delete client acquires, extends and releases", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    const client = ioredis("n2");
+    const unlock = `if redis.call("get", KEYS[1]) == ARGV[1] then\n  return redis.call("del", KEYS[1])\nelse\n  return 0\nend`;
+    const extend = "if redis.call('get',KEYS[1]) == ARGV[1] then return redis.call('pexpire',KEYS[1],ARGV[2]) else return 0 end";
+    expect(await client.set("job", "token-abc", "PX", 5000, "NX")).toBe("OK");
+    const extendSha = (await client.script("LOAD", extend)) as string;
+    expect(extendSha).toMatch(/^[0-9a-f]{40}$/);
+    expect(await client.evalsha(extendSha, 1, "job", "token-abc", 8000)).toBe(1);
+    expect(await client.pttl("job")).toBeGreaterThan(5000);
+    expect(await client.eval(unlock, 1, "job", "someone-else")).toBe(0);
+    expect(await client.eval(unlock, 1, "job", "token-abc")).toBe(1);
+    expect(await client.get("job")).toBeNull();
+    await expect(client.evalsha("0".repeat(40), 1, "job", "x")).rejects.toThrow("NOSCRIPT");
+    await expect(client.eval("return 1", 0)).rejects.toThrow("ERR unsupported script");
+  });
+
   it("answers bad input with api.md's error texts", async () => {
     cluster = await E2eCluster.start(3);
     await cluster.leader();

@@ -1,0 +1,76 @@
+// EVAL / EVALSHA / SCRIPT LOAD of the standard Redis lock scripts (api.md): compare-and-delete and
+// compare-and-pexpire, recognised by their text, run as LOCK.RELEASE and LOCK.REFRESH. raftlock runs no Lua.
+import { createHash } from "node:crypto";
+import type { CoordinationService } from "../../node/coordination-service.js";
+import { argument, type CommandSpec, type CommandTable, parseIntegerArgument } from "./command-table.js";
+import { bulk, integer, RespError } from "./reply.js";
+
+type ScriptKind = "release" | "refresh";
+
+/** Scripts remembered by SHA1 for EVALSHA; a named maximum keeps a client from growing it without bound. */
+export const scriptsKnownMax = 1024;
+
+/** The scripts' text with case, quotes and whitespace folded, so that formatting variants match. */
+const knownScripts = new Map<string, ScriptKind>([
+  [normalize(`if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end`), "release"],
+  [normalize(`if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("pexpire",KEYS[1],ARGV[2]) else return 0 end`), "refresh"],
+]);
+
+function normalize(script: string): string {
+  return script.toLowerCase().replace(/'/g, '"').replace(/\s+/g, "");
+}
+
+function sha1Of(script: Buffer): string {
+  return createHash("sha1").update(script).digest("hex");
+}
+
+function kindOf(script: Buffer): ScriptKind {
+  const kind = knownScripts.get(normalize(script.toString("utf8")));
+  if (kind === undefined) throw new RespError("ERR", "unsupported script: raftlock runs only the standard compare-and-delete and compare-and-pexpire lock scripts");
+  return kind;
+}
+
+/** EVAL, EVALSHA and SCRIPT LOAD/EXISTS over the coordination service. */
+export function scriptCommandTable(service: CoordinationService): CommandTable {
+  const bySha = new Map<string, ScriptKind>();
+  const remember = (script: Buffer): { sha: string; kind: ScriptKind } => {
+    const kind = kindOf(script);
+    const sha = sha1Of(script);
+    if (!bySha.has(sha) && bySha.size < scriptsKnownMax) bySha.set(sha, kind);
+    return { sha, kind };
+  };
+  const run = async (kind: ScriptKind, args: readonly Buffer[], from: number): Promise<number> => {
+    const numkeys = parseIntegerArgument(argument(args, from));
+    if (numkeys !== 1 || args.length < from + 3) throw new RespError("ERR", "the lock scripts take one key and the owner (and, to extend, a ttl in ms)");
+    const name = argument(args, from + 1).toString("utf8");
+    const owner = argument(args, from + 2).toString("utf8");
+    if (kind === "release") return (await service.releaseLock(name, owner)) ? 1 : 0;
+    const ttlMs = args.length > from + 3 ? parseIntegerArgument(argument(args, from + 3)) : null;
+    if (ttlMs === null) throw new RespError("ERR", "the extend script needs a ttl in ms as its second argument");
+    return (await service.refreshLock(name, owner, ttlMs)) ? 1 : 0;
+  };
+  const spec = (arity: number, summary: string, handler: CommandSpec["handler"]): CommandSpec => ({ arity, summary, group: "scripting", handler });
+  return new Map<string, CommandSpec>([
+    ["eval", spec(-3, "EVAL script numkeys key owner [ttl-ms]: the standard unlock / extend lock scripts", async (_ctx, args) => integer(await run(remember(argument(args, 1)).kind, args, 2)))],
+    [
+      "evalsha",
+      spec(-3, "EVALSHA sha1 numkeys key owner [ttl-ms]", async (_ctx, args) => {
+        const kind = bySha.get(argument(args, 1).toString("latin1").toLowerCase());
+        if (kind === undefined) throw new RespError("NOSCRIPT", "No matching script. Please use EVAL.");
+        return integer(await run(kind, args, 2));
+      }),
+    ],
+    [
+      "script",
+      {
+        arity: -2,
+        summary: "SCRIPT LOAD|EXISTS",
+        group: "scripting",
+        subcommands: new Map<string, CommandSpec>([
+          ["load", spec(3, "SCRIPT LOAD script: its SHA1, for the standard lock scripts", (_ctx, args) => bulk(remember(argument(args, 2)).sha))],
+          ["exists", spec(-3, "SCRIPT EXISTS sha1...: 1 for each known script", (_ctx, args) => ({ type: "array", items: args.slice(2).map((sha) => integer(bySha.has(sha.toString("latin1").toLowerCase()) ? 1 : 0)) }))],
+        ]),
+      },
+    ],
+  ]);
+}
