@@ -3,6 +3,7 @@ import { connect } from "node:net";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { Redis as IoRedis6 } from "ioredis6";
+import Redlock from "redlock";
 import { createClient } from "redis";
 import { afterEach, describe, expect, it } from "vitest";
 import { E2eCluster, fastTimeouts, waitFor } from "./harness.js";
@@ -151,6 +152,24 @@ describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () 
     expect(await client.get("job")).toBeNull();
     await expect(client.evalsha("0".repeat(40), 1, "job", "x")).rejects.toThrow("NOSCRIPT");
     await expect(client.eval("return 1", 0)).rejects.toThrow("ERR unsupported script");
+  });
+
+  it("the redlock package acquires, extends and releases, and a second client is refused meanwhile", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    const [first, second] = [ioredis("n1"), ioredis("n3")];
+    // @types/redlock describes ioredis 4's eval signature; redlock 4 calls eval the way ioredis 5 still accepts.
+    const asRedlockClient = (client: Redis): Redlock.CompatibleRedisClient => client as unknown as Redlock.CompatibleRedisClient;
+    const redlock = new Redlock([asRedlockClient(first)], { retryCount: 0 });
+    const rival = new Redlock([asRedlockClient(second)], { retryCount: 0 });
+    const lock = await redlock.lock("locks:report", 5000);
+    await expect(rival.lock("locks:report", 5000)).rejects.toThrow();
+    const extended = await lock.extend(8000);
+    expect(await second.pttl("locks:report")).toBeGreaterThan(5000);
+    await extended.unlock();
+    expect(await second.get("locks:report")).toBeNull();
+    const theirs = await rival.lock("locks:report", 5000);
+    await theirs.unlock();
   });
 
   it("answers bad input with api.md's error texts", async () => {

@@ -5,7 +5,8 @@ import type { CoordinationService } from "../../node/coordination-service.js";
 import { argument, type CommandSpec, type CommandTable, parseIntegerArgument } from "./command-table.js";
 import { bulk, integer, RespError } from "./reply.js";
 
-type ScriptKind = "release" | "refresh";
+/** release/refresh: the classic one-key scripts; the `redlock-*` kinds: node-redlock 4's scripts (one key). */
+type ScriptKind = "release" | "refresh" | "redlock-acquire" | "redlock-release" | "redlock-extend";
 
 /** Scripts remembered by SHA1 for EVALSHA; a named maximum keeps a client from growing it without bound. */
 export const scriptsKnownMax = 1024;
@@ -14,10 +15,25 @@ export const scriptsKnownMax = 1024;
 const knownScripts = new Map<string, ScriptKind>([
   [normalize(`if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end`), "release"],
   [normalize(`if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("pexpire",KEYS[1],ARGV[2]) else return 0 end`), "refresh"],
+  [
+    normalize(`for i, key in ipairs(KEYS) do if redis.call("exists", key) == 1 then return 0 end end
+      for i, key in ipairs(KEYS) do redis.call("set", key, ARGV[1], "PX", ARGV[2]) end return #KEYS`),
+    "redlock-acquire",
+  ],
+  [
+    normalize(`local count = 0 for i, key in ipairs(KEYS) do if redis.call("get", key) == ARGV[1] then redis.pcall("del", key)
+      count = count + 1 end end return count`),
+    "redlock-release",
+  ],
+  [
+    normalize(`for i, key in ipairs(KEYS) do if redis.call("get", key) ~= ARGV[1] then return 0 end end
+      for i, key in ipairs(KEYS) do redis.call("set", key, ARGV[1], "PX", ARGV[2]) end return #KEYS`),
+    "redlock-extend",
+  ],
 ]);
 
 function normalize(script: string): string {
-  return script.toLowerCase().replace(/'/g, '"').replace(/\s+/g, "");
+  return script.replace(/--[^\n]*/g, "").toLowerCase().replace(/'/g, '"').replace(/\s+/g, "");
 }
 
 function sha1Of(script: Buffer): string {
@@ -41,12 +57,14 @@ export function scriptCommandTable(service: CoordinationService): CommandTable {
   };
   const run = async (kind: ScriptKind, args: readonly Buffer[], from: number): Promise<number> => {
     const numkeys = parseIntegerArgument(argument(args, from));
-    if (numkeys !== 1 || args.length < from + 3) throw new RespError("ERR", "the lock scripts take one key and the owner (and, to extend, a ttl in ms)");
+    // One key only: several keys would need all-or-nothing across locks, which no command offers.
+    if (numkeys !== 1 || args.length < from + 3) throw new RespError("ERR", "raftlock runs the lock scripts for one key at a time, with the owner (and a ttl in ms to acquire or extend)");
     const name = argument(args, from + 1).toString("utf8");
     const owner = argument(args, from + 2).toString("utf8");
-    if (kind === "release") return (await service.releaseLock(name, owner)) ? 1 : 0;
+    if (kind === "release" || kind === "redlock-release") return (await service.releaseLock(name, owner)) ? 1 : 0;
     const ttlMs = args.length > from + 3 ? parseIntegerArgument(argument(args, from + 3)) : null;
-    if (ttlMs === null) throw new RespError("ERR", "the extend script needs a ttl in ms as its second argument");
+    if (ttlMs === null) throw new RespError("ERR", "this lock script needs a ttl in ms as its second argument");
+    if (kind === "redlock-acquire") return (await service.acquireLock(name, owner, ttlMs, 0)) === null ? 0 : 1;
     return (await service.refreshLock(name, owner, ttlMs)) ? 1 : 0;
   };
   const spec = (arity: number, summary: string, handler: CommandSpec["handler"]): CommandSpec => ({ arity, summary, group: "scripting", handler });
