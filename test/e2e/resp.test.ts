@@ -207,7 +207,7 @@ describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () 
     await expect(survivorClient.call("SESSION.OPEN", "5000")).rejects.toThrow("NOLEADER no leader is elected yet; retry");
   });
 
-  it("redis-cli and node-redis work as clients", async () => {
+  it("redis-cli and node-redis (RESP2 and RESP3, where LOCK.INFO is a map) work as clients", async () => {
     cluster = await E2eCluster.start(3);
     await cluster.leader();
     expect(await redisCli("n3", "LOCK.ACQUIRE", "cli-lock", "cli", String(ttlMs))).toMatch(/^\d+$/);
@@ -221,6 +221,20 @@ describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () 
       expect(await nodeRedis.sendCommand(["LOCK.RELEASE", "nr", "node-redis"])).toBe(1);
     } finally {
       nodeRedis.destroy();
+    }
+    // RESP3 (HELLO 3): LOCK.INFO and RAFT.STATUS are maps, nil is a RESP3 null.
+    const resp3 = createClient({ RESP: 3, socket: { port: cluster.node("n1").respPort, host: "127.0.0.1" } });
+    resp3.on("error", () => undefined);
+    await resp3.connect();
+    try {
+      await resp3.sendCommand(["LOCK.ACQUIRE", "r3", "resp3-client", String(ttlMs)]);
+      const info = (await resp3.sendCommand(["LOCK.INFO", "r3"])) as Record<string, unknown>;
+      expect(info["owner"]).toBe("resp3-client");
+      expect(info["waiters"]).toBe(0);
+      expect(((await resp3.sendCommand(["RAFT.STATUS"])) as Record<string, unknown>)["id"]).toBe("n1");
+      expect(await resp3.sendCommand(["LOCK.INFO", "free-lock"])).toBeNull();
+    } finally {
+      resp3.destroy();
     }
   });
 
