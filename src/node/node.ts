@@ -3,7 +3,7 @@ import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import type { NodeConfig } from "../config.js";
 import { raftConfigDefaults } from "../raft/config.js";
-import { Raft, type RaftStatus } from "../raft/raft.js";
+import { Raft } from "../raft/raft.js";
 import { type ClusterConfig, type Entry, EntryType, type NodeId, type Ready, Role, type Snapshot, type SoftState } from "../raft/types.js";
 import { Storage } from "../storage/storage.js";
 import { PeerUnavailableError, Transport } from "../transport/transport.js";
@@ -243,7 +243,7 @@ export class RaftNode {
   }
 
   isLeader(): boolean {
-    return this.raft.status().role === Role.Leader;
+    return this.raft.softStateNow().role === Role.Leader;
   }
 
   /** This node's status, and every other member's as it answers (unreachable ones say so). */
@@ -277,17 +277,13 @@ export class RaftNode {
 
   /** The leader this node knows of, with its term, or null. */
   leader(): { id: NodeId; term: number } | null {
-    const status = this.raft.status();
-    return status.leaderId === null ? null : { id: status.leaderId, term: status.currentTerm };
+    const soft = this.raft.softStateNow();
+    return soft.leaderId === null ? null : { id: soft.leaderId, term: soft.currentTerm };
   }
 
   /** `/readyz`: a leader is known and this node applied what was committed when it first learned of one. */
   isReady(): boolean {
     return !this.stopping && this.startupCommitIndex !== null && this.appliedIndex >= this.startupCommitIndex && this.leader() !== null;
-  }
-
-  raftStatus(): RaftStatus {
-    return this.raft.status();
   }
 
   /** Takes a snapshot now (it also happens every `snapshotEveryEntries` applied entries). */
@@ -512,15 +508,13 @@ export class RaftNode {
     try {
       if (request === undefined) throw new NodeError("UNAVAILABLE", `unknown request kind from ${fromPeerId}`);
       if (request.kind === RequestKind.Status) return encodeJsonReply(this.localStatus());
+      // Everything else is leader work: a follower that was asked lost leadership since the peer learned of it.
+      if (!this.isLeader()) throw new NodeError("NOLEADER", "this node is no longer the leader; retry");
       if (request.kind === RequestKind.Leader) {
-        if (this.raft.status().role !== Role.Leader || this.leaderRequestHandler === null) throw new NodeError("NOLEADER", "this node is no longer the leader; retry");
+        if (this.leaderRequestHandler === null) throw new NodeError("NOLEADER", "this node serves no leader requests; retry");
         return encodeBytesReply(await this.leaderRequestHandler(request.data));
       }
-      if (request.kind === RequestKind.ReadIndex) {
-        if (this.raft.status().role !== Role.Leader) throw new NodeError("NOLEADER", "this node is no longer the leader; retry");
-        return encodeJsonReply({ index: await this.readIndexLocally() });
-      }
-      if (this.raft.status().role !== Role.Leader) throw new NodeError("NOLEADER", "this node is no longer the leader; retry");
+      if (request.kind === RequestKind.ReadIndex) return encodeJsonReply({ index: await this.readIndexLocally() });
       return encodeProposalReply(await this.proposeLocally(request.data));
     } catch (error) {
       if (error instanceof NodeError) return encodeErrorReply(error);
@@ -535,11 +529,11 @@ export class RaftNode {
 
   /** Resolves with the leader's id, waiting up to `noLeaderWaitMs` for an election. */
   private waitForLeader(): Promise<NodeId> {
-    const known = this.raft.status().leaderId;
+    const known = this.raft.softStateNow().leaderId;
     if (known !== null) return Promise.resolve(known);
     return new Promise<NodeId>((resolve, reject) => {
       const check = (): void => {
-        const leaderId = this.raft.status().leaderId;
+        const leaderId = this.raft.softStateNow().leaderId;
         if (leaderId === null) return;
         clearTimeout(timer);
         this.leaderWaiters.delete(check);
@@ -566,11 +560,16 @@ export class RaftNode {
     if (targetId === undefined) return;
     this.raft.transferLeadership(targetId, nowMs());
     this.kick();
-    const deadlineMs = nowMs() + shutdownTransferWaitMs;
-    while (this.raft.status().role === Role.Leader && nowMs() < deadlineMs) {
-      await new Promise((resolve) => setTimeout(resolve, this.config.heartbeatIntervalMs));
-    }
-    this.logger.info({ term: this.raft.status().currentTerm, target: targetId, transferred: this.raft.status().role !== Role.Leader }, "handed leadership over before stopping");
+    // Wait for the role change itself (or give up after a bound): the target campaigns at once.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, shutdownTransferWaitMs);
+      this.onSoftStateChange((softState) => {
+        if (softState.role === Role.Leader) return;
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    this.logger.info({ term: this.raft.softStateNow().currentTerm, target: targetId, transferred: !this.isLeader() }, "handed leadership over before stopping");
   }
 
   private whenIdle(): Promise<void> {

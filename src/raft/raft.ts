@@ -284,6 +284,11 @@ export class Raft implements LeaderHost {
     };
   }
 
+  /** Role, known leader and term: what the driver checks on every request, without `status()`'s copies. */
+  softStateNow(): SoftState {
+    return this.softState();
+  }
+
   /** The in-memory entry at `index`, durable or not; undefined when compacted or absent. */
   entryAt(index: number): Entry | undefined {
     return this.log.entryAt(index);

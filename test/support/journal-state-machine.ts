@@ -34,8 +34,4 @@ export class JournalStateMachine implements StateMachine {
     this.appliedCount = new DataView(data.buffer, data.byteOffset, data.byteLength).getFloat64(0);
     this.digest = data.slice(8);
   }
-
-  digestHex(): string {
-    return Buffer.from(this.digest).toString("hex");
-  }
 }
