@@ -27,6 +27,8 @@ export interface NodeConfig {
   readonly snapshotEveryEntries: number;
   /** Entries kept below a snapshot so that a briefly slow follower needs no snapshot (pitfall 17). */
   readonly retainedEntries: number;
+  /** How long a write may wait to commit before its client hears "outcome unknown". */
+  readonly commitTimeoutMs: number;
   /** How linearizable reads confirm leadership: a heartbeat round per read batch, or the leader lease. */
   readonly readMode: "read-index" | "lease";
   readonly logLevel: string;
@@ -63,6 +65,7 @@ export const startFlags: readonly FlagSpec[] = [
   { name: "heartbeat-interval-ms", help: "how often the leader sends heartbeats", defaultValue: "100" },
   { name: "snapshot-every-entries", help: "take a snapshot after this many applied entries", defaultValue: "10000" },
   { name: "retained-entries", help: "log entries kept below a snapshot for slow followers", defaultValue: "5000" },
+  { name: "commit-timeout-ms", help: "how long a write may wait to commit before the client hears \"outcome unknown\"", defaultValue: "10000" },
   { name: "read-mode", help: "read-index (a heartbeat round confirms each read) or lease (the leader answers within its lease)", defaultValue: "read-index" },
   { name: "log-level", help: "fatal, error, warn, info, debug or trace", defaultValue: "info" },
 ];
@@ -134,6 +137,7 @@ export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     heartbeatIntervalMs,
     snapshotEveryEntries: parseInteger("snapshot-every-entries", get("snapshot-every-entries"), 10, 100_000_000),
     retainedEntries: parseInteger("retained-entries", get("retained-entries"), 0, 100_000_000),
+    commitTimeoutMs: parseInteger("commit-timeout-ms", get("commit-timeout-ms"), 100, 600_000),
     readMode,
     logLevel,
   };

@@ -23,6 +23,8 @@ describe("raftlock start configuration", () => {
     expect(config.electionTimeoutMaxMs).toBe(2000);
     expect(config.heartbeatIntervalMs).toBe(100);
     expect(config.clusterToken).toBeUndefined();
+    expect(config.commitTimeoutMs).toBe(10_000);
+    expect(parseStartConfig([...base, "--commit-timeout-ms", "2500"], {}).commitTimeoutMs).toBe(2500);
   });
 
   it("reads every flag from RAFTLOCK_* when not given, and lets a flag win", () => {
@@ -45,6 +47,7 @@ describe("raftlock start configuration", () => {
     expect(errorOf([...base, "--heartbeat-interval-ms", "soon"])).toContain('--heartbeat-interval-ms must be an integer between 1 and 10000 (got "soon")');
     expect(errorOf([...base, "--election-timeout-min-ms", "2000"])).toContain("must be above --election-timeout-min-ms");
     expect(errorOf([...base, "--election-timeout-min-ms", "200", "--election-timeout-max-ms", "400"])).toContain("at least 3 x --heartbeat-interval-ms");
+    expect(errorOf([...base, "--commit-timeout-ms", "50"])).toContain('--commit-timeout-ms must be an integer between 100 and 600000 (got "50")');
     expect(errorOf([...base, "--id"])).toContain("--id needs a value");
     expect(errorOf(["n1"])).toContain('unexpected argument "n1"');
   });

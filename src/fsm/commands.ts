@@ -4,7 +4,11 @@
 // snapshot covers it, so a lock acquire costs ~60 bytes instead of ~200, and decoding is a bounds-checked
 // walk (src/util/bytes.ts) that cannot allocate more than the entry holds. Layout, little-endian:
 //
-//   format version u8 | command tag u8 | the command's fields in the order of `Command` below
+//   format version u8 | command tag u8 | request id? | the command's fields in the order of `Command` below
+//
+// The request id (version 2; version 1 entries have none) names one client request, so that a retry of a
+// command that is not idempotent by itself (SESSION.OPEN, DEL) is answered from the state machine's record
+// of the first attempt instead of being applied twice (coordination-service.ts).
 //
 // Strings are a u16 byte length and UTF-8; optional fields are a presence byte (0/1) then the value;
 // integers (ttlMs, session ids, terms) are u53. The codec only caps strings at what a u16 can say; the
@@ -20,12 +24,15 @@ import {
   ownerBytesMax,
   ttlMsMax,
   valueBytesMax,
+  requestIdBytesMax,
   waiterIdBytesMax,
   type FsmLimits,
 } from "./limits.js";
 
 /** Version of the command layout; a node refuses (with an error result) entries of a version it does not know. */
-export const commandFormatVersion = 1;
+export const commandFormatVersion = 2;
+/** The first layout, without the request id; still read, so that logs written by it replay. */
+const commandFormatVersionWithoutRequestId = 1;
 /** Largest string the layout can carry (a u16 length); the named limits are far below it. */
 const stringFieldBytesMax = 0xffff;
 
@@ -70,6 +77,13 @@ export type Command =
 
 export type CommandType = Command["type"];
 
+/** What a log entry of this state machine carries: a command, and the client request it answers, if named. */
+export interface CommandEntry {
+  readonly command: Command;
+  /** Unique per client request and kept across its retries; null when the command needs no deduplication. */
+  readonly requestId: string | null;
+}
+
 /** Why a command is refused; `code` is the RESP error prefix (`-ERR ...`, `-NOSESSION ...`). */
 export interface CommandError {
   readonly code: "ERR" | "NOSESSION" | "LIMIT";
@@ -97,10 +111,12 @@ const commandTypesByTag = new Map<number, CommandType>(Object.entries(commandTag
  * The bytes of a log entry carrying `command`. Call `validateCommand` first: this asserts only what the
  * layout itself cannot hold (a negative ttl, a string over 64 KiB), which a validated command never has.
  */
-export function encodeCommand(command: Command): Uint8Array {
+export function encodeCommand(command: Command, requestId: string | null = null): Uint8Array {
   return encodeWith("little-endian", (sink) => {
     sink.u8(commandFormatVersion);
     sink.u8(commandTags[command.type]);
+    sink.bool(requestId !== null);
+    if (requestId !== null) sink.string(requestId, stringFieldBytesMax);
     writeFields(sink, command);
   });
 }
@@ -182,17 +198,30 @@ function writeFields(sink: ByteSink, command: Command): void {
 
 /** The command in an entry's bytes; throws a DecodeError for anything that is not a whole command of ours. */
 export function decodeCommand(data: Uint8Array): Command {
+  return decodeCommandEntry(data).command;
+}
+
+/** The command and request id in an entry's bytes; throws a DecodeError as `decodeCommand` does. */
+export function decodeCommandEntry(data: Uint8Array): CommandEntry {
   const reader = new ByteReader(data);
   const version = reader.u8("command format version");
-  if (version !== commandFormatVersion) {
-    throw new DecodeError(`command format version ${version} is not known to this node (it knows ${commandFormatVersion}); upgrade every member`, 0);
+  if (version !== commandFormatVersion && version !== commandFormatVersionWithoutRequestId) {
+    throw new DecodeError(`command format version ${version} is not known to this node (it knows up to ${commandFormatVersion}); upgrade every member`, 0);
   }
   const tag = reader.u8("command tag");
   const type = commandTypesByTag.get(tag);
   if (type === undefined) throw new DecodeError(`unknown command tag ${tag}`, 1);
+  const requestId = version === commandFormatVersionWithoutRequestId || !reader.bool("request id present") ? null : reader.string("request id", stringFieldBytesMax);
   const command = readFields(reader, type);
   reader.expectEnd(`${type} command`);
-  return command;
+  return { command, requestId };
+}
+
+/** Why a request id must be refused, or null. */
+export function validateRequestId(requestId: string | null): CommandError | null {
+  if (requestId === null) return null;
+  const problem = checkText("request id", requestId, 1, requestIdBytesMax);
+  return problem === null ? null : { code: "ERR", message: problem };
 }
 
 function readFields(reader: ByteReader, type: CommandType): Command {

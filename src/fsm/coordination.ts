@@ -7,7 +7,7 @@ import type { StateMachine } from "../node/state-machine.js";
 import { assert } from "../util/assert.js";
 import { DecodeError } from "../util/bytes.js";
 import { applyCommand } from "./apply-command.js";
-import { decodeCommand, validateCommand, type Command } from "./commands.js";
+import { decodeCommandEntry, validateCommand, validateRequestId, type CommandEntry } from "./commands.js";
 import { isRetainedInHistory, type FsmEvent } from "./events.js";
 import { checkFsmLimits, fsmLimitsDefaults, type FsmLimits } from "./limits.js";
 import { encodeResult, errorResult, type CommandResult } from "./results.js";
@@ -60,7 +60,7 @@ export class CoordinationStateMachine implements StateMachine {
   /** `limits` must be the same on every member: replicated decisions depend on them. */
   constructor(readonly limits: FsmLimits = fsmLimitsDefaults) {
     checkFsmLimits(limits);
-    this.state = new CoordinationState(limits.watchHistoryEventsMax);
+    this.state = new CoordinationState(limits);
   }
 
   apply(entry: Entry): Uint8Array {
@@ -70,28 +70,35 @@ export class CoordinationStateMachine implements StateMachine {
     this.applying = true;
     try {
       this.state.appliedIndex = entry.index;
-      const result = this.applyData(entry);
+      const decoded = this.decodeData(entry);
+      if ("kind" in decoded) return encodeResult(decoded);
+      const { command, requestId } = decoded;
+      // A retry of a request that was applied already: the first answer, and nothing changes.
+      const earlier = requestId === null ? undefined : this.state.requestResults.get(requestId);
+      if (earlier !== undefined) return earlier;
+      const result = encodeResult(applyCommand(this.state, command, this.limits));
+      if (requestId !== null) this.state.requestResults.set(requestId, result);
       const events = this.state.takeEvents();
       for (const event of events) if (isRetainedInHistory(event)) this.state.history.append(event);
       for (const event of events) for (const listener of this.listeners) listener(event);
-      return encodeResult(result);
+      return result;
     } finally {
       this.applying = false;
     }
   }
 
-  private applyData(entry: Entry): CommandResult {
-    let command: Command;
+  /** The entry's command, or the error result that refuses it (changing nothing). */
+  private decodeData(entry: Entry): CommandEntry | CommandResult {
+    let decoded: CommandEntry;
     try {
-      command = decodeCommand(entry.data);
+      decoded = decodeCommandEntry(entry.data);
     } catch (error) {
       if (!(error instanceof DecodeError)) throw error;
       // Every node refuses the same bytes the same way: a malformed entry is an answer, not a crash.
       return errorResult("ERR", `malformed command at index ${entry.index}: ${error.message}`);
     }
-    const problem = validateCommand(command, this.limits);
-    if (problem !== null) return errorResult(problem.code, problem.message);
-    return applyCommand(this.state, command, this.limits);
+    const problem = validateRequestId(decoded.requestId) ?? validateCommand(decoded.command, this.limits);
+    return problem === null ? decoded : errorResult(problem.code, problem.message);
   }
 
   snapshot(): Uint8Array {
@@ -101,7 +108,7 @@ export class CoordinationStateMachine implements StateMachine {
   /** Replaces the state; listeners get no events for what the snapshot skipped (re-read with the views). */
   restore(data: Uint8Array): void {
     assert(!this.applying, "an event listener restored a snapshot");
-    this.state = decodeState(data, this.limits.watchHistoryEventsMax);
+    this.state = decodeState(data, this.limits);
   }
 
   /** Adds a listener; returns the function that removes it. */

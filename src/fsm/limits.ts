@@ -15,6 +15,8 @@ export const labelBytesMax = 256;
 export const valueBytesMax = 4096;
 /** Longest waiter id: chosen by the node serving the client, unique while the request waits. */
 export const waiterIdBytesMax = 128;
+/** Longest request id: chosen by the node serving the client, unique per request (commands.ts). */
+export const requestIdBytesMax = 128;
 /** Longest Raft node id in a `leader-changed` entry: the same bound as on the command line. */
 export const leaderIdBytesMax = idLengthMax;
 
@@ -53,6 +55,12 @@ export interface FsmLimits {
   readonly expireSessionsMax: number;
   /** Events kept for watchers that reconnect with `since=<index>`. */
   readonly watchHistoryEventsMax: number;
+  /**
+   * Results of requests with a request id, kept so that a retry gets the first answer instead of a second
+   * application; the least recently used is forgotten first. It must cover every request still within a
+   * client's retry window (coordination-service.ts: 10 s), and only non-idempotent commands carry ids.
+   */
+  readonly requestResultsMax: number;
 }
 
 export const fsmLimitsDefaults: FsmLimits = {
@@ -64,6 +72,7 @@ export const fsmLimitsDefaults: FsmLimits = {
   waitersMax: 100_000,
   expireSessionsMax: 1_000,
   watchHistoryEventsMax: 10_000,
+  requestResultsMax: 10_000,
 };
 
 /** Refuses limits that cannot work, when the state machine is built (a configuration error, not a bug). */
@@ -72,7 +81,7 @@ export function checkFsmLimits(limits: FsmLimits): void {
   if (!Number.isSafeInteger(limits.ttlMsMin) || limits.ttlMsMin < 1 || limits.ttlMsMin > ttlMsMax) {
     problems.push(`ttlMsMin must be an integer between 1 and ${ttlMsMax} (got ${limits.ttlMsMin})`);
   }
-  for (const key of ["sessionsMax", "locksMax", "electionsMax", "waitersPerLockMax", "waitersMax", "expireSessionsMax", "watchHistoryEventsMax"] as const) {
+  for (const key of ["sessionsMax", "locksMax", "electionsMax", "waitersPerLockMax", "waitersMax", "expireSessionsMax", "watchHistoryEventsMax", "requestResultsMax"] as const) {
     const value = limits[key];
     if (!Number.isSafeInteger(value) || value < 1 || value > 0xffff_ffff) problems.push(`${key} must be an integer between 1 and ${0xffff_ffff} (got ${value})`);
   }

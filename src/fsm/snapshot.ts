@@ -9,13 +9,22 @@
 //   | locks, then elections: count u32, each (name, holder (owner, token u53, session u53, waiterId, value?),
 //       waiters: count u32, each (owner, session? u53, ttlMs u53, waiterId, requestIndex u53, value?))
 //   | watch history: floorIndex u53, count u32, events (events.ts)
+//   | request results (version 2): count u32, each (requestId, result as u32 length + bytes), least
+//       recently used first, so that a restore rebuilds the same eviction order
 
+import { assert } from "../util/assert.js";
 import { ByteReader, DecodeError, encodeWith, type ByteSink } from "../util/bytes.js";
 import { readEvent, writeEvent, type FsmEvent } from "./events.js";
+import type { FsmLimits } from "./limits.js";
+import { errorMessageBytesMax } from "./results.js";
 import { CoordinationState, type Holder, type Resource, type ResourceKind, type Session, type Waiter } from "./state.js";
 import { WatchHistory } from "./watch-history.js";
 
-export const stateSnapshotFormatVersion = 1;
+export const stateSnapshotFormatVersion = 2;
+/** The first layout, without request results; still read. */
+const stateSnapshotFormatVersionWithoutRequests = 1;
+/** Largest encoded result a snapshot may claim: an error result is the largest kind. */
+const resultBytesMax = 64 + errorMessageBytesMax;
 const stringFieldBytesMax = 0xffff;
 /** Fewest bytes a session, resource, waiter or event takes: bounds what a count may claim. */
 const itemBytesMin = 8;
@@ -40,6 +49,15 @@ export function encodeState(state: CoordinationState): Uint8Array {
     sink.u53(state.history.floorIndex);
     sink.u32(events.length);
     for (const event of events) writeEvent(sink, event);
+    // rkeys() walks from the least recently used, and peek() reads, without touching recency.
+    const requestIds = [...state.requestResults.rkeys()];
+    sink.u32(requestIds.length);
+    for (const requestId of requestIds) {
+      const result = state.requestResults.peek(requestId);
+      assert(result !== undefined, `request ${requestId} listed without a result`);
+      sink.string(requestId, stringFieldBytesMax);
+      sink.bytes(result);
+    }
   });
 }
 
@@ -90,10 +108,10 @@ function writeWaiter(sink: ByteSink, waiter: Waiter): void {
  * The state a snapshot holds. Throws a DecodeError for bytes of another layout, and an AssertionError
  * (from `reindex`) for a well-formed snapshot whose state breaks an invariant: that one was written by a bug.
  */
-export function decodeState(data: Uint8Array, watchHistoryEventsMax: number): CoordinationState {
+export function decodeState(data: Uint8Array, limits: Pick<FsmLimits, "watchHistoryEventsMax" | "requestResultsMax">): CoordinationState {
   const reader = new ByteReader(data);
   const version = reader.u8("state snapshot format version");
-  if (version !== stateSnapshotFormatVersion) {
+  if (version !== stateSnapshotFormatVersion && version !== stateSnapshotFormatVersionWithoutRequests) {
     throw new DecodeError(`state snapshot format version ${version} is not known to this node (it knows ${stateSnapshotFormatVersion})`, 0);
   }
   const appliedIndex = reader.u53("applied index");
@@ -110,9 +128,19 @@ export function decodeState(data: Uint8Array, watchHistoryEventsMax: number): Co
   const events: FsmEvent[] = [];
   const eventCount = reader.count("watch history event count", itemBytesMin);
   for (let i = 0; i < eventCount; i++) events.push(readEvent(reader));
+  const requests: [string, Uint8Array][] = [];
+  const requestCount = version === stateSnapshotFormatVersionWithoutRequests ? 0 : reader.count("request result count", itemBytesMin);
+  for (let i = 0; i < requestCount; i++) {
+    const requestId = reader.string("request id", stringFieldBytesMax);
+    const result = reader.bytes("request result", true);
+    if (result.length > resultBytesMax) throw new DecodeError(`request result of ${result.length} bytes is over ${resultBytesMax}`, 0);
+    requests.push([requestId, result]);
+  }
   reader.expectEnd("state snapshot");
 
-  const state = new CoordinationState(watchHistoryEventsMax, WatchHistory.restore(watchHistoryEventsMax, floorIndex, events));
+  const watchHistoryEventsMax = limits.watchHistoryEventsMax;
+  const state = new CoordinationState(limits, WatchHistory.restore(watchHistoryEventsMax, floorIndex, events));
+  for (const [requestId, result] of requests) state.requestResults.set(requestId, result);
   state.appliedIndex = appliedIndex;
   state.lastTokenIssued = lastTokenIssued;
   state.raftLeader = raftLeader;

@@ -4,8 +4,10 @@
 // being applied. Commands (apply-command.ts) decide which transitions to make; this file keeps the
 // tables and their cross-references consistent.
 
+import { LRUCache } from "lru-cache";
 import { assert } from "../util/assert.js";
 import { makeEvent, type DropReason, type EventBody, type FsmEvent, type ReleaseReason } from "./events.js";
+import type { FsmLimits } from "./limits.js";
 import { WatchHistory } from "./watch-history.js";
 
 /** Locks and elections share one shape: an election is a lock whose holder (the leader) carries a value. */
@@ -77,14 +79,20 @@ export class CoordinationState {
   readonly locks = new Map<string, Resource>();
   readonly elections = new Map<string, Resource>();
   readonly history: WatchHistory;
+  /**
+   * Request id → the encoded result it got, for retries of non-idempotent commands. Replicated: every
+   * member applies the same sets and gets in the same order, so every member evicts the same entries.
+   */
+  readonly requestResults: LRUCache<string, Uint8Array>;
   /** Waiters of all resources together. */
   waiterCount = 0;
 
   private readonly links = new Map<number, SessionLinks>();
   private pendingEvents: FsmEvent[] = [];
 
-  constructor(watchHistoryEventsMax: number, history?: WatchHistory) {
-    this.history = history ?? new WatchHistory(watchHistoryEventsMax);
+  constructor(limits: Pick<FsmLimits, "watchHistoryEventsMax" | "requestResultsMax">, history?: WatchHistory) {
+    this.history = history ?? new WatchHistory(limits.watchHistoryEventsMax);
+    this.requestResults = new LRUCache({ max: limits.requestResultsMax });
   }
 
   resources(kind: ResourceKind): Map<string, Resource> {

@@ -14,12 +14,14 @@ import type { RaftNode } from "./node.js";
 export const expiryCheckIntervalMs = 100;
 /** Clients blocked in an acquire or campaign on this node at once. */
 export const waitersMax = 10_000;
-/** How long an idempotent request is retried across a leader change before the client hears an error. */
-export const retryWindowMs = 10_000;
 /** Pause between retries of an idempotent request while a new leader is elected. */
 export const retryPauseMs = 50;
 
-/** Commands that are safe to send again when the first attempt's outcome is unknown (coordination.md, Reads). */
+/**
+ * Commands that are safe to send again when the first attempt's outcome is unknown (coordination.md,
+ * Reads): applying one twice gives the same state and answer. Client commands not listed here carry a
+ * request id instead, and the state machine answers a retry with the first attempt's result.
+ */
 const idempotentCommands: ReadonlySet<Command["type"]> = new Set([
   "lock-acquire",
   "lock-release",
@@ -31,6 +33,9 @@ const idempotentCommands: ReadonlySet<Command["type"]> = new Set([
   "elect-cancel",
   "session-close",
 ]);
+
+/** Commands the leader proposes for itself: never retried (a new leader decides afresh), so never deduplicated. */
+const leaderCommands: ReadonlySet<Command["type"]> = new Set(["sessions-expire", "leader-changed"]);
 
 /** Longest `WAIT` a client may ask for. */
 export const waitMsMax = 24 * 60 * 60 * 1000;
@@ -70,8 +75,10 @@ const keepaliveRequestBytes = 9;
 export class CoordinationService {
   private readonly keeper: LeaseKeeper;
   private readonly waiters = new Map<string, Waiter>();
+  /** Prefix of this node's waiter and request ids: the node id and a random boot id. */
   private readonly waiterPrefix: string;
   private waiterNext = 1;
+  private requestNext = 1;
   /** The term in which this leader reset every deadline; expiries wait for it (no early expiry on failover). */
   private deadlinesResetInTerm: number | null = null;
   private leaderTerm: number | null = null;
@@ -111,7 +118,7 @@ export class CoordinationService {
   async keepalive(sessionId: number): Promise<number> {
     const request = new Uint8Array(keepaliveRequestBytes);
     new DataView(request.buffer).setFloat64(1, sessionId);
-    const reply = await retryingAcrossLeaders(true, () => this.node.requestLeader(request));
+    const reply = await this.retryingAcrossLeaders(true, () => this.node.requestLeader(request));
     const remainingMs = new DataView(reply.buffer, reply.byteOffset, reply.byteLength).getFloat64(0);
     if (remainingMs < 0) throw new CoordinationError("NOSESSION", "the session expired or never existed; open a new one");
     return remainingMs;
@@ -197,17 +204,20 @@ export class CoordinationService {
 
   /**
    * Validates, proposes and decodes one command; state machine refusals become CoordinationErrors. When
-   * the leader goes away with the command in flight, an idempotent command is sent again to the next
-   * leader (within `retryWindowMs`); any other is answered at once with "outcome unknown".
+   * the leader goes away with a client's command in flight, it is sent again to the next leader (within
+   * `--commit-timeout-ms`): an idempotent one as it is, any other under the same request id, so that the state
+   * machine applies it at most once. The leader's own commands are not retried.
    */
   private async execute(command: Command, rebuild?: () => Command): Promise<CommandResult> {
     const problem = validateCommand(command, this.fsm.limits);
     if (problem !== null) throw new CoordinationError(problem.code, problem.message);
+    const needsRequestId = !idempotentCommands.has(command.type) && !leaderCommands.has(command.type);
+    const requestId = needsRequestId ? `${this.waiterPrefix}r${this.requestNext++}` : null;
     let attempt = command;
     let attempts = 0;
-    const { result } = await retryingAcrossLeaders(idempotentCommands.has(command.type), () => {
+    const { result } = await this.retryingAcrossLeaders(!leaderCommands.has(command.type), () => {
       if (attempts++ > 0) attempt = rebuild?.() ?? attempt;
-      return this.node.propose(encodeCommand(attempt));
+      return this.node.propose(encodeCommand(attempt, requestId));
     });
     const decoded = decodeResult(result);
     if (decoded.kind === "error") throw new CoordinationError(decoded.code, decoded.message);
@@ -216,7 +226,7 @@ export class CoordinationService {
 
   private read<T>(consistency: Consistency, query: (fsm: CoordinationStateMachine) => T): Promise<T> {
     if (consistency === "serializable") return Promise.resolve(query(this.fsm));
-    return retryingAcrossLeaders(true, () => this.node.read(() => query(this.fsm)));
+    return this.retryingAcrossLeaders(true, () => this.node.read(() => query(this.fsm)));
   }
 
   /**
@@ -329,6 +339,23 @@ export class CoordinationService {
       });
   }
 
+  /**
+   * Runs `attempt`; while the leader is gone (lost mid-request, or none elected yet) runs it again if
+   * `retry`, for as long as a write may take to commit (`--commit-timeout-ms`).
+   */
+  private async retryingAcrossLeaders<T>(retry: boolean, attempt: () => Promise<T>): Promise<T> {
+    const retryUntilMs = nowMs() + this.node.config.commitTimeoutMs;
+    for (;;) {
+      try {
+        return await attempt();
+      } catch (error) {
+        const leaderGone = error instanceof NodeError && (error.code === "LEADERLOST" || error.code === "NOLEADER");
+        if (!leaderGone || !retry || nowMs() >= retryUntilMs) throw error;
+        await new Promise((resolve) => setTimeout(resolve, retryPauseMs));
+      }
+    }
+  }
+
   private answerKeepalive(request: Uint8Array): Uint8Array {
     const reply = new Uint8Array(8);
     const sessionId = request.length === keepaliveRequestBytes ? new DataView(request.buffer, request.byteOffset, request.byteLength).getFloat64(1) : -1;
@@ -338,19 +365,6 @@ export class CoordinationService {
   }
 }
 
-/** Runs `attempt`; while the leader is gone (lost mid-request, or none elected yet) runs it again if `idempotent`. */
-async function retryingAcrossLeaders<T>(idempotent: boolean, attempt: () => Promise<T>): Promise<T> {
-  const retryUntilMs = nowMs() + retryWindowMs;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (error) {
-      const leaderGone = error instanceof NodeError && (error.code === "LEADERLOST" || error.code === "NOLEADER");
-      if (!leaderGone || !idempotent || nowMs() >= retryUntilMs) throw error;
-      await new Promise((resolve) => setTimeout(resolve, retryPauseMs));
-    }
-  }
-}
 
 function expectKind<K extends CommandResult["kind"]>(result: CommandResult, kind: K): Extract<CommandResult, { kind: K }> {
   if (result.kind !== kind) throw new NodeError("UNAVAILABLE", `the state machine answered ${result.kind} where ${kind} was expected`);

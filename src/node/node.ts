@@ -24,8 +24,6 @@ import {
 } from "./forwarding.js";
 import type { StateMachine } from "./state-machine.js";
 
-/** How long a proposal may wait to commit before the client hears "outcome unknown". */
-export const commitTimeoutMs = 10_000;
 /** How long a request waits for a leader to be elected before it is refused. */
 export const noLeaderWaitMs = 3_000;
 /** How long a status query waits for each peer. */
@@ -179,7 +177,7 @@ export class RaftNode {
     if (leaderId === this.config.id) return this.proposeLocally(data);
     const transport = this.transport!;
     try {
-      const reply = await transport.request(leaderId, encodeRequest({ kind: RequestKind.Propose, data }), commitTimeoutMs);
+      const reply = await transport.request(leaderId, encodeRequest({ kind: RequestKind.Propose, data }), this.config.commitTimeoutMs);
       return decodeProposalReply(reply);
     } catch (error) {
       if (error instanceof NodeError) throw error;
@@ -494,6 +492,7 @@ export class RaftNode {
       return Promise.reject(new NodeError("NOLEADER", `this node cannot take proposals right now (${proposed.reason}); retry`));
     }
     this.kick();
+    const { commitTimeoutMs } = this.config;
     return new Promise<ProposalResult>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(proposed.index);

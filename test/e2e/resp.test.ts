@@ -207,6 +207,26 @@ describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () 
     await expect(survivorClient.call("SESSION.OPEN", "5000")).rejects.toThrow("NOLEADER no leader is elected yet; retry");
   });
 
+  it("says -TIMEOUT ... outcome unknown (HTTP 504) when a cut-off leader cannot commit in --commit-timeout-ms", async () => {
+    cluster = await E2eCluster.start(3, [...fastTimeouts, "--commit-timeout-ms", "1000"]);
+    const leader = await cluster.leader();
+    const client = ioredis(leader.id);
+    expect(await client.call("PING")).toBe("PONG");
+    cluster.setCut(leader.id, true);
+    // Both sent at once, while the cut-off node still believes it leads (until CheckQuorum).
+    const [resp, http] = await Promise.all([
+      client.call("LOCK.ACQUIRE", "cut", "me", String(ttlMs)).catch((error: Error) => error),
+      cluster.post<{ error: { code: string; message: string } }>(leader.id, "/v1/sessions", { ttlMs }),
+    ]);
+    expect(String(resp)).toContain("TIMEOUT the cluster did not commit within 1000 ms; outcome unknown");
+    expect(http).toEqual({ status: 504, body: { error: { code: "TIMEOUT", message: "the cluster did not commit within 1000 ms; outcome unknown" } } });
+    cluster.setCut(leader.id, false);
+    const others = ["n1", "n2", "n3"].filter((id) => id !== leader.id);
+    await cluster.leader(["n1", "n2", "n3"], 15_000);
+    // The entry the cut-off leader appended never committed: the majority's leader overwrote it.
+    expect(await ioredis(others[0]!).call("LOCK.INFO", "cut")).toBeNull();
+  });
+
   it("redis-cli and node-redis (RESP2 and RESP3, where LOCK.INFO is a map) work as clients", async () => {
     cluster = await E2eCluster.start(3);
     await cluster.leader();

@@ -61,7 +61,7 @@ describe("command and result encoding", () => {
     const good = encodeCommand({ type: "lock-release", name: "orders", owner: "alice" });
     const cases: Uint8Array[] = [
       new Uint8Array(0),
-      new Uint8Array([2, 5]), // a format version from the future
+      new Uint8Array([3, 5]), // a format version from the future
       new Uint8Array([1, 200]), // an unknown command
       good.subarray(0, good.length - 1), // truncated
       new Uint8Array([...good, 0]), // trailing bytes
@@ -69,7 +69,7 @@ describe("command and result encoding", () => {
       new Uint8Array([1, 5, 2, 0, 0xc3, 0x28, 1, 0, 0x61]), // invalid UTF-8
     ];
     for (const data of cases) expect(h.runBytes(data)).toMatchObject({ kind: "error", code: "ERR", message: expect.stringContaining("malformed command") });
-    expect(h.runBytes(new Uint8Array([2, 5]))).toMatchObject({ message: expect.stringContaining("upgrade every member") });
+    expect(h.runBytes(new Uint8Array([3, 5]))).toMatchObject({ message: expect.stringContaining("upgrade every member") });
     // The machine goes on.
     expect(h.acquire("orders", "alice")).toMatchObject({ kind: "granted", token: 1 });
   });

@@ -10,7 +10,9 @@ import type { FsmLimits } from "../../src/fsm/limits.js";
 import { FsmHarness } from "./harness.js";
 
 /** Small tables, so that sequences reach the limits as well as the common paths. */
-const limits: Partial<FsmLimits> = { sessionsMax: 8, locksMax: 3, electionsMax: 2, waitersPerLockMax: 3, waitersMax: 6, expireSessionsMax: 4, watchHistoryEventsMax: 12 };
+const limits: Partial<FsmLimits> = { sessionsMax: 8, locksMax: 3, electionsMax: 2, waitersPerLockMax: 3, waitersMax: 6, expireSessionsMax: 4, watchHistoryEventsMax: 12, requestResultsMax: 2 };
+/** Request ids, reused so that sequences contain retries (answered from the record) and evictions. */
+const requestId = fc.option(fc.constantFrom("q1", "q2", "q3"), { freq: 3, nil: null });
 const lockNames = ["a", "b", "c", "d"];
 const electionNames = ["e1", "e2", "e3"];
 const owners = ["o1", "o2", "o3"];
@@ -159,12 +161,12 @@ class HolderTracker {
 }
 
 /** Applies `ops` to two instances; the second is replaced by a restore of its own snapshot every `restoreEvery` ops. */
-function runSequence(ops: readonly Op[], restoreEvery: number): void {
+function runSequence(ops: readonly (readonly [Op, string | null])[], restoreEvery: number): void {
   const reference = new FsmHarness(limits);
   let other = new FsmHarness(limits);
   const builder = new CommandBuilder();
   const tracker = new HolderTracker();
-  ops.forEach((next, position) => {
+  ops.forEach(([next, id], position) => {
     if (position > 0 && position % restoreEvery === 0) {
       const restored = new FsmHarness(limits);
       restored.fsm.restore(other.fsm.snapshot());
@@ -177,7 +179,7 @@ function runSequence(ops: readonly Op[], restoreEvery: number): void {
       other.skip(built);
       return;
     }
-    const data = built instanceof Uint8Array ? built : encodeCommand(built);
+    const data = built instanceof Uint8Array ? built : encodeCommand(built, id);
     const mark = reference.events.length;
     const otherMark = other.events.length;
     expect(other.runBytes(data)).toEqual(reference.runBytes(data));
@@ -194,7 +196,7 @@ function runSequence(ops: readonly Op[], restoreEvery: number): void {
 describe("properties", () => {
   it("replicas agree byte for byte, also across a snapshot; one holder per lock; tokens only increase", () => {
     fc.assert(
-      fc.property(fc.array(op, { minLength: 10, maxLength: 80, size: "max" }), fc.integer({ min: 3, max: 60 }), (ops, restoreEvery) => runSequence(ops, restoreEvery)),
+      fc.property(fc.array(fc.tuple(op, requestId), { minLength: 10, maxLength: 80, size: "max" }), fc.integer({ min: 3, max: 60 }), (ops, restoreEvery) => runSequence(ops, restoreEvery)),
       { numRuns: 200 },
     );
   }, 60_000);

@@ -106,7 +106,7 @@ describe("snapshots", () => {
     const before = h.fsm.snapshot();
     const truncated = before.subarray(0, before.length - 1);
     const future = new Uint8Array(before);
-    future[0] = 2;
+    future[0] = 3;
     for (const bad of [new Uint8Array(0), truncated, future, new Uint8Array([...before, 0])]) {
       expect(() => h.fsm.restore(bad)).toThrow(DecodeError);
     }

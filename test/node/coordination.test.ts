@@ -5,7 +5,9 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseStartConfig } from "../../src/config.js";
+import { encodeCommand } from "../../src/fsm/commands.js";
 import { CoordinationStateMachine } from "../../src/fsm/coordination.js";
+import { decodeResult } from "../../src/fsm/results.js";
 import { fsmLimitsDefaults, ttlMsMinFor } from "../../src/fsm/limits.js";
 import { CoordinationService } from "../../src/node/coordination-service.js";
 import { RaftNode } from "../../src/node/node.js";
@@ -136,6 +138,24 @@ describe("coordination over a real cluster", { timeout: 30_000 }, () => {
     const b = await bWaits;
     expect(b!.token).toBeGreaterThan(a!.token);
     expect(await service("n1").electionLeader("primary", "linearizable")).toMatchObject({ candidate: "b", value: "b-addr" });
+  });
+
+  it("a request retried on the next leader under its request id is applied once", async () => {
+    await startCluster();
+    // What the service sends again when the stream to the leader broke with SESSION.OPEN in flight.
+    const retried = encodeCommand({ type: "session-open", ttlMs, label: "retried" }, "client-node.boot.r1");
+    const first = decodeResult((await members.get("n2")!.node.propose(retried)).result);
+    expect(first.kind).toBe("session");
+    const oldLeader = members.get("n1")!.node.leader()!.id;
+    const survivors = ids.filter((id) => id !== oldLeader);
+    members.get(oldLeader)!.service.stop();
+    await members.get(oldLeader)!.node.stop();
+    members.delete(oldLeader);
+    await waitFor(() => survivors.every((id) => ![undefined, oldLeader].includes(members.get(id)!.node.leader()?.id)), 10_000, "a new leader");
+    const again = decodeResult((await members.get(survivors[0]!)!.node.propose(retried)).result);
+    expect(again).toEqual(first);
+    await service(survivors[1]!).lockInfo("barrier", "linearizable");
+    for (const id of survivors) expect(members.get(id)!.fsm.sessionLeases().filter((session) => session.label === "retried")).toHaveLength(1);
   });
 
   it("bad input is refused with the api.md error text", async () => {

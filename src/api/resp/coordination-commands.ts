@@ -2,7 +2,7 @@
 import { ttlMsMessage } from "../../fsm/commands.js";
 import type { CoordinationStateMachine } from "../../fsm/coordination.js";
 import { type Consistency, CoordinationError, type CoordinationService, waitMsMax } from "../../node/coordination-service.js";
-import { commitTimeoutMs, type RaftNode } from "../../node/node.js";
+import type { RaftNode } from "../../node/node.js";
 import { NodeError } from "../../node/forwarding.js";
 import { argument, type CommandContext, type CommandHandler, type CommandSpec, type CommandTable, parseIntegerArgument } from "./command-table.js";
 import { array, bulk, bulkOrNull, integer, map, nullArray, nullBulk, ok, type Reply, RespError } from "./reply.js";
@@ -15,7 +15,7 @@ function consistencyOf(ctx: CommandContext): Consistency {
 }
 
 /** Errors of the layers below, in api.md's words. */
-function asRespError(error: unknown): unknown {
+function asRespError(error: unknown, commitTimeoutMs: number): unknown {
   if (error instanceof CoordinationError) return new RespError(error.code, error.message);
   if (error instanceof NodeError) {
     if (error.code === "NOLEADER") return new RespError("NOLEADER", "no leader is elected yet; retry");
@@ -27,12 +27,12 @@ function asRespError(error: unknown): unknown {
   return error;
 }
 
-function translated(handler: CommandHandler): CommandHandler {
+function translated(handler: CommandHandler, commitTimeoutMs: number): CommandHandler {
   return async (ctx, args) => {
     try {
       return await handler(ctx, args);
     } catch (error) {
-      throw asRespError(error);
+      throw asRespError(error, commitTimeoutMs);
     }
   };
 }
@@ -72,7 +72,7 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
     ctx.onClose(() => controller.abort()); // a waiter whose connection closes is cancelled through the log
     return controller.signal;
   };
-  const command = (arity: number, summary: string, handler: CommandHandler): CommandSpec => ({ arity, summary, group: "raftlock", handler: translated(handler) });
+  const command = (arity: number, summary: string, handler: CommandHandler): CommandSpec => ({ arity, summary, group: "raftlock", handler: translated(handler, node.config.commitTimeoutMs) });
 
   const table = new Map<string, CommandSpec>([
     [

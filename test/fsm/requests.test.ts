@@ -1,0 +1,98 @@
+// Retries of non-idempotent commands: a command carrying a request id is applied at most once; a retry
+// with the same id (sent again to a new leader after the first attempt's outcome was unknown) gets the
+// first answer, even after a snapshot restore, as long as the id is among the last `requestResultsMax`.
+import { describe, expect, it } from "vitest";
+import { decodeCommandEntry, encodeCommand, type Command } from "../../src/fsm/commands.js";
+import { CoordinationStateMachine } from "../../src/fsm/coordination.js";
+import { requestIdBytesMax } from "../../src/fsm/limits.js";
+import { FsmHarness, testLimits, ttlMs } from "./harness.js";
+
+const open: Command = { type: "session-open", ttlMs, label: "worker" };
+
+describe("requests with an id", () => {
+  it("round-trip through the entry codec; entries without an id decode with null", () => {
+    expect(decodeCommandEntry(encodeCommand(open, "n1.abc.r7"))).toEqual({ command: open, requestId: "n1.abc.r7" });
+    expect(decodeCommandEntry(encodeCommand(open))).toEqual({ command: open, requestId: null });
+  });
+
+  it("reads entries of the first layout, which had no request id", () => {
+    const current = encodeCommand(open);
+    // Version 1: the same bytes without the request-id presence byte.
+    const firstLayout = Uint8Array.of(1, current[1]!, ...current.subarray(3));
+    expect(decodeCommandEntry(firstLayout)).toEqual({ command: open, requestId: null });
+  });
+
+  it("a retried SESSION.OPEN gets the same session and opens nothing more", () => {
+    const h = new FsmHarness();
+    const first = h.runBytes(encodeCommand(open, "n1.abc.r1"));
+    const eventsAfterFirst = h.events.length;
+    const retry = h.runBytes(encodeCommand(open, "n1.abc.r1"));
+    expect(retry).toEqual(first);
+    expect(h.fsm.sessionLeases()).toHaveLength(1);
+    expect(h.events.length).toBe(eventsAfterFirst);
+    // Another request is another session.
+    const other = h.runBytes(encodeCommand(open, "n1.abc.r2"));
+    expect(other.kind === "session" && first.kind === "session" && other.sessionId !== first.sessionId).toBe(true);
+    expect(h.fsm.sessionLeases()).toHaveLength(2);
+  });
+
+  it("a retried DEL does not release the holder who acquired after the first attempt", () => {
+    const h = new FsmHarness();
+    h.acquire("orders", "alice");
+    const del: Command = { type: "lock-force-release", name: "orders" };
+    expect(h.runBytes(encodeCommand(del, "n2.def.r1"))).toEqual({ kind: "released", released: true });
+    h.acquire("orders", "bob");
+    expect(h.runBytes(encodeCommand(del, "n2.def.r1"))).toEqual({ kind: "released", released: true });
+    expect(h.fsm.lockInfo("orders")?.owner).toBe("bob");
+  });
+
+  it("a refused request is answered the same refusal on retry, even when it would now succeed", () => {
+    const h = new FsmHarness({ sessionsMax: 1 });
+    h.openSession();
+    const refused = h.runBytes(encodeCommand(open, "r-full"));
+    expect(refused.kind).toBe("error");
+    h.run({ type: "session-close", sessionId: 1 });
+    expect(h.runBytes(encodeCommand(open, "r-full"))).toEqual(refused);
+    expect(h.fsm.sessionLeases()).toHaveLength(0);
+  });
+
+  it("forgets the least recently used id beyond requestResultsMax, the same way on every member", () => {
+    const h = new FsmHarness({ requestResultsMax: 2 });
+    h.runBytes(encodeCommand(open, "a"));
+    h.runBytes(encodeCommand(open, "b"));
+    h.runBytes(encodeCommand(open, "a")); // a retry: "a" is now the most recently used
+    h.runBytes(encodeCommand(open, "c")); // evicts "b"
+    expect(h.fsm.sessionLeases()).toHaveLength(3);
+    h.runBytes(encodeCommand(open, "a"));
+    expect(h.fsm.sessionLeases()).toHaveLength(3);
+    h.runBytes(encodeCommand(open, "b")); // forgotten: applied again
+    expect(h.fsm.sessionLeases()).toHaveLength(4);
+  });
+
+  it("a snapshot keeps the ids and their recency: a retry after restore is still answered, not applied", () => {
+    const h = new FsmHarness({ requestResultsMax: 2 });
+    const first = h.runBytes(encodeCommand(open, "a"));
+    h.runBytes(encodeCommand(open, "b"));
+    h.runBytes(encodeCommand(open, "a"));
+    const restored = new CoordinationStateMachine({ ...testLimits, requestResultsMax: 2 });
+    restored.restore(h.fsm.snapshot());
+    expect(restored.snapshot()).toEqual(h.fsm.snapshot());
+    const replica = new FsmHarness({}, restored);
+    replica.lastIndex = h.lastIndex;
+    for (const member of [h, replica]) {
+      expect(member.runBytes(encodeCommand(open, "a"))).toEqual(first);
+      // "b" is the least recently used in both: a new id evicts it in both, and "b" is applied anew.
+      member.runBytes(encodeCommand(open, "c"));
+      member.runBytes(encodeCommand(open, "b"));
+    }
+    expect(replica.fsm.sessionLeases()).toHaveLength(4);
+    expect(replica.fsm.snapshot()).toEqual(h.fsm.snapshot());
+  });
+
+  it("refuses an entry whose request id is over the limit, changing nothing", () => {
+    const h = new FsmHarness();
+    const result = h.runBytes(encodeCommand(open, "x".repeat(requestIdBytesMax + 1)));
+    expect(result).toEqual({ kind: "error", code: "ERR", message: `request id must be 1 to ${requestIdBytesMax} bytes (got ${requestIdBytesMax + 1})` });
+    expect(h.fsm.sessionLeases()).toHaveLength(0);
+  });
+});
