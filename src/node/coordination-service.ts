@@ -64,7 +64,13 @@ interface Waiter {
 /** How a read is served: linearizable (ReadIndex or lease, through the leader) or from local state. */
 export type Consistency = "linearizable" | "serializable";
 
-const keepaliveRequestBytes = 9;
+/**
+ * Lease work only the leader can answer, since deadlines live on its clock (lease-keeper.ts); a follower
+ * asks it over the peer stream. Request: op u8 | session id f64. Reply: remaining ms f64, -1 when unknown.
+ */
+const LeaseOp = { Keepalive: 1, Remaining: 2 } as const;
+type LeaseOp = (typeof LeaseOp)[keyof typeof LeaseOp];
+const leaseRequestBytes = 9;
 
 /**
  * Locks, sessions and elections as the APIs offer them, on top of the replicated coordination state
@@ -96,7 +102,7 @@ export class CoordinationService {
     this.keeper.load(fsm.sessionLeases(), nowMs());
     fsm.subscribe((event) => this.observe(event));
     node.onSoftStateChange((softState) => this.leadershipChanged(softState));
-    node.setLeaderRequestHandler((data) => Promise.resolve(this.answerKeepalive(data)));
+    node.setLeaderRequestHandler((data) => Promise.resolve(this.answerLeaseRequest(data)));
     this.expiryTimer = setInterval(() => this.expireDueSessions(), expiryCheckIntervalMs);
   }
 
@@ -116,11 +122,8 @@ export class CoordinationService {
 
   /** Moves the session's deadline on the leader (nothing is written to the log); remaining ms. */
   async keepalive(sessionId: number): Promise<number> {
-    const request = new Uint8Array(keepaliveRequestBytes);
-    new DataView(request.buffer).setFloat64(1, sessionId);
-    const reply = await this.retryingAcrossLeaders(true, () => this.node.requestLeader(request));
-    const remainingMs = new DataView(reply.buffer, reply.byteOffset, reply.byteLength).getFloat64(0);
-    if (remainingMs < 0) throw new CoordinationError("NOSESSION", "the session expired or never existed; open a new one");
+    const remainingMs = await this.askLeader(LeaseOp.Keepalive, sessionId);
+    if (remainingMs === undefined) throw new CoordinationError("NOSESSION", "the session expired or never existed; open a new one");
     return remainingMs;
   }
 
@@ -156,11 +159,16 @@ export class CoordinationService {
     return expectKind(await this.execute({ type: "lock-force-release", name }), "released").released;
   }
 
-  /** The lock's holder with the time its lease has left on this node's view, or undefined when free. */
+  /**
+   * The lock's holder and the time its lease has left, or undefined when free. Linearizable: the time on
+   * the leader's clock, which decides expiry (0 when the leader no longer tracks the lease: its expiry is
+   * under way). Serializable: this node's estimate, from when it applied the last grant or refresh.
+   */
   async lockInfo(name: string, consistency: Consistency): Promise<(LockView & { remainingMs: number | undefined }) | undefined> {
     const view = await this.read(consistency, (fsm) => fsm.lockInfo(name));
     if (view === undefined) return undefined;
-    return { ...view, remainingMs: this.keeper.remainingMs(view.sessionId, nowMs()) };
+    if (consistency === "serializable" || this.node.isLeader()) return { ...view, remainingMs: this.keeper.remainingMs(view.sessionId, nowMs()) };
+    return { ...view, remainingMs: (await this.askLeader(LeaseOp.Remaining, view.sessionId)) ?? 0 };
   }
 
   fenceCheck(name: string, token: number, consistency: Consistency): Promise<boolean> {
@@ -356,10 +364,24 @@ export class CoordinationService {
     }
   }
 
-  private answerKeepalive(request: Uint8Array): Uint8Array {
+  /** Remaining ms of `sessionId` after `op`, answered by the leader (this node or over the peer stream). */
+  private async askLeader(op: LeaseOp, sessionId: number): Promise<number | undefined> {
+    const request = new Uint8Array(leaseRequestBytes);
+    request[0] = op;
+    new DataView(request.buffer).setFloat64(1, sessionId);
+    const reply = await this.retryingAcrossLeaders(true, () => this.node.requestLeader(request));
+    const remainingMs = reply.length === 8 ? new DataView(reply.buffer, reply.byteOffset, reply.byteLength).getFloat64(0) : -1;
+    return remainingMs < 0 ? undefined : remainingMs;
+  }
+
+  private answerLeaseRequest(request: Uint8Array): Uint8Array {
     const reply = new Uint8Array(8);
-    const sessionId = request.length === keepaliveRequestBytes ? new DataView(request.buffer, request.byteOffset, request.byteLength).getFloat64(1) : -1;
-    const remainingMs = this.keeper.keepalive(sessionId, nowMs());
+    let remainingMs: number | undefined;
+    if (request.length === leaseRequestBytes) {
+      const sessionId = new DataView(request.buffer, request.byteOffset, request.byteLength).getFloat64(1);
+      if (request[0] === LeaseOp.Keepalive) remainingMs = this.keeper.keepalive(sessionId, nowMs());
+      else if (request[0] === LeaseOp.Remaining) remainingMs = this.keeper.remainingMs(sessionId, nowMs());
+    }
     new DataView(reply.buffer).setFloat64(0, remainingMs ?? -1);
     return reply;
   }

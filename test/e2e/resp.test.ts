@@ -1,5 +1,8 @@
 import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { connect } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { Redis as IoRedis6 } from "ioredis6";
@@ -41,6 +44,11 @@ function portOpen(port: number): Promise<boolean> {
 async function redisCli(id: string, ...args: string[]): Promise<string> {
   const { stdout } = await promisify(execFile)("redis-cli", ["-p", String(cluster!.node(id).respPort), ...args]);
   return stdout.trim();
+}
+
+/** Debian's python3 with python3-redis (.ci/run installs it); a pyenv python3 earlier on PATH lacks it. */
+function pythonWithRedis(): string {
+  return existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 }
 
 describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () => {
@@ -152,6 +160,19 @@ describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () 
     expect(await client.get("job")).toBeNull();
     await expect(client.evalsha("0".repeat(40), 1, "job", "x")).rejects.toThrow("NOSCRIPT");
     await expect(client.eval("return 1", 0)).rejects.toThrow("ERR unsupported script");
+  });
+
+  it("redis-py's Lock acquires, extends (adding and replacing), reacquires and releases through its scripts", async () => {
+    cluster = await E2eCluster.start(3);
+    await cluster.leader();
+    const script = join(dirname(fileURLToPath(import.meta.url)), "clients", "redis-py-lock.py");
+    const { stdout } = await promisify(execFile)(pythonWithRedis(), [script, String(cluster.node("n1").respPort), String(cluster.node("n3").respPort)]);
+    const seen = JSON.parse(stdout) as Record<string, unknown>;
+    expect(seen).toMatchObject({ acquired: true, rival_refused: true, owned: true, extended_add: true, extended_replace: true, reacquired: true, released_locked: false, rival_acquired: true });
+    // 5 s, plus 3 s added: more than 5 s left; then replaced by 4 s.
+    expect(seen.pttl_after_add).toBeGreaterThan(5_000);
+    expect(seen.pttl_after_replace).toBeLessThanOrEqual(4_000);
+    expect(seen.pttl_after_replace).toBeGreaterThan(3_000);
   });
 
   it("the redlock package acquires, extends and releases, and a second client is refused meanwhile", async () => {

@@ -1,12 +1,17 @@
 // EVAL / EVALSHA / SCRIPT LOAD of the standard Redis lock scripts (api.md): compare-and-delete and
 // compare-and-pexpire, recognised by their text, run as LOCK.RELEASE and LOCK.REFRESH. raftlock runs no Lua.
+// Recognised: the classic scripts of the Redis docs, node-redlock 4's, and redis-py's `Lock`.
 import { createHash } from "node:crypto";
 import type { CoordinationService } from "../../node/coordination-service.js";
 import { argument, type CommandSpec, type CommandTable, parseIntegerArgument } from "./command-table.js";
 import { bulk, integer, RespError } from "./reply.js";
 
-/** release/refresh: the classic one-key scripts; the `redlock-*` kinds: node-redlock 4's scripts (one key). */
-type ScriptKind = "release" | "refresh" | "redlock-acquire" | "redlock-release" | "redlock-extend";
+/**
+ * release/refresh: compare-and-delete and compare-and-pexpire (the classic scripts, redis-py's release and
+ * reacquire); the `redlock-*` kinds: node-redlock 4's scripts (one key); extend: redis-py's extend, which
+ * adds to the time left unless its third argument is "1" (replace).
+ */
+type ScriptKind = "release" | "refresh" | "extend" | "redlock-acquire" | "redlock-release" | "redlock-extend";
 
 /** Scripts remembered by SHA1 for EVALSHA; a named maximum keeps a client from growing it without bound. */
 export const scriptsKnownMax = 1024;
@@ -29,6 +34,24 @@ const knownScripts = new Map<string, ScriptKind>([
     normalize(`for i, key in ipairs(KEYS) do if redis.call("get", key) ~= ARGV[1] then return 0 end end
       for i, key in ipairs(KEYS) do redis.call("set", key, ARGV[1], "PX", ARGV[2]) end return #KEYS`),
     "redlock-extend",
+  ],
+  [
+    normalize(`local token = redis.call('get', KEYS[1]) if not token or token ~= ARGV[1] then return 0 end
+      redis.call('del', KEYS[1]) return 1`),
+    "release",
+  ],
+  [
+    normalize(`local token = redis.call('get', KEYS[1]) if not token or token ~= ARGV[1] then return 0 end
+      redis.call('pexpire', KEYS[1], ARGV[2]) return 1`),
+    "refresh",
+  ],
+  [
+    normalize(`local token = redis.call('get', KEYS[1]) if not token or token ~= ARGV[1] then return 0 end
+      local expiration = redis.call('pttl', KEYS[1]) if not expiration then expiration = 0 end
+      if expiration < 0 then return 0 end
+      local newttl = ARGV[2] if ARGV[3] == "0" then newttl = ARGV[2] + expiration end
+      redis.call('pexpire', KEYS[1], newttl) return 1`),
+    "extend",
   ],
 ]);
 
@@ -65,6 +88,13 @@ export function scriptCommandTable(service: CoordinationService): CommandTable {
     const ttlMs = args.length > from + 3 ? parseIntegerArgument(argument(args, from + 3)) : null;
     if (ttlMs === null) throw new RespError("ERR", "this lock script needs a ttl in ms as its second argument");
     if (kind === "redlock-acquire") return (await service.acquireLock(name, owner, ttlMs, 0)) === null ? 0 : 1;
+    if (kind === "extend" && args[from + 4]?.toString("latin1") !== "1") {
+      // Add to the time left, as the leader counts it; the refresh itself is keyed on the owner, so a
+      // lock that changed hands in between is never extended.
+      const info = await service.lockInfo(name, "linearizable");
+      if (info?.owner !== owner) return 0;
+      return (await service.refreshLock(name, owner, Math.round(info.remainingMs ?? 0) + ttlMs)) ? 1 : 0;
+    }
     return (await service.refreshLock(name, owner, ttlMs)) ? 1 : 0;
   };
   const spec = (arity: number, summary: string, handler: CommandSpec["handler"]): CommandSpec => ({ arity, summary, group: "scripting", handler });
