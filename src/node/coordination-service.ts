@@ -353,13 +353,22 @@ export class CoordinationService {
    */
   private async retryingAcrossLeaders<T>(retry: boolean, attempt: () => Promise<T>): Promise<T> {
     const retryUntilMs = nowMs() + this.node.config.commitTimeoutMs;
+    let outcomeUnknown = false;
     for (;;) {
       try {
         return await attempt();
       } catch (error) {
         const leaderGone = error instanceof NodeError && (error.code === "LEADERLOST" || error.code === "NOLEADER");
-        if (!leaderGone || !retry || nowMs() >= retryUntilMs) throw error;
-        await new Promise((resolve) => setTimeout(resolve, retryPauseMs));
+        outcomeUnknown ||= error instanceof NodeError && error.code === "LEADERLOST";
+        if (leaderGone && retry && nowMs() < retryUntilMs) {
+          await new Promise((resolve) => setTimeout(resolve, retryPauseMs));
+          continue;
+        }
+        // A later "no leader" must not hide that an earlier attempt may have been applied.
+        if (outcomeUnknown && error instanceof NodeError && error.code === "NOLEADER") {
+          throw new NodeError("LEADERLOST", "the leader went away with the request in flight and no new leader took over in time; outcome unknown");
+        }
+        throw error;
       }
     }
   }
