@@ -87,6 +87,11 @@ describe("a real 3-node cluster", { timeout: e2eTimeoutMs }, () => {
     await appliedAtLeast(cluster, [laggard], last.index);
     expect((await cluster.self(laggard)).snapshotIndex).toBeGreaterThanOrEqual(30);
     expect(cluster.node(laggard).output).toContain("installed a snapshot from the leader");
+    // The state it installed and applied on top is the others' state, byte for byte.
+    await waitFor(async () => {
+      const hashes = await Promise.all(["n1", "n2", "n3"].map(async (id) => (await cluster!.get<{ index: number; hash: string }>(id, "/v1/cluster/hash")).body));
+      return hashes.every((hash) => hash.index === hashes[0]!.index && hash.hash === hashes[0]!.hash && /^[0-9a-f]{64}$/.test(hash.hash));
+    }, 10_000, "every member reports the same state hash at the same index");
     const onDemand = await cluster.post<{ index: number }>(laggard, "/v1/cluster/snapshot");
     expect(onDemand.body.index).toBeGreaterThanOrEqual(last.index);
   });

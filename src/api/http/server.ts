@@ -91,6 +91,16 @@ export function createHttpApp(
     }
   });
 
+  app.get("/v1/cluster/hash", (_request, response) => {
+    if (coordination === undefined) {
+      response.status(404).json({ error: { code: "NOTFOUND", message: "this node runs no coordination state machine" } });
+      return;
+    }
+    // Snapshots are canonical (sorted tables), so members that applied the same entries give the same hash.
+    const { fsm } = coordination;
+    response.json({ index: fsm.appliedIndex, hash: createHash("sha256").update(fsm.snapshot()).digest("hex") });
+  });
+
   app.post("/v1/cluster/snapshot", async (_request, response, next) => {
     try {
       response.json({ index: await node.snapshotNow() });
