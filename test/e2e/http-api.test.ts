@@ -14,7 +14,8 @@ afterEach(async () => {
 });
 
 interface SseEvent {
-  id: number;
+  /** `index:n`: the n-th event of that log index on the channel. */
+  id: string;
   event: string;
   data: { type: string; index: number; leaderId?: string; term?: number; owner?: string; token?: number };
 }
@@ -35,7 +36,7 @@ async function watch(url: string, events: SseEvent[], stop: AbortSignal): Promis
         const block = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
         const fields = Object.fromEntries(block.split("\n").filter((line) => !line.startsWith(":")).map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 2)]));
-        if (fields["data"] !== undefined) events.push({ id: Number(fields["id"]), event: fields["event"]!, data: JSON.parse(fields["data"]) as SseEvent["data"] });
+        if (fields["data"] !== undefined) events.push({ id: fields["id"]!, event: fields["event"]!, data: JSON.parse(fields["data"]) as SseEvent["data"] });
       }
     }
   } catch (error) {
@@ -61,6 +62,25 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
     expect((await cluster.get("n1", `/v1/fence/orders/${first.body.token}`)).body).toEqual({ valid: false });
     expect((await cluster.get("n1", `/v1/fence/orders/${second.body.token}?consistency=serializable`)).status).toBe(200);
     expect((await cluster.post("n1", "/v1/locks/orders/refresh", { owner: "bob", ttlMs })).body).toEqual({ refreshed: true });
+    // Alice's release and Bob's grant happened in one entry: two events at one index, resumable between them.
+    const events: SseEvent[] = [];
+    const stop = new AbortController();
+    const url = `http://127.0.0.1:${cluster.node("n3").httpPort}/v1/watch?channel=lock:orders`;
+    const watching = watch(`${url}&since=0`, events, stop.signal);
+    await waitFor(() => events.length >= 3, 10_000, "grant, release and grant");
+    stop.abort();
+    await watching;
+    const released = events.find((event) => event.event === "lock-released")!;
+    const granted = events[events.indexOf(released) + 1]!;
+    expect(granted).toMatchObject({ event: "lock-granted", data: { owner: "bob", index: released.data.index } });
+    expect([released.id, granted.id]).toEqual([`${released.data.index}:1`, `${released.data.index}:2`]);
+    const resumed: SseEvent[] = [];
+    const stopResumed = new AbortController();
+    const resuming = watch(`${url}&since=${released.id}`, resumed, stopResumed.signal);
+    await waitFor(() => resumed.length >= 1, 10_000, "the resumed stream");
+    stopResumed.abort();
+    await resuming;
+    expect(resumed[0]).toEqual(granted);
   });
 
   it("a holder that stops refreshing loses the lock to the next waiter when its lease runs out", async () => {
@@ -210,9 +230,9 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
     await waitFor(() => events.some((e) => e.data.leaderId === next.id && e.data.term === next.term), 10_000, "the new leader's event");
     stop.abort();
     await watching;
-    const ids = events.map((e) => e.id);
+    const ids = events.map((e) => e.data.index);
     expect([...ids].sort((x, y) => x - y)).toEqual(ids); // in log order
-    expect(events.every((e) => e.id === e.data.index && e.event === "raft-leader")).toBe(true);
+    expect(events.every((e) => e.id === `${e.data.index}:1` && e.event === "raft-leader")).toBe(true);
     // Resuming after the first event delivers the later ones only.
     const resumed: SseEvent[] = [];
     const stopResumed = new AbortController();
@@ -220,6 +240,6 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
     await waitFor(() => resumed.length === ids.length - 1, 10_000, "the resumed stream catches up");
     stopResumed.abort();
     await resuming;
-    expect(resumed.map((e) => e.id)).toEqual(ids.slice(1));
+    expect(resumed.map((e) => e.data.index)).toEqual(ids.slice(1));
   });
 });

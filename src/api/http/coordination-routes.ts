@@ -177,26 +177,45 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
       throw new BadRequestError(`channel must be given, e.g. raft:leader, election:<name> or lock:<name> (at most ${channelBytesMax} bytes)`);
     }
     const sinceText = request.query["since"] ?? request.get("last-event-id") ?? String(fsm.appliedIndex);
-    const since = Number(sinceText);
-    if (!Number.isSafeInteger(since) || since < 0) throw new BadRequestError("since must be a log index (a non-negative integer)");
+    const since = typeof sinceText === "string" ? parseEventId(sinceText) : null;
+    if (since === null) throw new BadRequestError("since must be a log index (a non-negative integer), or an event id index:n as the stream sent it");
     if (watchStreams >= watchStreamsMax) {
       response.status(503).set("Retry-After", "1").json({ error: { code: "BUSY", message: `${watchStreamsMax} watch streams are open on this node; retry later or use another node` } });
       return;
     }
-    const history = fsm.eventsSince(channel, since);
+    // Resuming inside an index (some of its events were delivered) needs that index's events again.
+    const history = fsm.eventsSince(channel, since.eventsSeen > 0 ? since.index - 1 : since.index);
     if (history.kind === "compacted") {
-      response.status(410).json({ error: { code: "COMPACTED", message: `events after ${since} are no longer retained; re-read the state, then watch from ${history.oldestIndex}` } });
+      response.status(410).json({ error: { code: "COMPACTED", message: `events after ${since.index} are no longer retained; re-read the state, then watch from ${history.oldestIndex}` } });
       return;
     }
     watchStreams++;
     response.status(200).set({ "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
     response.flushHeaders();
-    // History and live events never overlap: both are taken in one synchronous step below.
-    const send = (event: FsmEvent): void => {
-      if (event.channel !== channel) return;
-      response.write(`id: ${event.index}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    // Several events may share a log index (a release and the next grant): the id `index:n` names the
+    // n-th of them, so that a stream broken between two of them resumes exactly after the first.
+    let lastIndex = -1;
+    let eventsAtIndex = 0;
+    const ordinalOf = (event: FsmEvent): number => {
+      if (event.index === lastIndex) return ++eventsAtIndex;
+      lastIndex = event.index;
+      eventsAtIndex = 1;
+      return eventsAtIndex;
     };
-    for (const event of history.events) send(event);
+    const write = (event: FsmEvent, ordinal: number): void => {
+      response.write(`id: ${event.index}:${ordinal}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    };
+    for (const event of history.events) {
+      const ordinal = ordinalOf(event);
+      // Events of the resumed index that the client already has.
+      if (event.index === since.index && ordinal <= since.eventsSeen) continue;
+      write(event, ordinal);
+    }
+    // History and live events never overlap: both are taken in one synchronous step, and an entry's
+    // events are all delivered in one step too, so the ordinals continue correctly.
+    const send = (event: FsmEvent): void => {
+      if (event.channel === channel) write(event, ordinalOf(event));
+    };
     const unsubscribe = fsm.subscribe(send);
     const keepalive = setInterval(() => response.write(": keepalive\n\n"), sseKeepaliveIntervalMs);
     request.on("close", () => {
@@ -206,6 +225,16 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
     });
   });
   return router;
+}
+
+/** `since` or Last-Event-ID: a log index (every event after it), or `index:n` (after the n-th event of that index). */
+function parseEventId(text: string): { index: number; eventsSeen: number } | null {
+  const match = /^(\d{1,16})(?::(\d{1,6}))?$/.exec(text);
+  if (match === null) return null;
+  const index = Number(match[1]);
+  const eventsSeen = match[2] === undefined ? 0 : Number(match[2]);
+  if (!Number.isSafeInteger(index) || (match[2] !== undefined && eventsSeen < 1)) return null;
+  return { index, eventsSeen };
 }
 
 /** Aborts when the client goes away before its answer was sent: its wait is cancelled through the log. */

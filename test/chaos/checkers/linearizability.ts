@@ -1,0 +1,347 @@
+// Linearizability checker for the history of one lock key.
+//
+// Model: a fencing mutex whose lease may expire at any moment. State is (holder, token of the holder,
+// lastToken = highest token granted on this key). Grants must exceed lastToken (tokens come from a
+// cluster-wide counter, so they increase but skip values); re-acquiring by the holder returns its token;
+// release and refresh succeed only for the holder; reads see the holder and its token. The server may expire
+// a lease whenever it likes and the history does not say when, so before any operation the search may also
+// try the state with the holder gone.
+//
+// An acquire with an unknown outcome may have granted a token nobody saw. Its token is kept symbolic
+// ("unobserved", token === null) and lastToken then holds the smallest value it could be (tokens are
+// integers). Every later constraint on it is either "a later grant exceeds it", best served by the smallest
+// value, or "an observation names it", which fixes it: so the symbolic state loses no precision.
+//
+// Search: Wing & Gong with Lowe's memoization, as in Knossos and Porcupine. Invocations and returns, sorted
+// by time, form a doubly linked list. Any call that precedes the first return in the list may be linearized
+// next: the search applies it to the model, unlinks its call and return, and starts again from the front.
+// Reaching a return means that operation cannot have taken effect in time: undo the last choice and try the
+// next one. A configuration (set of linearized ops, model state) fully determines the rest of the search,
+// so each is explored once. Unknown ops have no return: they never force a backtrack and may stay
+// unlinearized, which is "never took effect".
+import { assert } from "../../../src/util/assert.js";
+
+export type LockOp =
+  /** Try-once or blocking acquire. ok: token (number) when granted, null when not granted (held by someone else, or the wait ran out). */
+  | { kind: "acquire"; owner: string }
+  /** ok: true when released (owner held it), false when the owner did not hold it. */
+  | { kind: "release"; owner: string }
+  /** ok: true when the owner held it and its lease was restarted, false otherwise. */
+  | { kind: "refresh"; owner: string }
+  /** A linearizable read of the holder: ok value is {owner, token} or null when free. */
+  | { kind: "read" };
+
+export type Outcome =
+  | { type: "ok"; value: number | boolean | { owner: string; token: number } | null }
+  /** Definitely not applied (e.g. refused before it was proposed). Such operations are simply dropped from the history by the checker. */
+  | { type: "fail" }
+  /** Unknown: it may or may not have taken effect, at any time after its invocation (even after the history ends). */
+  | { type: "unknown" };
+
+export interface HistoryOp {
+  id: number; // unique within the history
+  client: string; // who issued it (a client issues one op at a time, but the checker must not rely on it)
+  op: LockOp;
+  invokeMs: number; // real time of invocation
+  completeMs: number; // real time of completion (for unknown outcomes: ignored, treat as +Infinity)
+  outcome: Outcome;
+}
+
+export type CheckResult =
+  | { result: "linearizable" }
+  | {
+      result: "violation";
+      /** the longest prefix that could be linearized, and the ops that could not follow it, for the failure report */
+      linearizedPrefix: number[];
+      stuckAt: HistoryOp[];
+      message: string;
+    }
+  | { result: "unknown"; reason: string };
+
+/** Iterations of the search before giving up with "unknown", so a pathological history cannot hang a chaos run. */
+export const searchStepsMax = 5_000_000;
+
+const noOne = -1;
+
+/** holder is an index into the owner names; token null: granted by an unknown-outcome acquire, not yet observed. */
+interface State {
+  readonly holder: number;
+  readonly token: number | null;
+  readonly lastToken: number;
+  readonly key: string;
+}
+
+function makeState(holder: number, token: number | null, lastToken: number): State {
+  return { holder, token, lastToken, key: `${holder},${token ?? "?"},${lastToken}` };
+}
+
+/** What an op with a known outcome says happened, or what an op with an unknown outcome may have done. */
+type Effect =
+  | { kind: "acquire"; owner: number; token: number | null }
+  | { kind: "release"; owner: number; ok: boolean }
+  | { kind: "refresh"; owner: number; ok: boolean }
+  | { kind: "read"; seen: { owner: number; token: number } | null }
+  | { kind: "maybeAcquire"; owner: number }
+  | { kind: "maybeRelease"; owner: number };
+
+/** The holder (re)states its token: fixes an unobserved one, must match an observed one. */
+function observe(s: State, token: number): State | undefined {
+  if (s.token === null) return token >= s.lastToken ? makeState(s.holder, token, token) : undefined;
+  return s.token === token ? s : undefined;
+}
+
+/** The state after `e` is applied to `s`, or undefined when the model forbids it. */
+function apply(s: State, e: Effect): State | undefined {
+  const free = makeState(noOne, 0, s.lastToken);
+  switch (e.kind) {
+    case "acquire":
+      if (e.token === null) return s.holder !== noOne && s.holder !== e.owner ? s : undefined;
+      if (s.holder === noOne) return e.token > s.lastToken ? makeState(e.owner, e.token, e.token) : undefined;
+      return s.holder === e.owner ? observe(s, e.token) : undefined;
+    case "release":
+      if (e.ok) return s.holder === e.owner ? free : undefined;
+      return s.holder !== e.owner ? s : undefined;
+    case "refresh":
+      return (s.holder === e.owner) === e.ok ? s : undefined;
+    case "read":
+      if (e.seen === null) return s.holder === noOne ? s : undefined;
+      return s.holder === e.seen.owner ? observe(s, e.seen.token) : undefined;
+    case "maybeAcquire":
+      // Only a grant changes the state; a refused or repeated acquire is the same as never linearizing it.
+      return s.holder === noOne ? makeState(e.owner, null, s.lastToken + 1) : undefined;
+    case "maybeRelease":
+      return s.holder === e.owner ? free : undefined;
+  }
+}
+
+/** Every state `e` can lead to from `s`, with or without the holder's lease expiring just before it. */
+function successors(s: State, e: Effect): State[] {
+  const before = s.holder === noOne ? [s] : [s, makeState(noOne, 0, s.lastToken)];
+  const after: State[] = [];
+  for (const b of before) {
+    const next = apply(b, e);
+    if (next !== undefined && !after.some((a) => a.key === next.key)) after.push(next);
+  }
+  return after;
+}
+
+interface Link {
+  next: Entry | null;
+}
+
+class Entry implements Link {
+  prev: Link | null = null;
+  next: Entry | null = null;
+  constructor(
+    readonly call: Call,
+    readonly isReturn: boolean,
+  ) {}
+}
+
+class Call {
+  readonly entry = new Entry(this, false);
+  readonly ret: Entry | null;
+  constructor(
+    readonly index: number,
+    readonly op: HistoryOp,
+    readonly effect: Effect,
+    known: boolean,
+  ) {
+    this.ret = known ? new Entry(this, true) : null;
+  }
+}
+
+function unlink(e: Entry): void {
+  assert(e.prev !== null, "an entry in the list has a predecessor");
+  e.prev.next = e.next;
+  if (e.next !== null) e.next.prev = e.prev;
+}
+
+/** Undoes unlink(e); valid because entries are relinked in the reverse order they were unlinked. */
+function relink(e: Entry): void {
+  assert(e.prev !== null, "an unlinked entry remembers its predecessor");
+  e.prev.next = e;
+  if (e.next !== null) e.next.prev = e;
+}
+
+class LinearizedSet {
+  private readonly words: Uint32Array;
+  constructor(size: number) {
+    this.words = new Uint32Array(Math.ceil(size / 32));
+  }
+  set(i: number, on: boolean): void {
+    const w = i >>> 5;
+    const bit = 1 << (i & 31);
+    const old = this.words[w] ?? 0;
+    this.words[w] = on ? old | bit : old & ~bit;
+  }
+  /** Ops are indexed by invocation, so a set is mostly a full prefix: encode only the words after it. */
+  key(): string {
+    const n = this.words.length;
+    let lo = 0;
+    while (lo < n && this.words[lo] === 0xffffffff) lo++;
+    let hi = n;
+    while (hi > lo && this.words[hi - 1] === 0) hi--;
+    let key = `${lo}:`;
+    for (let w = lo; w < hi; w++) {
+      const v = this.words[w] ?? 0;
+      key += String.fromCharCode(v & 0xffff, v >>> 16);
+    }
+    return key;
+  }
+}
+
+function fail(op: HistoryOp, why: string): never {
+  throw new Error(`malformed history: op ${op.id} (${op.op.kind} by ${op.client}): ${why}`);
+}
+
+/** Validates `op` and says what it claims; null when it cannot change anything and is dropped. */
+function effectOf(op: HistoryOp, ownerIndex: (name: string) => number): Effect | null {
+  if (!Number.isFinite(op.invokeMs)) fail(op, `invokeMs ${op.invokeMs} is not a finite time`);
+  if (op.outcome.type !== "unknown" && !(op.completeMs >= op.invokeMs)) {
+    fail(op, `completeMs ${op.completeMs} is before invokeMs ${op.invokeMs}`);
+  }
+  const { op: lockOp, outcome } = op;
+  if (outcome.type === "fail") return null;
+  if (outcome.type === "unknown") {
+    // A refresh or read never changes the state (and an expiry can be placed before any later op anyway).
+    if (lockOp.kind === "acquire") return { kind: "maybeAcquire", owner: ownerIndex(lockOp.owner) };
+    if (lockOp.kind === "release") return { kind: "maybeRelease", owner: ownerIndex(lockOp.owner) };
+    return null;
+  }
+  const v = outcome.value;
+  const isToken = (t: unknown): t is number => typeof t === "number" && Number.isSafeInteger(t);
+  switch (lockOp.kind) {
+    case "acquire":
+      if (v !== null && !isToken(v)) fail(op, "an acquire returns an integer token or null");
+      return { kind: "acquire", owner: ownerIndex(lockOp.owner), token: v };
+    case "release":
+    case "refresh":
+      if (typeof v !== "boolean") fail(op, `a ${lockOp.kind} returns a boolean`);
+      return { kind: lockOp.kind, owner: ownerIndex(lockOp.owner), ok: v };
+    case "read":
+      if (v === null) return { kind: "read", seen: null };
+      if (typeof v !== "object" || typeof v.owner !== "string" || !isToken(v.token)) {
+        fail(op, "a read returns {owner, token} or null");
+      }
+      return { kind: "read", seen: { owner: ownerIndex(v.owner), token: v.token } };
+  }
+}
+
+/** Checks one key's history against the fencing-mutex-with-expiry model. `stepsMax` exists for tests of the bound. */
+export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searchStepsMax): CheckResult {
+  const ids = new Set<number>();
+  const owners: string[] = [];
+  const ownerIndices = new Map<string, number>();
+  const ownerIndex = (name: string): number => {
+    let i = ownerIndices.get(name);
+    if (i === undefined) ownerIndices.set(name, (i = owners.push(name) - 1));
+    return i;
+  };
+  const kept: { op: HistoryOp; effect: Effect }[] = [];
+  for (const op of history) {
+    if (ids.has(op.id)) fail(op, "duplicate id");
+    ids.add(op.id);
+    const effect = effectOf(op, ownerIndex);
+    if (effect !== null) kept.push({ op, effect });
+  }
+
+  // Known ops first, by invocation, so that linearized sets stay a full prefix plus a few bits (short keys).
+  const known = (o: HistoryOp): boolean => o.outcome.type === "ok";
+  kept.sort((a, b) => Number(known(b.op)) - Number(known(a.op)) || a.op.invokeMs - b.op.invokeMs);
+  const calls = kept.map(({ op, effect }, i) => new Call(i, op, effect, known(op)));
+
+  // Millisecond clocks cannot order an invocation and a return stamped alike: treat them as concurrent.
+  const events = calls.flatMap((c) => (c.ret === null ? [c.entry] : [c.entry, c.ret]));
+  const timeOf = (e: Entry): number => (e.isReturn ? e.call.op.completeMs : e.call.op.invokeMs);
+  events.sort((a, b) => timeOf(a) - timeOf(b) || Number(a.isReturn) - Number(b.isReturn) || a.call.index - b.call.index);
+  const head: Link = { next: null };
+  let last: Link = head;
+  for (const e of events) {
+    e.prev = last;
+    last.next = e;
+    last = e;
+  }
+
+  let state = makeState(noOne, 0, 0);
+  let knownLeft = calls.filter((c) => c.ret !== null).length;
+  const linearized = new LinearizedSet(calls.length);
+  const explored = new Set<string>();
+  const stack: { call: Call; prior: State; options: State[]; nextOption: number }[] = [];
+  let entry = head.next;
+  let retry: { options: State[]; from: number } | null = null;
+
+  const frontier = (): HistoryOp[] => {
+    const ops: HistoryOp[] = [];
+    for (let e = head.next; e !== null && !e.isReturn; e = e.next) ops.push(e.call.op);
+    return ops;
+  };
+  let best = { depth: 0, prefix: [] as number[], state, stuck: frontier() };
+
+  for (let steps = 0; knownLeft > 0; steps++) {
+    if (steps >= stepsMax) {
+      return { result: "unknown", reason: `gave up after ${stepsMax} search steps (${calls.length} ops)` };
+    }
+    // A known op's return is still in the list, after its call, so the walk meets a return before the end.
+    assert(entry !== null, "the search met a return before running off the list");
+    if (!entry.isReturn) {
+      const call = entry.call;
+      const options = retry?.options ?? successors(state, call.effect);
+      let taken = false;
+      for (let i = retry?.from ?? 0; i < options.length && !taken; i++) {
+        const next = options[i];
+        assert(next !== undefined, "option index in range");
+        linearized.set(call.index, true);
+        const key = `${next.key}|${linearized.key()}`;
+        if (explored.has(key)) {
+          linearized.set(call.index, false);
+          continue;
+        }
+        explored.add(key);
+        stack.push({ call, prior: state, options, nextOption: i + 1 });
+        state = next;
+        unlink(call.entry);
+        if (call.ret !== null) {
+          unlink(call.ret);
+          knownLeft--;
+        }
+        taken = true;
+      }
+      retry = null;
+      entry = taken ? head.next : entry.next;
+      if (taken && stack.length > best.depth) {
+        best = { depth: stack.length, prefix: stack.map((f) => f.call.op.id), state, stuck: frontier() };
+      }
+    } else {
+      const frame = stack.pop();
+      if (frame === undefined) return violation(best, owners);
+      linearized.set(frame.call.index, false);
+      state = frame.prior;
+      if (frame.call.ret !== null) {
+        relink(frame.call.ret);
+        knownLeft++;
+      }
+      relink(frame.call.entry);
+      entry = frame.call.entry;
+      retry = { options: frame.options, from: frame.nextOption };
+    }
+  }
+  return { result: "linearizable" };
+}
+
+function violation(best: { prefix: number[]; state: State; stuck: HistoryOp[] }, owners: readonly string[]): CheckResult {
+  const s = best.state;
+  const lock =
+    s.holder === noOne
+      ? `free, last token ${s.lastToken}`
+      : `held by ${owners[s.holder]} with token ${s.token ?? `>= ${s.lastToken} (unobserved)`}`;
+  const next = best.stuck.map((o) => `#${o.id} ${o.op.kind}${"owner" in o.op ? `(${o.op.owner})` : ""} by ${o.client}`);
+  return {
+    result: "violation",
+    linearizedPrefix: best.prefix,
+    stuckAt: best.stuck,
+    message:
+      `not linearizable: at most ${best.prefix.length} ops can be ordered (lock then ${lock}); ` +
+      `none of the ops that could come next leads to a full order: ${next.join(", ")}`,
+  };
+}
