@@ -18,6 +18,14 @@ import type { EventsSince } from "./watch-history.js";
 /** Gets every event, in log order, right after the entry that made it is applied. Must not throw or apply entries. */
 export type EventListener = (event: FsmEvent) => void;
 
+/**
+ * Told after a snapshot replaced the state (a follower that fell behind installs the leader's). Event
+ * listeners were first given the snapshot's retained events after `previousAppliedIndex`; when the
+ * history no longer reached back that far (`eventsMissed`), some events were never delivered, and a
+ * watcher must say so to its client (a compacted error) rather than go on with a gap.
+ */
+export type RestoreListener = (restore: { readonly previousAppliedIndex: number; readonly eventsMissed: boolean }) => void;
+
 /** `LOCK.INFO`: the configured TTL, not the remaining time (that is the leader's LeaseKeeper.remainingMs). */
 export interface LockView {
   readonly owner: string;
@@ -55,6 +63,7 @@ export type WaiterStatus =
 export class CoordinationStateMachine implements StateMachine {
   private state: CoordinationState;
   private readonly listeners = new Set<EventListener>();
+  private readonly restoreListeners = new Set<RestoreListener>();
   private applying = false;
 
   /** `limits` must be the same on every member: replicated decisions depend on them. */
@@ -105,10 +114,28 @@ export class CoordinationStateMachine implements StateMachine {
     return encodeState(this.state);
   }
 
-  /** Replaces the state; listeners get no events for what the snapshot skipped (re-read with the views). */
+  /**
+   * Replaces the state. The entries the snapshot covers were never applied here, so their events are
+   * delivered now from the snapshot's watch history, in log order; then restore listeners are told.
+   */
   restore(data: Uint8Array): void {
     assert(!this.applying, "an event listener restored a snapshot");
+    const previousAppliedIndex = this.state.appliedIndex;
     this.state = decodeState(data, this.limits);
+    const missed = this.state.history.eventsSince(null, previousAppliedIndex);
+    this.applying = true;
+    try {
+      if (missed.kind === "events") for (const event of missed.events) for (const listener of this.listeners) listener(event);
+      for (const listener of this.restoreListeners) listener({ previousAppliedIndex, eventsMissed: missed.kind === "compacted" });
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  /** Adds a restore listener; returns the function that removes it. */
+  onRestore(listener: RestoreListener): () => void {
+    this.restoreListeners.add(listener);
+    return () => this.restoreListeners.delete(listener);
   }
 
   /** Adds a listener; returns the function that removes it. */

@@ -46,13 +46,16 @@ export class WatchHistory {
     }
   }
 
-  /** Events of `channel` after log index `since`, or "compacted" when some of them are no longer kept. */
-  eventsSince(channel: string, since: number): EventsSince {
+  /**
+   * Events of `channel` (of every channel when null) after log index `since`, or "compacted" when some
+   * of them are no longer kept.
+   */
+  eventsSince(channel: string | null, since: number): EventsSince {
     if (since < this.floor) return { kind: "compacted", oldestIndex: this.floor };
     const events: FsmEvent[] = [];
     for (let i = this.firstAfter(since); i < this.events.length; i++) {
       const event = this.events[i]!;
-      if (event.channel === channel) events.push(event);
+      if (channel === null || event.channel === channel) events.push(event);
     }
     return { kind: "events", events };
   }

@@ -59,6 +59,8 @@ export interface Grant {
 
 interface Waiter {
   readonly settle: (grant: Grant | null) => void;
+  /** Its outcome can no longer be learned here (the events that decided it were skipped by a snapshot). */
+  readonly fail: (error: Error) => void;
 }
 
 /** How a read is served: linearizable (ReadIndex or lease, through the leader) or from local state. */
@@ -101,6 +103,7 @@ export class CoordinationService {
     this.waiterPrefix = `${node.config.id}.${randomBytes(6).toString("hex")}.`;
     this.keeper.load(fsm.sessionLeases(), nowMs());
     fsm.subscribe((event) => this.observe(event));
+    fsm.onRestore(({ eventsMissed }) => this.restored(eventsMissed));
     node.onSoftStateChange((softState) => this.leadershipChanged(softState));
     node.setLeaderRequestHandler((data) => Promise.resolve(this.answerLeaseRequest(data)));
     this.expiryTimer = setInterval(() => this.expireDueSessions(), expiryCheckIntervalMs);
@@ -253,16 +256,18 @@ export class CoordinationService {
     if (this.waiters.size >= waitersMax) throw new CoordinationError("ERR", `${waitersMax} clients already wait on this node; retry later`);
     let waiterId = `${this.waiterPrefix}${this.waiterNext++}`;
     let settle!: (grant: Grant | null) => void;
-    const settled = new Promise<Grant | null>((resolve) => {
+    let fail!: (error: Error) => void;
+    const settled = new Promise<Grant | null>((resolve, reject) => {
       settle = resolve;
+      fail = reject;
     });
-    this.waiters.set(waiterId, { settle });
+    this.waiters.set(waiterId, { settle, fail });
     // A retry after a leader change asks again under a new waiter id; the state machine keeps the
     // owner's place in the queue (or answers its grant) and drops the old id.
     const retry = (): Command => {
       this.waiters.delete(waiterId);
       waiterId = `${this.waiterPrefix}${this.waiterNext++}`;
-      this.waiters.set(waiterId, { settle });
+      this.waiters.set(waiterId, { settle, fail });
       return command(waiterId);
     };
     try {
@@ -273,10 +278,12 @@ export class CoordinationService {
       const timer = setTimeout(giveUp, waitMs);
       signal?.addEventListener("abort", giveUp, { once: true });
       if (signal?.aborted === true) giveUp();
-      const grant = await settled;
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", giveUp);
-      return grant;
+      try {
+        return await settled;
+      } finally {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", giveUp);
+      }
     } finally {
       this.waiters.delete(waiterId);
     }
@@ -319,6 +326,19 @@ export class CoordinationService {
         break;
       default:
         break;
+    }
+  }
+
+  /**
+   * A snapshot replaced the state. Sessions opened, refreshed or ended in the entries it covers reach
+   * the keeper only this way (their events are not in the watch history). Waiters were given their
+   * grants from the history; when it did not reach back far enough, their outcome is unknown here.
+   */
+  private restored(eventsMissed: boolean): void {
+    this.keeper.load(this.fsm.sessionLeases(), nowMs());
+    if (!eventsMissed) return;
+    for (const waiter of this.waiters.values()) {
+      waiter.fail(new NodeError("TIMEOUT", "this node caught up by snapshot past the request's grant or cancel; outcome unknown"));
     }
   }
 

@@ -87,9 +87,10 @@ describe("snapshots", () => {
     copy.fsm.restore(h.fsm.snapshot());
     copy.lastIndex = h.lastIndex;
     const mark = h.events.length;
+    const copyMark = copy.events.length; // after the restore's replay of the history
     const expire: Command = { type: "sessions-expire", sessionIds: [session] };
     expect(copy.run(expire)).toEqual(h.run(expire));
-    expect(copy.events).toEqual(h.eventsAfter(mark));
+    expect(copy.eventsAfter(copyMark)).toEqual(h.eventsAfter(mark));
     expect(h.eventsAfter(mark).map((event) => event.type === "lock-dropped" && event.waiterId)).toEqual(["app-a", "app-b", "app2-b", false]);
     expect(copy.fsm.snapshot()).toEqual(h.fsm.snapshot());
   });
@@ -111,5 +112,41 @@ describe("snapshots", () => {
       expect(() => h.fsm.restore(bad)).toThrow(DecodeError);
     }
     expect(h.fsm.snapshot()).toEqual(before);
+  });
+
+  it("a follower that installs a snapshot delivers the events it skipped, in order, then tells restore listeners", () => {
+    const leader = new FsmHarness();
+    const follower = new FsmHarness();
+    const commands: Command[] = [
+      { type: "lock-acquire", name: "orders", owner: "alice", ttlMs: 10_000, wait: false, waiterId: "a1" },
+      { type: "lock-acquire", name: "orders", owner: "bob", ttlMs: 10_000, wait: true, waiterId: "b1" },
+      { type: "lock-release", name: "orders", owner: "alice" },
+      { type: "leader-changed", leaderId: "n2", term: 2 },
+    ];
+    leader.run(commands[0]!);
+    follower.run(commands[0]!);
+    for (const command of commands.slice(1)) leader.run(command);
+    const restores: unknown[] = [];
+    follower.fsm.onRestore((restore) => restores.push(restore));
+    const mark = follower.events.length;
+    follower.fsm.restore(leader.fsm.snapshot());
+    // The watch channels' events after index 1 (session events are not kept in the history).
+    const kept = (events: typeof leader.events) => events.filter((event) => !event.channel.startsWith("session:"));
+    expect(follower.eventsAfter(mark)).toEqual(kept(leader.events).filter((event) => event.index > 1));
+    expect(restores).toEqual([{ previousAppliedIndex: 1, eventsMissed: false }]);
+  });
+
+  it("says events were missed when the snapshot's history no longer reaches back to the follower", () => {
+    const leader = new FsmHarness({ watchHistoryEventsMax: 2 });
+    const follower = new FsmHarness({ watchHistoryEventsMax: 2 });
+    for (let k = 0; k < 5; k++) {
+      leader.acquire("orders", `owner-${k}`);
+      leader.run({ type: "lock-release", name: "orders", owner: `owner-${k}` });
+    }
+    const restores: unknown[] = [];
+    follower.fsm.onRestore((restore) => restores.push(restore));
+    follower.fsm.restore(leader.fsm.snapshot());
+    expect(restores).toEqual([{ previousAppliedIndex: 0, eventsMissed: true }]);
+    expect(follower.events).toEqual([]);
   });
 });

@@ -217,10 +217,16 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
       if (event.channel === channel) write(event, ordinalOf(event));
     };
     const unsubscribe = fsm.subscribe(send);
+    // Events this node skipped by installing a snapshot are lost to the stream: end it, so that the
+    // client reconnects with its last id and hears 410 compacted instead of going on with a gap.
+    const stopRestoreWatch = fsm.onRestore(({ eventsMissed }) => {
+      if (eventsMissed) response.end();
+    });
     const keepalive = setInterval(() => response.write(": keepalive\n\n"), sseKeepaliveIntervalMs);
     request.on("close", () => {
       clearInterval(keepalive);
       unsubscribe();
+      stopRestoreWatch();
       watchStreams--;
     });
   });

@@ -50,6 +50,14 @@ function serveWatcher(webSocket: WebSocket, fsm: CoordinationStateMachine): void
   const unsubscribeAll = fsm.subscribe((event: FsmEvent) => {
     if (channels.has(event.channel)) send({ channel: event.channel, event });
   });
+  // Events this node skipped by installing a snapshot are lost to its watchers: say so, as for a late `since`.
+  const stopRestoreWatch = fsm.onRestore(({ previousAppliedIndex, eventsMissed }) => {
+    if (!eventsMissed) return;
+    for (const channel of channels) {
+      send({ channel, error: { code: "COMPACTED", message: `events after ${previousAppliedIndex} are no longer retained; re-read the state, then watch again` } });
+    }
+    channels.clear();
+  });
   const refuse = (message: string): void => send({ error: { code: "BADREQUEST", message } });
   webSocket.on("message", (data, isBinary) => {
     let message: SubscribeMessage;
@@ -92,6 +100,10 @@ function serveWatcher(webSocket: WebSocket, fsm: CoordinationStateMachine): void
     channels.add(channel);
     send({ subscribed: channel });
   });
-  webSocket.on("close", unsubscribeAll);
-  webSocket.on("error", unsubscribeAll);
+  const stop = (): void => {
+    unsubscribeAll();
+    stopRestoreWatch();
+  };
+  webSocket.on("close", stop);
+  webSocket.on("error", stop);
 }

@@ -101,6 +101,8 @@ export interface CommandContext {
    * request is read. Only from the synchronous part of a handler.
    */
   closeAfterReply(): void;
+  /** Cuts the connection at once, whatever is unwritten (a server shutdown, a watch that can no longer continue). */
+  destroy(): void;
   readonly server: RespServerInfo;
 }
 

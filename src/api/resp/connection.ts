@@ -129,7 +129,6 @@ export class RespConnection implements CommandContext {
     this.ending = true;
   }
 
-  /** Cuts the connection at once (server shutdown). */
   destroy(): void {
     this.socket.destroy();
   }

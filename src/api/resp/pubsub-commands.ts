@@ -43,8 +43,16 @@ function listen(ctx: CommandContext, fsm: CoordinationStateMachine, patterns: Ma
       if (regexp.test(event.channel)) ctx.push(push([bulk("pmessage"), bulk(pattern), bulk(event.channel), bulk(payload)]));
     }
   });
+  // Events this node skipped by installing a snapshot cannot be pushed: close the connection rather than
+  // leave a silent gap; the client resubscribes (Redis pub/sub has no resume either).
+  const stopRestoreWatch = fsm.onRestore(({ eventsMissed }) => {
+    if (eventsMissed) ctx.destroy();
+  });
   listeners.set(ctx, unsubscribe);
-  ctx.onClose(unsubscribe);
+  ctx.onClose(() => {
+    unsubscribe();
+    stopRestoreWatch();
+  });
 }
 
 function names(args: readonly Buffer[]): string[] {
