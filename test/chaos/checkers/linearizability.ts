@@ -16,9 +16,22 @@
 // by time, form a doubly linked list. Any call that precedes the first return in the list may be linearized
 // next: the search applies it to the model, unlinks its call and return, and starts again from the front.
 // Reaching a return means that operation cannot have taken effect in time: undo the last choice and try the
-// next one. A configuration (set of linearized ops, model state) fully determines the rest of the search,
-// so each is explored once. Unknown ops have no return: they never force a backtrack and may stay
-// unlinearized, which is "never took effect".
+// next one. A configuration (set of linearized ops, model state) determines the rest of the search, so one
+// that is no better than a configuration already explored is skipped.
+//
+// Unknown ops have no return: they never force a backtrack and may stay unlinearized ("never took effect").
+// Left alone they make the search exponential, so only the choices that can matter are tried:
+// - an unknown refresh or read changes nothing, and an unknown release does exactly what an expiry does:
+//   all three are dropped;
+// - an unknown acquire by o matters only if an op needs o to hold the lock (a successful release, refresh
+//   or read by o) or needs someone else than its caller to (a refused acquire), and could not happen in the
+//   state before it. Before any other op it can be moved after that op or left out, as it only raises
+//   lastToken, which never helps. So it is tried only right before a known op that needs it, with no expiry
+//   in between;
+// - unknown acquires by one owner that have both been invoked are interchangeable, so only the earliest one
+//   not linearized yet is tried;
+// - a configuration is no better than another with the same known ops and holder when it has linearized a
+//   superset of its unknown ops (they could still take effect later) and its lastToken is not lower.
 import { assert } from "../../../src/util/assert.js";
 
 export type LockOp =
@@ -68,21 +81,18 @@ interface State {
   readonly holder: number;
   readonly token: number | null;
   readonly lastToken: number;
-  readonly key: string;
 }
 
-function makeState(holder: number, token: number | null, lastToken: number): State {
-  return { holder, token, lastToken, key: `${holder},${token ?? "?"},${lastToken}` };
-}
+const makeState = (holder: number, token: number | null, lastToken: number): State => ({ holder, token, lastToken });
+const expired = (s: State): State => makeState(noOne, 0, s.lastToken);
 
-/** What an op with a known outcome says happened, or what an op with an unknown outcome may have done. */
+/** What an op with a known outcome says happened, or what an acquire with an unknown outcome may have done. */
 type Effect =
   | { kind: "acquire"; owner: number; token: number | null }
   | { kind: "release"; owner: number; ok: boolean }
   | { kind: "refresh"; owner: number; ok: boolean }
   | { kind: "read"; seen: { owner: number; token: number } | null }
-  | { kind: "maybeAcquire"; owner: number }
-  | { kind: "maybeRelease"; owner: number };
+  | { kind: "maybeAcquire"; owner: number };
 
 /** The holder (re)states its token: fixes an unobserved one, must match an observed one. */
 function observe(s: State, token: number): State | undefined {
@@ -92,14 +102,13 @@ function observe(s: State, token: number): State | undefined {
 
 /** The state after `e` is applied to `s`, or undefined when the model forbids it. */
 function apply(s: State, e: Effect): State | undefined {
-  const free = makeState(noOne, 0, s.lastToken);
   switch (e.kind) {
     case "acquire":
       if (e.token === null) return s.holder !== noOne && s.holder !== e.owner ? s : undefined;
       if (s.holder === noOne) return e.token > s.lastToken ? makeState(e.owner, e.token, e.token) : undefined;
       return s.holder === e.owner ? observe(s, e.token) : undefined;
     case "release":
-      if (e.ok) return s.holder === e.owner ? free : undefined;
+      if (e.ok) return s.holder === e.owner ? expired(s) : undefined;
       return s.holder !== e.owner ? s : undefined;
     case "refresh":
       return (s.holder === e.owner) === e.ok ? s : undefined;
@@ -109,20 +118,29 @@ function apply(s: State, e: Effect): State | undefined {
     case "maybeAcquire":
       // Only a grant changes the state; a refused or repeated acquire is the same as never linearizing it.
       return s.holder === noOne ? makeState(e.owner, null, s.lastToken + 1) : undefined;
-    case "maybeRelease":
-      return s.holder === e.owner ? free : undefined;
   }
 }
 
-/** Every state `e` can lead to from `s`, with or without the holder's lease expiring just before it. */
-function successors(s: State, e: Effect): State[] {
-  const before = s.holder === noOne ? [s] : [s, makeState(noOne, 0, s.lastToken)];
-  const after: State[] = [];
-  for (const b of before) {
-    const next = apply(b, e);
-    if (next !== undefined && !after.some((a) => a.key === next.key)) after.push(next);
+/** Whether `e` can only hold if `owner` (rather than nobody, or e's own caller) holds the lock. */
+function needsHolder(e: Effect, owner: number): boolean {
+  switch (e.kind) {
+    case "acquire":
+      return e.token === null && e.owner !== owner;
+    case "release":
+    case "refresh":
+      return e.ok && e.owner === owner;
+    case "read":
+      return e.seen?.owner === owner;
+    case "maybeAcquire":
+      return false;
   }
-  return after;
+}
+
+/** Every state `e` can lead to from `s`, also after the holder's lease expires just before it if `mayExpire`. */
+function successors(s: State, e: Effect, mayExpire: boolean): State[] {
+  const next = apply(s, e);
+  const afterExpiry = mayExpire && s.holder !== noOne ? apply(expired(s), e) : undefined;
+  return [next, afterExpiry].filter((n): n is State => n !== undefined);
 }
 
 interface Link {
@@ -140,12 +158,16 @@ class Entry implements Link {
 
 class Call {
   readonly entry = new Entry(this, false);
+  /** Only ops with a known outcome have a return: the time by which they must have taken effect. */
   readonly ret: Entry | null;
+  /** For an unknown acquire: the one by the same owner invoked just before it. */
+  previousAlike: Call | null = null;
   constructor(
+    /** Bit position among the known ops, or among the unknown ones. */
     readonly index: number,
     readonly op: HistoryOp,
     readonly effect: Effect,
-    known: boolean,
+    readonly known: boolean,
   ) {
     this.ret = known ? new Entry(this, true) : null;
   }
@@ -164,8 +186,8 @@ function relink(e: Entry): void {
   if (e.next !== null) e.next.prev = e;
 }
 
-class LinearizedSet {
-  private readonly words: Uint32Array;
+class Bits {
+  readonly words: Uint32Array;
   constructor(size: number) {
     this.words = new Uint32Array(Math.ceil(size / 32));
   }
@@ -175,7 +197,7 @@ class LinearizedSet {
     const old = this.words[w] ?? 0;
     this.words[w] = on ? old | bit : old & ~bit;
   }
-  /** Ops are indexed by invocation, so a set is mostly a full prefix: encode only the words after it. */
+  /** Known ops are indexed by invocation, so their set is mostly a full prefix: encode only the words after it. */
   key(): string {
     const n = this.words.length;
     let lo = 0;
@@ -188,6 +210,12 @@ class LinearizedSet {
       key += String.fromCharCode(v & 0xffff, v >>> 16);
     }
     return key;
+  }
+  has(i: number): boolean {
+    return (((this.words[i >>> 5] ?? 0) >>> (i & 31)) & 1) === 1;
+  }
+  includes(subset: Uint32Array): boolean {
+    return subset.every((v, w) => (v & ~(this.words[w] ?? 0)) === 0);
   }
 }
 
@@ -204,10 +232,8 @@ function effectOf(op: HistoryOp, ownerIndex: (name: string) => number): Effect |
   const { op: lockOp, outcome } = op;
   if (outcome.type === "fail") return null;
   if (outcome.type === "unknown") {
-    // A refresh or read never changes the state (and an expiry can be placed before any later op anyway).
-    if (lockOp.kind === "acquire") return { kind: "maybeAcquire", owner: ownerIndex(lockOp.owner) };
-    if (lockOp.kind === "release") return { kind: "maybeRelease", owner: ownerIndex(lockOp.owner) };
-    return null;
+    // See the header: of the unknown ops, only an acquire can explain anything an expiry cannot.
+    return lockOp.kind === "acquire" ? { kind: "maybeAcquire", owner: ownerIndex(lockOp.owner) } : null;
   }
   const v = outcome.value;
   const isToken = (t: unknown): t is number => typeof t === "number" && Number.isSafeInteger(t);
@@ -246,15 +272,24 @@ export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searc
     if (effect !== null) kept.push({ op, effect });
   }
 
-  // Known ops first, by invocation, so that linearized sets stay a full prefix plus a few bits (short keys).
-  const known = (o: HistoryOp): boolean => o.outcome.type === "ok";
-  kept.sort((a, b) => Number(known(b.op)) - Number(known(a.op)) || a.op.invokeMs - b.op.invokeMs);
-  const calls = kept.map(({ op, effect }, i) => new Call(i, op, effect, known(op)));
+  // Known ops by invocation, so that their linearized sets stay a full prefix plus a few bits (short keys).
+  kept.sort((a, b) => a.op.invokeMs - b.op.invokeMs || a.op.id - b.op.id);
+  let knownCount = 0;
+  let unknownCount = 0;
+  const calls = kept.map(({ op, effect }) =>
+    op.outcome.type === "ok" ? new Call(knownCount++, op, effect, true) : new Call(unknownCount++, op, effect, false),
+  );
+  const lastAlike = new Map<number, Call>();
+  for (const c of calls) {
+    if (c.effect.kind !== "maybeAcquire") continue;
+    c.previousAlike = lastAlike.get(c.effect.owner) ?? null;
+    lastAlike.set(c.effect.owner, c);
+  }
 
   // Millisecond clocks cannot order an invocation and a return stamped alike: treat them as concurrent.
   const events = calls.flatMap((c) => (c.ret === null ? [c.entry] : [c.entry, c.ret]));
   const timeOf = (e: Entry): number => (e.isReturn ? e.call.op.completeMs : e.call.op.invokeMs);
-  events.sort((a, b) => timeOf(a) - timeOf(b) || Number(a.isReturn) - Number(b.isReturn) || a.call.index - b.call.index);
+  events.sort((a, b) => timeOf(a) - timeOf(b) || Number(a.isReturn) - Number(b.isReturn) || a.call.op.id - b.call.op.id);
   const head: Link = { next: null };
   let last: Link = head;
   for (const e of events) {
@@ -263,67 +298,102 @@ export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searc
     last = e;
   }
 
-  let state = makeState(noOne, 0, 0);
-  let knownLeft = calls.filter((c) => c.ret !== null).length;
-  const linearized = new LinearizedSet(calls.length);
-  const explored = new Set<string>();
-  const stack: { call: Call; prior: State; options: State[]; nextOption: number }[] = [];
-  let entry = head.next;
-  let retry: { options: State[]; from: number } | null = null;
+  // Cache: per (known ops linearized, holder, token), the unknown ops linearized and lastToken of each
+  // configuration explored, so that one with a superset of unknown ops and no lower lastToken is skipped.
+  const knownDone = new Bits(knownCount);
+  const unknownDone = new Bits(unknownCount);
+  const explored = new Map<string, { unknown: Uint32Array; lastToken: number }[]>();
+  const noUnknowns = new Uint32Array(0);
 
+  let state = makeState(noOne, 0, 0);
+  let knownLeft = knownCount;
+  /** Where the search stands in a configuration: the i-th candidate call, its j-th possible outcome state. */
+  interface Cursor {
+    readonly calls: Call[];
+    i: number;
+    options: State[] | null;
+    j: number;
+  }
+  const stack: { call: Call; prior: State; cursor: Cursor }[] = [];
+
+  // The calls that may come next: those invoked before the first return still in the list. Known ones are
+  // tried by earliest return first, which tends to follow the real order, and unknown ones last: the
+  // configurations reached first then use the fewest unknown ops and cover those reached later.
+  const candidates = (): Cursor => {
+    const top = stack[stack.length - 1];
+    const afterUnknown = top?.call.effect.kind === "maybeAcquire" ? { owner: top.call.effect.owner, prior: top.prior } : null;
+    const known: Call[] = [];
+    const unknown: Call[] = [];
+    for (let e = head.next; e !== null && !e.isReturn; e = e.next) {
+      const { effect, previousAlike } = e.call;
+      if (afterUnknown !== null) {
+        // See the header: right after an unknown acquire, only a known op that needs it.
+        if (e.call.known && needsHolder(effect, afterUnknown.owner) && apply(afterUnknown.prior, effect) === undefined) {
+          known.push(e.call);
+        }
+      } else if (e.call.known) known.push(e.call);
+      else if (previousAlike === null || unknownDone.has(previousAlike.index)) unknown.push(e.call);
+    }
+    known.sort((a, b) => a.op.completeMs - b.op.completeMs || a.index - b.index);
+    return { calls: [...known, ...unknown], i: 0, options: null, j: 0 };
+  };
   const frontier = (): HistoryOp[] => {
     const ops: HistoryOp[] = [];
-    for (let e = head.next; e !== null && !e.isReturn; e = e.next) ops.push(e.call.op);
+    for (let e = head.next; e !== null && !e.isReturn; e = e.next) if (e.call.known) ops.push(e.call.op);
     return ops;
   };
-  let best = { depth: 0, prefix: [] as number[], state, stuck: frontier() };
 
+  let cursor = candidates();
+  let best = { depth: 0, prefix: [] as number[], state, stuck: frontier() };
   for (let steps = 0; knownLeft > 0; steps++) {
     if (steps >= stepsMax) {
       return { result: "unknown", reason: `gave up after ${stepsMax} search steps (${calls.length} ops)` };
     }
-    // A known op's return is still in the list, after its call, so the walk meets a return before the end.
-    assert(entry !== null, "the search met a return before running off the list");
-    if (!entry.isReturn) {
-      const call = entry.call;
-      const options = retry?.options ?? successors(state, call.effect);
-      let taken = false;
-      for (let i = retry?.from ?? 0; i < options.length && !taken; i++) {
-        const next = options[i];
-        assert(next !== undefined, "option index in range");
-        linearized.set(call.index, true);
-        const key = `${next.key}|${linearized.key()}`;
-        if (explored.has(key)) {
-          linearized.set(call.index, false);
-          continue;
-        }
-        explored.add(key);
-        stack.push({ call, prior: state, options, nextOption: i + 1 });
-        state = next;
-        unlink(call.entry);
-        if (call.ret !== null) {
-          unlink(call.ret);
-          knownLeft--;
-        }
-        taken = true;
-      }
-      retry = null;
-      entry = taken ? head.next : entry.next;
-      if (taken && stack.length > best.depth) {
-        best = { depth: stack.length, prefix: stack.map((f) => f.call.op.id), state, stuck: frontier() };
-      }
-    } else {
+    const call = cursor.calls[cursor.i];
+    if (call === undefined) {
+      // Nothing can come next, yet a known op is still waiting: undo the last choice.
       const frame = stack.pop();
       if (frame === undefined) return violation(best, owners);
-      linearized.set(frame.call.index, false);
+      (frame.call.known ? knownDone : unknownDone).set(frame.call.index, false);
       state = frame.prior;
       if (frame.call.ret !== null) {
         relink(frame.call.ret);
         knownLeft++;
       }
       relink(frame.call.entry);
-      entry = frame.call.entry;
-      retry = { options: frame.options, from: frame.nextOption };
+      cursor = frame.cursor;
+      continue;
+    }
+    const afterUnknown = stack[stack.length - 1]?.call.known === false;
+    cursor.options ??= successors(state, call.effect, !afterUnknown);
+    const next = cursor.options[cursor.j++];
+    if (next === undefined) {
+      cursor.i++;
+      cursor.options = null;
+      cursor.j = 0;
+      continue;
+    }
+    const done = call.known ? knownDone : unknownDone;
+    done.set(call.index, true);
+    const key = `${next.holder},${next.token ?? "?"}|${knownDone.key()}`;
+    const seen = explored.get(key);
+    if (seen?.some((c) => c.lastToken <= next.lastToken && unknownDone.includes(c.unknown))) {
+      done.set(call.index, false);
+      continue;
+    }
+    const config = { unknown: unknownCount === 0 ? noUnknowns : unknownDone.words.slice(), lastToken: next.lastToken };
+    if (seen === undefined) explored.set(key, [config]);
+    else seen.push(config);
+    stack.push({ call, prior: state, cursor });
+    state = next;
+    unlink(call.entry);
+    if (call.ret !== null) {
+      unlink(call.ret);
+      knownLeft--;
+    }
+    cursor = candidates();
+    if (stack.length > best.depth) {
+      best = { depth: stack.length, prefix: stack.map((f) => f.call.op.id), state, stuck: frontier() };
     }
   }
   return { result: "linearizable" };

@@ -1,0 +1,188 @@
+// One chaos client, a separate process: over RESP (ioredis) it acquires, refreshes, reads and releases
+// contended locks, writes to the fenced resource with each token it is granted, and keeps a session
+// alive on a second connection. Every operation goes to a JSON-lines history with its invocation and
+// completion time and its outcome: ok (with the value), fail (certainly not applied) or unknown.
+//
+//   tsx test/chaos/client.ts --id c1 --ports 6381,6382 --locks a,b --resource-port 9000 --seed 7 --out c1.jsonl
+//
+// It stops cleanly on SIGTERM: the operation in flight completes (or times out) and the file is flushed.
+import { appendFileSync } from "node:fs";
+import { Redis } from "ioredis";
+import { Prng } from "../sim/prng.js";
+import type { ClientRecord, Outcome } from "./history.js";
+
+/** Lease of every lock a client takes: long enough to outlive a failover, short enough to expire in a run. */
+export const clientLockTtlMs = 2_000;
+/** Session TTL, kept alive every third of it. */
+export const clientSessionTtlMs = 3_000;
+/** A command with no answer after this long is an unknown outcome (a paused or partitioned node). */
+const commandTimeoutMs = 6_000;
+/** Consecutive failures on one node before the client moves to the next. */
+const failuresBeforeSwitch = 3;
+
+function option(name: string): string {
+  const index = process.argv.indexOf(`--${name}`);
+  const value = index >= 0 ? process.argv[index + 1] : undefined;
+  if (value === undefined) throw new Error(`--${name} is required`);
+  return value;
+}
+
+const clientId = option("id");
+const ports = option("ports").split(",").map(Number);
+const locks = option("locks").split(",");
+const resourcePort = Number(option("resource-port"));
+const out = option("out");
+const random = new Prng(Number(option("seed")));
+
+let stopping = false;
+process.on("SIGTERM", () => {
+  stopping = true;
+});
+
+function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Which errors prove the command was not applied, and which leave it open. */
+function classify(error: unknown): Outcome {
+  const message = error instanceof Error ? error.message : String(error);
+  // Refused before it was proposed: no leader, not writable (never sent), a definite refusal.
+  if (/outcome unknown/.test(message)) return { type: "unknown", error: message };
+  if (/^(NOLEADER|NOTCOMMITTED|ERR|NOSESSION|LIMIT|UNAVAILABLE)\b/.test(message) || /Stream isn't writeable|enableOfflineQueue/.test(message)) {
+    return { type: "fail", error: message };
+  }
+  // Timed out, connection closed with the command in flight, or anything else: it may have happened.
+  return { type: "unknown", error: message };
+}
+
+class Connection {
+  private redis: Redis;
+  private portIndex: number;
+  private failures = 0;
+
+  constructor(portIndex: number) {
+    this.portIndex = portIndex;
+    this.redis = this.connect();
+  }
+
+  get port(): number {
+    return ports[this.portIndex % ports.length]!;
+  }
+
+  private connect(): Redis {
+    const redis = new Redis({
+      port: this.port,
+      host: "127.0.0.1",
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      enableReadyCheck: false,
+      commandTimeout: commandTimeoutMs,
+      retryStrategy: () => 200,
+      lazyConnect: false,
+    });
+    redis.on("error", () => undefined);
+    return redis;
+  }
+
+  async call(args: (string | number)[]): Promise<Outcome> {
+    try {
+      const value: unknown = await this.redis.call(String(args[0]), ...args.slice(1).map(String));
+      this.failures = 0;
+      return { type: "ok", value };
+    } catch (error) {
+      const outcome = classify(error);
+      if (++this.failures >= failuresBeforeSwitch) this.switchNode();
+      return outcome;
+    }
+  }
+
+  private switchNode(): void {
+    this.failures = 0;
+    this.redis.disconnect();
+    this.portIndex++;
+    this.redis = this.connect();
+  }
+
+  close(): void {
+    this.redis.disconnect();
+  }
+}
+
+let seq = 0;
+function record(entry: Omit<ClientRecord, "client" | "seq">): void {
+  const line: ClientRecord = { client: clientId, seq: ++seq, ...entry };
+  appendFileSync(out, `${JSON.stringify(line)}\n`);
+}
+
+async function timed(connection: Connection, key: string, kind: ClientRecord["kind"], args: (string | number)[]): Promise<Outcome> {
+  const invokeMs = nowMs();
+  const port = connection.port;
+  const outcome = await connection.call(args);
+  record({ key, kind, invokeMs, completeMs: nowMs(), outcome, port });
+  return outcome;
+}
+
+/** Writes to the fenced resource; it refuses a token lower than the highest it accepted for the lock. */
+async function writeResource(key: string, token: number): Promise<void> {
+  const invokeMs = nowMs();
+  let outcome: Outcome;
+  try {
+    const response = await fetch(`http://127.0.0.1:${resourcePort}/write?lock=${encodeURIComponent(key)}&token=${token}&client=${encodeURIComponent(clientId)}`, {
+      method: "POST",
+      signal: AbortSignal.timeout(2_000),
+    });
+    outcome = { type: "ok", value: response.status === 200 };
+  } catch (error) {
+    outcome = { type: "unknown", error: String(error) };
+  }
+  record({ key, kind: "write", invokeMs, completeMs: nowMs(), outcome, port: resourcePort, token });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Session keepalives on their own connection, so they never wait behind a blocked acquire. */
+async function keepSessionAlive(): Promise<void> {
+  const connection = new Connection(random.int(0, ports.length - 1));
+  let sessionId: number | null = null;
+  while (!stopping) {
+    if (sessionId === null) {
+      const opened = await timed(connection, "session", "session-open", ["SESSION.OPEN", clientSessionTtlMs, "LABEL", clientId]);
+      if (opened.type === "ok") sessionId = Number(opened.value);
+    } else {
+      const kept = await timed(connection, "session", "keepalive", ["SESSION.KEEPALIVE", sessionId]);
+      if (kept.type === "fail" && /NOSESSION/.test(kept.error)) sessionId = null;
+    }
+    await sleep(clientSessionTtlMs / 3);
+  }
+  connection.close();
+}
+
+async function workOnLocks(): Promise<void> {
+  const connection = new Connection(random.int(0, ports.length - 1));
+  while (!stopping) {
+    const key = random.pick(locks);
+    const waitMs = random.pick([0, 0, 500, 1_500]);
+    const acquired = await timed(connection, key, "acquire", ["LOCK.ACQUIRE", key, clientId, clientLockTtlMs, ...(waitMs > 0 ? ["WAIT", waitMs] : [])]);
+    if (acquired.type === "ok" && typeof acquired.value === "number") {
+      await writeResource(key, acquired.value);
+      if (random.chance(0.4)) await timed(connection, key, "refresh", ["LOCK.REFRESH", key, clientId, clientLockTtlMs]);
+      if (random.chance(0.3)) await timed(connection, key, "read", ["LOCK.INFO", key]);
+      await sleep(random.int(0, 30));
+      await timed(connection, key, "release", ["LOCK.RELEASE", key, clientId]);
+    } else if (random.chance(0.3)) {
+      await timed(connection, key, "read", ["LOCK.INFO", key]);
+    }
+    // A stale release, as a client that lost its lock might send (etcd #22082): it must never free another's hold.
+    if (random.chance(0.1)) {
+      const other = random.pick(locks);
+      await timed(connection, other, "release", ["LOCK.RELEASE", other, clientId]);
+    }
+    await sleep(random.int(5, 40));
+  }
+  connection.close();
+}
+
+await Promise.all([workOnLocks(), keepSessionAlive()]);
+process.exit(0);

@@ -1,0 +1,194 @@
+// One chaos run: a real cluster behind fault proxies, client processes, watch streams and the fenced
+// resource; the nemesis for the given time; then heal, settle, and check everything that was recorded.
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream, existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Prng } from "../sim/prng.js";
+import type { ClientRecord } from "./history.js";
+import { ChaosCluster } from "./cluster.js";
+import { checkClientsAgainstHistory, checkLockHistories } from "./checkers/locks.js";
+import { checkLockHistory, type HistoryOp, type Outcome as LinearOutcome } from "./checkers/linearizability.js";
+import { checkRaftLogs, leadersSeen } from "./checkers/raft-logs.js";
+import { checkWatchStreams, mergeWatchHistories } from "./checkers/watch.js";
+import { type FaultKind, Nemesis } from "./nemesis.js";
+import { FencedResource } from "./resource.js";
+import { Watcher } from "./watchers.js";
+
+const repoRoot = new URL("../..", import.meta.url).pathname;
+/** How long the cluster may take to elect a leader at the start and after the faults are healed. */
+const settleMs = 30_000;
+/** After healing, how long clients go on: lock cycles must succeed again within it. */
+const recoveryMs = 5_000;
+/** How long a client process may take to finish its operation in flight once told to stop. */
+const clientStopMs = 10_000;
+const pollMs = 100;
+
+export interface ChaosOptions {
+  readonly seed: number;
+  readonly timeS: number;
+  readonly nodes: number;
+  readonly faults: readonly FaultKind[];
+  readonly clients: number;
+  readonly locks: number;
+  readonly runDir: string;
+}
+
+export interface ChaosReport {
+  readonly violations: string[];
+  readonly stats: Record<string, number | string>;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitFor<T>(what: string, withinMs: number, condition: () => Promise<T | null | undefined | false>): Promise<T> {
+  const deadline = performance.now() + withinMs;
+  while (performance.now() < deadline) {
+    const value = await condition().catch(() => null);
+    if (value !== null && value !== undefined && value !== false) return value;
+    await sleep(pollMs);
+  }
+  throw new Error(`${what} did not happen within ${withinMs} ms`);
+}
+
+export async function runChaos(options: ChaosOptions, log: (line: string) => void): Promise<ChaosReport> {
+  if (!existsSync(join(repoRoot, "dist", "cli.js"))) throw new Error("dist/cli.js is missing: run `npm run build` first");
+  const random = new Prng(options.seed);
+  const locks = Array.from({ length: options.locks }, (_, k) => `chaos-${k + 1}`);
+  const cluster = await ChaosCluster.start(options.runDir, options.nodes, { clock: options.faults.includes("clock"), disk: options.faults.includes("disk") });
+  const resource = await FencedResource.start();
+  const watchers: Watcher[] = [];
+  const clients: ChildProcess[] = [];
+  const violations: string[] = [];
+  const stats: Record<string, number | string> = {};
+  try {
+    await waitFor("a first leader", settleMs, () => cluster.agreedLeader());
+    for (const id of cluster.ids) {
+      for (const channel of ["raft:leader", ...locks.map((lock) => `lock:${lock}`)]) watchers.push(new Watcher(id, () => cluster.node(id).httpPort, channel));
+    }
+    const ports = cluster.ids.map((id) => cluster.node(id).respPort);
+    for (let k = 1; k <= options.clients; k++) {
+      const clientId = `c${k}`;
+      const args = ["--import", "tsx", join(repoRoot, "test", "chaos", "client.ts"), "--id", clientId, "--ports", random.shuffle(ports).join(","), "--locks", locks.join(","),
+        "--resource-port", String(resource.port), "--seed", String(random.nextUint32()), "--out", join(options.runDir, `${clientId}.jsonl`)];
+      const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+      const output = createWriteStream(join(options.runDir, `${clientId}.out`));
+      child.stdout?.pipe(output);
+      child.stderr?.pipe(output);
+      clients.push(child);
+    }
+
+    const nemesis = new Nemesis(cluster, random.fork("nemesis"), options.faults, join(options.runDir, "nemesis.jsonl"));
+    log(`faults for ${options.timeS} s: ${options.faults.join(", ")}`);
+    await nemesis.run(performance.now() + options.timeS * 1000);
+    stats["faults"] = [...nemesis.counts].map(([kind, count]) => `${kind} ${count}`).join(", ");
+    if (options.faults.includes("disk")) stats["nodes stopped by a full disk"] = nemesis.diskStops;
+
+    // Healed: a leader again, and lock cycles succeed again.
+    const healedAtMs = performance.timeOrigin + performance.now();
+    await waitFor("a leader after healing", settleMs, () => cluster.agreedLeader()).catch((error: Error) => violations.push(`liveness: ${error.message}`));
+    await sleep(recoveryMs);
+    for (const child of clients) child.kill("SIGTERM");
+    await Promise.all(clients.map((child) => exitOf(child, clientStopMs)));
+
+    // Settled: every member has applied the same entries into the same state.
+    const hashes = await waitFor("the same state hash on every member", settleMs, async () => {
+      const all = await Promise.all(cluster.ids.map(async (id) => (await cluster.httpGet<{ index: number; hash: string }>(id, "/v1/cluster/hash")).body));
+      return all.every((hash) => hash.index === all[0]!.index && hash.hash === all[0]!.hash) ? all[0]! : null;
+    }).catch((error: Error) => {
+      violations.push(`replicas diverge or never converge: ${error.message}`);
+      return null;
+    });
+    if (hashes !== null) stats["final applied index"] = hashes.index;
+    await sleep(500); // the watch streams deliver the last events
+    for (const watcher of watchers) await watcher.close();
+
+    const records = readClientRecords(options);
+    const afterHeal = records.filter((record) => record.kind === "acquire" && record.outcome.type === "ok" && record.completeMs > healedAtMs);
+    if (afterHeal.length === 0) violations.push(`liveness: no lock was acquired in the ${recoveryMs} ms after the faults were healed`);
+
+    const streams = watchers.map((watcher) => ({ nodeId: watcher.nodeId, channel: watcher.channel, segments: watcher.segments }));
+    const merged = mergeWatchHistories(streams);
+    violations.push(...merged.violations, ...checkWatchStreams(streams, merged.histories));
+    const lockCheck = checkLockHistories(merged.histories);
+    violations.push(...lockCheck.violations, ...checkClientsAgainstHistory(records, resource.writes, lockCheck.grants));
+    violations.push(...checkRaftLogs(cluster.logEvents));
+    for (const lock of locks) {
+      const verdict = checkLockHistory(linearHistory(records.filter((record) => record.key === lock)));
+      if (verdict.result === "violation") violations.push(`${lock} is not linearizable: ${verdict.message}`);
+      if (verdict.result === "unknown") stats[`${lock} linearizability`] = `not decided: ${verdict.reason}`;
+    }
+
+    stats["operations"] = records.length;
+    for (const record of records) stats[`${record.kind} ${record.outcome.type}`] = ((stats[`${record.kind} ${record.outcome.type}`] as number | undefined) ?? 0) + 1;
+    stats["resource writes accepted"] = resource.writes.filter((write) => write.accepted).length;
+    stats["resource writes refused (stale token)"] = resource.writes.filter((write) => !write.accepted).length;
+    stats["watch events"] = [...merged.histories.values()].reduce((sum, events) => sum + events.length, 0);
+    stats["watch reconnects"] = watchers.reduce((sum, watcher) => sum + watcher.segments.length - 1, 0);
+    stats["leaders elected"] = leadersSeen(cluster.logEvents);
+    stats["node restarts"] = [...cluster.nodes.values()].reduce((sum, node) => sum + node.life, 0);
+    return { violations, stats };
+  } finally {
+    for (const child of clients) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    for (const watcher of watchers) await watcher.close();
+    await cluster.close();
+    await resource.close();
+  }
+}
+
+function exitOf(child: ChildProcess, withinMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      resolve();
+    }, withinMs);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+function readClientRecords(options: ChaosOptions): ClientRecord[] {
+  const records: ClientRecord[] = [];
+  for (let k = 1; k <= options.clients; k++) {
+    const file = join(options.runDir, `c${k}.jsonl`);
+    if (!existsSync(file)) continue;
+    for (const line of readFileSync(file, "utf8").split("\n")) if (line !== "") records.push(JSON.parse(line) as ClientRecord);
+  }
+  return records;
+}
+
+/** A client's lock operations in the linearizability checker's terms. */
+function linearHistory(records: readonly ClientRecord[]): HistoryOp[] {
+  const history: HistoryOp[] = [];
+  for (const record of records) {
+    if (record.kind !== "acquire" && record.kind !== "release" && record.kind !== "refresh" && record.kind !== "read") continue;
+    const op = record.kind === "read" ? { kind: "read" as const } : { kind: record.kind, owner: record.client };
+    let outcome: LinearOutcome;
+    if (record.outcome.type === "fail") outcome = { type: "fail" };
+    else if (record.outcome.type === "unknown") outcome = { type: "unknown" };
+    else outcome = { type: "ok", value: okValue(record) };
+    history.push({ id: history.length + 1, client: record.client, op, invokeMs: record.invokeMs, completeMs: record.completeMs, outcome });
+  }
+  return history;
+}
+
+function okValue(record: ClientRecord): number | boolean | { owner: string; token: number } | null {
+  const value = record.outcome.type === "ok" ? record.outcome.value : null;
+  switch (record.kind) {
+    case "acquire":
+      return typeof value === "number" ? value : null;
+    case "read": {
+      // LOCK.INFO over RESP2: a flat array of field, value pairs; nil when free.
+      if (!Array.isArray(value)) return null;
+      const fields = new Map<string, unknown>();
+      for (let i = 0; i + 1 < value.length; i += 2) fields.set(String(value[i]), value[i + 1]);
+      return { owner: String(fields.get("owner")), token: Number(fields.get("token")) };
+    }
+    default:
+      return value === 1;
+  }
+}
