@@ -206,12 +206,13 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
     expect(status).toBe(401);
     unauthorized.terminate();
     const socket = new WebSocket(`ws://127.0.0.1:${port}/v1/ws`, { headers: { authorization: `Bearer ${password}` } });
-    const received: { channel?: string; event?: { type: string; index: number }; subscribed?: string }[] = [];
+    const received: { channel?: string; id?: string; event?: { type: string; index: number }; subscribed?: string }[] = [];
     socket.on("message", (data) => received.push(JSON.parse(data.toString()) as (typeof received)[number]));
     await new Promise((resolve) => socket.once("open", resolve));
     socket.send(JSON.stringify({ subscribe: "raft:leader", since: 0 }));
     await waitFor(() => received.some((message) => message.subscribed === "raft:leader"), 10_000, "subscribed");
     expect(received[0]).toMatchObject({ channel: "raft:leader", event: { type: "raft-leader" } });
+    expect(received[0]!.id).toBe(`${received[0]!.event!.index}:1`);
     socket.send("not json");
     await waitFor(() => received.some((message) => "error" in message), 5_000, "a readable refusal");
     socket.close();

@@ -2,6 +2,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import type { CoordinationStateMachine } from "../../fsm/coordination.js";
 import type { FsmEvent } from "../../fsm/events.js";
 import { type Consistency, type CoordinationService, waitMsMax } from "../../node/coordination-service.js";
+import { deliveredBefore, EventIds, historySince, parseResumePoint } from "./event-ids.js";
 
 /** Watch streams open on this node at once. */
 export const watchStreamsMax = 1_000;
@@ -177,14 +178,13 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
       throw new BadRequestError(`channel must be given, e.g. raft:leader, election:<name> or lock:<name> (at most ${channelBytesMax} bytes)`);
     }
     const sinceText = request.query["since"] ?? request.get("last-event-id") ?? String(fsm.appliedIndex);
-    const since = typeof sinceText === "string" ? parseEventId(sinceText) : null;
+    const since = typeof sinceText === "string" ? parseResumePoint(sinceText) : null;
     if (since === null) throw new BadRequestError("since must be a log index (a non-negative integer), or an event id index:n as the stream sent it");
     if (watchStreams >= watchStreamsMax) {
       response.status(503).set("Retry-After", "1").json({ error: { code: "BUSY", message: `${watchStreamsMax} watch streams are open on this node; retry later or use another node` } });
       return;
     }
-    // Resuming inside an index (some of its events were delivered) needs that index's events again.
-    const history = fsm.eventsSince(channel, since.eventsSeen > 0 ? since.index - 1 : since.index);
+    const history = fsm.eventsSince(channel, historySince(since));
     if (history.kind === "compacted") {
       response.status(410).json({ error: { code: "COMPACTED", message: `events after ${since.index} are no longer retained; re-read the state, then watch from ${history.oldestIndex}` } });
       return;
@@ -192,29 +192,18 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
     watchStreams++;
     response.status(200).set({ "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
     response.flushHeaders();
-    // Several events may share a log index (a release and the next grant): the id `index:n` names the
-    // n-th of them, so that a stream broken between two of them resumes exactly after the first.
-    let lastIndex = -1;
-    let eventsAtIndex = 0;
-    const ordinalOf = (event: FsmEvent): number => {
-      if (event.index === lastIndex) return ++eventsAtIndex;
-      lastIndex = event.index;
-      eventsAtIndex = 1;
-      return eventsAtIndex;
-    };
-    const write = (event: FsmEvent, ordinal: number): void => {
-      response.write(`id: ${event.index}:${ordinal}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    const ids = new EventIds();
+    const write = (event: FsmEvent, id: string): void => {
+      response.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
     };
     for (const event of history.events) {
-      const ordinal = ordinalOf(event);
-      // Events of the resumed index that the client already has.
-      if (event.index === since.index && ordinal <= since.eventsSeen) continue;
-      write(event, ordinal);
+      const id = ids.next(event);
+      if (!deliveredBefore(since, event, id)) write(event, id);
     }
     // History and live events never overlap: both are taken in one synchronous step, and an entry's
-    // events are all delivered in one step too, so the ordinals continue correctly.
+    // events are all delivered in one step too, so the ids continue correctly.
     const send = (event: FsmEvent): void => {
-      if (event.channel === channel) write(event, ordinalOf(event));
+      if (event.channel === channel) write(event, ids.next(event));
     };
     const unsubscribe = fsm.subscribe(send);
     // Events this node skipped by installing a snapshot are lost to the stream: end it, so that the
@@ -231,16 +220,6 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
     });
   });
   return router;
-}
-
-/** `since` or Last-Event-ID: a log index (every event after it), or `index:n` (after the n-th event of that index). */
-function parseEventId(text: string): { index: number; eventsSeen: number } | null {
-  const match = /^(\d{1,16})(?::(\d{1,6}))?$/.exec(text);
-  if (match === null) return null;
-  const index = Number(match[1]);
-  const eventsSeen = match[2] === undefined ? 0 : Number(match[2]);
-  if (!Number.isSafeInteger(index) || (match[2] !== undefined && eventsSeen < 1)) return null;
-  return { index, eventsSeen };
 }
 
 /** Aborts when the client goes away before its answer was sent: its wait is cancelled through the log. */

@@ -3,6 +3,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import type { CoordinationStateMachine } from "../../fsm/coordination.js";
 import type { FsmEvent } from "../../fsm/events.js";
 import { channelBytesMax } from "./coordination-routes.js";
+import { deliveredBefore, EventIds, historySince, parseResumePoint } from "./event-ids.js";
 
 /** Channels one WebSocket may watch at once. */
 export const subscriptionsPerSocketMax = 64;
@@ -19,8 +20,9 @@ interface SubscribeMessage {
 
 /**
  * `GET /v1/ws`: a WebSocket on which a client sends `{"subscribe": "raft:leader", "since": 12}` (or
- * `{"unsubscribe": ...}`) and receives `{"channel", "event"}` messages in log order; history after `since`
- * comes first, as on the SSE endpoint. `authorize` refuses the upgrade (401) when it returns false.
+ * `{"unsubscribe": ...}`) and receives `{"channel", "id", "event"}` messages in log order; history after
+ * `since` comes first, as on the SSE endpoint, and `since` may also be an `id` ("12:2") to resume right
+ * after that event. `authorize` refuses the upgrade (401) when it returns false.
  */
 export function attachWatchSocket(server: Server, fsm: CoordinationStateMachine, authorize: (request: IncomingMessage) => boolean): WebSocketServer {
   const sockets = new WebSocketServer({ noServer: true, maxPayload: watchMessageBytesMax });
@@ -43,17 +45,19 @@ export function attachWatchSocket(server: Server, fsm: CoordinationStateMachine,
 }
 
 function serveWatcher(webSocket: WebSocket, fsm: CoordinationStateMachine): void {
-  const channels = new Set<string>();
+  /** Each watched channel, with the numbering of its events. */
+  const channels = new Map<string, EventIds>();
   const send = (body: unknown): void => {
     if (webSocket.readyState === webSocket.OPEN) webSocket.send(JSON.stringify(body));
   };
   const unsubscribeAll = fsm.subscribe((event: FsmEvent) => {
-    if (channels.has(event.channel)) send({ channel: event.channel, event });
+    const ids = channels.get(event.channel);
+    if (ids !== undefined) send({ channel: event.channel, id: ids.next(event), event });
   });
   // Events this node skipped by installing a snapshot are lost to its watchers: say so, as for a late `since`.
   const stopRestoreWatch = fsm.onRestore(({ previousAppliedIndex, eventsMissed }) => {
     if (!eventsMissed) return;
-    for (const channel of channels) {
+    for (const channel of channels.keys()) {
       send({ channel, error: { code: "COMPACTED", message: `events after ${previousAppliedIndex} are no longer retained; re-read the state, then watch again` } });
     }
     channels.clear();
@@ -85,19 +89,23 @@ function serveWatcher(webSocket: WebSocket, fsm: CoordinationStateMachine): void
       refuse(`at most ${subscriptionsPerSocketMax} channels per connection`);
       return;
     }
-    const since = message.since ?? fsm.appliedIndex;
-    if (typeof since !== "number" || !Number.isSafeInteger(since) || since < 0) {
-      refuse("since must be a log index (a non-negative integer)");
+    const since = parseResumePoint(String(message.since ?? fsm.appliedIndex));
+    if (since === null || (typeof message.since !== "number" && typeof message.since !== "string" && message.since !== undefined)) {
+      refuse("since must be a log index (a non-negative integer), or an event id such as \"12:2\"");
       return;
     }
-    const history = fsm.eventsSince(channel, since);
+    const history = fsm.eventsSince(channel, historySince(since));
     if (history.kind === "compacted") {
-      send({ channel, error: { code: "COMPACTED", message: `events after ${since} are no longer retained; re-read the state, then watch from ${history.oldestIndex}` } });
+      send({ channel, error: { code: "COMPACTED", message: `events after ${since.index} are no longer retained; re-read the state, then watch from ${history.oldestIndex}` } });
       return;
     }
     // History and the live subscription are taken in one synchronous step: nothing is missed or repeated.
-    for (const event of history.events) send({ channel, event });
-    channels.add(channel);
+    const ids = new EventIds();
+    for (const event of history.events) {
+      const id = ids.next(event);
+      if (!deliveredBefore(since, event, id)) send({ channel, id, event });
+    }
+    channels.set(channel, ids);
     send({ subscribed: channel });
   });
   const stop = (): void => {
