@@ -334,7 +334,8 @@ export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searc
       } else if (e.call.known) known.push(e.call);
       else if (previousAlike === null || unknownDone.has(previousAlike.index)) unknown.push(e.call);
     }
-    known.sort((a, b) => a.op.completeMs - b.op.completeMs || a.index - b.index);
+    const needsExpiry = (c: Call): number => (apply(state, c.effect) === undefined ? 1 : 0);
+    known.sort((a, b) => needsExpiry(a) - needsExpiry(b) || a.op.completeMs - b.op.completeMs || a.index - b.index);
     return { calls: [...known, ...unknown], i: 0, options: null, j: 0 };
   };
   const frontier = (): HistoryOp[] => {
