@@ -9,13 +9,14 @@ import { type CommandResult, decodeResult } from "../fsm/results.js";
 import type { SoftState } from "../raft/types.js";
 import { NodeError } from "./forwarding.js";
 import type { RaftNode } from "./node.js";
+import { retryAcrossLeaders, type RetryClock } from "./retry.js";
+
+const realClock: RetryClock = { nowMs, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) };
 
 /** How often the leader looks for sessions whose deadline passed. */
 export const expiryCheckIntervalMs = 100;
 /** Clients blocked in an acquire or campaign on this node at once. */
 export const waitersMax = 10_000;
-/** Pause between retries of an idempotent request while a new leader is elected. */
-export const retryPauseMs = 50;
 
 /**
  * Commands that are safe to send again when the first attempt's outcome is unknown (coordination.md,
@@ -367,33 +368,11 @@ export class CoordinationService {
       });
   }
 
-  /**
-   * Runs `attempt`; while the leader is gone (lost mid-request, or none elected yet) runs it again if
-   * `retry`, for as long as a write may take to commit (`--commit-timeout-ms`).
-   */
-  private async retryingAcrossLeaders<T>(retry: boolean, attempt: () => Promise<T>): Promise<T> {
-    const retryUntilMs = nowMs() + this.node.config.commitTimeoutMs;
-    let outcomeUnknown = false;
-    for (;;) {
-      try {
-        return await attempt();
-      } catch (error) {
-        const leaderGone = error instanceof NodeError && (error.code === "LEADERLOST" || error.code === "NOLEADER");
-        outcomeUnknown ||= error instanceof NodeError && error.code === "LEADERLOST";
-        if (leaderGone && retry && nowMs() < retryUntilMs) {
-          await new Promise((resolve) => setTimeout(resolve, retryPauseMs));
-          continue;
-        }
-        // A later "no leader" must not hide that an earlier attempt may have been applied.
-        if (outcomeUnknown && error instanceof NodeError && error.code === "NOLEADER") {
-          throw new NodeError("LEADERLOST", "the leader went away with the request in flight and no new leader took over in time; outcome unknown");
-        }
-        throw error;
-      }
-    }
+  /** `retryAcrossLeaders` within this node's commit timeout. */
+  private retryingAcrossLeaders<T>(retry: boolean, attempt: () => Promise<T>): Promise<T> {
+    return retryAcrossLeaders(attempt, retry, this.node.config.commitTimeoutMs, realClock);
   }
 
-  /** Remaining ms of `sessionId` after `op`, answered by the leader (this node or over the peer stream). */
   private async askLeader(op: LeaseOp, sessionId: number): Promise<number | undefined> {
     const request = new Uint8Array(leaseRequestBytes);
     request[0] = op;

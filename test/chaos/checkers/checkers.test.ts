@@ -76,7 +76,14 @@ describe("the watch stream checker", () => {
 });
 
 describe("the Raft log checker", () => {
-  const event = (nodeId: string, life: number, msg: string, term: number, role?: string): NodeLogEvent => ({ nodeId, life, msg, term, ...(role === undefined ? {} : { role }) });
+  const event = (nodeId: string, life: number, msg: string, term: number, role?: string, commitIndex?: number): NodeLogEvent => ({
+    nodeId,
+    life,
+    msg,
+    term,
+    ...(role === undefined ? {} : { role }),
+    ...(commitIndex === undefined ? {} : { commitIndex }),
+  });
 
   it("passes one leader per term and terms that survive restarts", () => {
     const events = [event("n1", 0, "node started", 0), event("n1", 0, "raft state changed", 2, "leader"), event("n1", 1, "node started", 2), event("n2", 0, "raft state changed", 3, "leader")];
@@ -90,10 +97,13 @@ describe("the Raft log checker", () => {
       event("n1", 1, "node started", 3),
       event("n3", 0, "raft state changed", 6, "follower"),
       event("n3", 0, "raft state changed", 5, "follower"),
+      event("n2", 1, "node started", 4, undefined, 40),
+      event("n2", 2, "node started", 4, undefined, 35),
     ];
     expect(checkRaftLogs(events)).toEqual([
       "n1 led in term 4 but restarted (life 1) with term 3: its term was not durable",
       "two leaders in term 4: n1 and n2",
+      "n2 restarted (life 2) with commit index 35, below the 40 it had recovered before",
       "n3's term went from 6 down to 5 (life 0)",
     ]);
   });

@@ -4,6 +4,7 @@
 // - A node that led in term T and restarted recovers a term of at least T: a leader's term (and its vote
 //   for itself) was on disk before it asked for votes, so losing it is a durability bug.
 // - Within one life, a node's term never goes down.
+// - The commit index a node recovers from disk never goes down from one start to the next.
 import type { NodeLogEvent } from "../cluster.js";
 
 export function checkRaftLogs(events: readonly NodeLogEvent[]): string[] {
@@ -11,6 +12,7 @@ export function checkRaftLogs(events: readonly NodeLogEvent[]): string[] {
   const leaderOfTerm = new Map<number, string>();
   const ledUpTo = new Map<string, number>();
   const lastTerm = new Map<string, { life: number; term: number }>();
+  const startedCommit = new Map<string, number>();
   // A killed process's last lines may be read after its successor's first: order each node by life.
   const ordered = [...events].sort((a, b) => (a.nodeId === b.nodeId ? a.life - b.life : a.nodeId < b.nodeId ? -1 : 1));
   for (const event of ordered) {
@@ -19,6 +21,10 @@ export function checkRaftLogs(events: readonly NodeLogEvent[]): string[] {
     if (event.msg === "node started") {
       const led = ledUpTo.get(event.nodeId) ?? 0;
       if (event.term < led) violations.push(`${event.nodeId} led in term ${led} but restarted (life ${event.life}) with term ${event.term}: its term was not durable`);
+      const commit = event.commitIndex ?? 0;
+      const before = startedCommit.get(event.nodeId) ?? 0;
+      if (commit < before) violations.push(`${event.nodeId} restarted (life ${event.life}) with commit index ${commit}, below the ${before} it had recovered before`);
+      startedCommit.set(event.nodeId, Math.max(before, commit));
     } else if (previous !== undefined && previous.life === event.life && event.term < previous.term) {
       violations.push(`${event.nodeId}'s term went from ${previous.term} down to ${event.term} (life ${event.life})`);
     }
