@@ -113,10 +113,13 @@ const commandTypesByTag = new Map<number, CommandType>(Object.entries(commandTag
  */
 export function encodeCommand(command: Command, requestId: string | null = null): Uint8Array {
   return encodeWith("little-endian", (sink) => {
-    sink.u8(commandFormatVersion);
+    // Without a request id the first layout says the same, and members of the previous version read it.
+    sink.u8(requestId === null ? commandFormatVersionWithoutRequestId : commandFormatVersion);
     sink.u8(commandTags[command.type]);
-    sink.bool(requestId !== null);
-    if (requestId !== null) sink.string(requestId, stringFieldBytesMax);
+    if (requestId !== null) {
+      sink.bool(true);
+      sink.string(requestId, stringFieldBytesMax);
+    }
     writeFields(sink, command);
   });
 }

@@ -84,7 +84,7 @@ export class CoordinationStateMachine implements StateMachine {
       const { command, requestId } = decoded;
       // A retry of a request that was applied already: the first answer, and nothing changes.
       const earlier = requestId === null ? undefined : this.state.requestResults.get(requestId);
-      if (earlier !== undefined) return earlier;
+      if (earlier !== undefined) return earlier.slice(); // a copy: the record is replicated state
       const result = encodeResult(applyCommand(this.state, command, this.limits));
       if (requestId !== null) this.state.requestResults.set(requestId, result);
       const events = this.state.takeEvents();

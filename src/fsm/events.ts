@@ -70,6 +70,17 @@ export function sessionChannel(sessionId: number): string {
   return `session:${sessionId}`;
 }
 
+/**
+ * Whether clients may watch `channel`. `session:` channels carry the leader's lease bookkeeping: they are
+ * not kept in the watch history, so a watcher of one could neither resume nor learn of a gap.
+ */
+export function isWatchableChannel(channel: string): boolean {
+  return !channel.startsWith("session:");
+}
+
+/** What a client that asked to watch an internal channel is told. */
+export const unwatchableChannelMessage = "session: channels are internal; watch raft:leader, lock:<name> or election:<name>";
+
 export function channelOf(body: EventBody): string {
   switch (body.type) {
     case "lock-granted":

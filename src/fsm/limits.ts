@@ -57,8 +57,10 @@ export interface FsmLimits {
   readonly watchHistoryEventsMax: number;
   /**
    * Results of requests with a request id, kept so that a retry gets the first answer instead of a second
-   * application; the least recently used is forgotten first. It must cover every request still within a
-   * client's retry window (coordination-service.ts: 10 s), and only non-idempotent commands carry ids.
+   * application; the least recently used is forgotten first. It must cover every such request proposed
+   * within a retry window (`--commit-timeout-ms`, 10 s by default, and a little more for the last attempt):
+   * 10,000 covers 1,000 releases, closes and DELs a second for 10 s. A cluster run with a longer commit
+   * timeout at such rates would need more.
    */
   readonly requestResultsMax: number;
 }

@@ -23,8 +23,10 @@ import { WatchHistory } from "./watch-history.js";
 export const stateSnapshotFormatVersion = 2;
 /** The first layout, without request results; still read. */
 const stateSnapshotFormatVersionWithoutRequests = 1;
+/** Bytes of a result besides an error's message: version, tag, code and lengths, with room to spare. */
+const resultFixedBytesMax = 64;
 /** Largest encoded result a snapshot may claim: an error result is the largest kind. */
-const resultBytesMax = 64 + errorMessageBytesMax;
+const resultBytesMax = resultFixedBytesMax + errorMessageBytesMax;
 const stringFieldBytesMax = 0xffff;
 /** Fewest bytes a session, resource, waiter or event takes: bounds what a count may claim. */
 const itemBytesMin = 8;

@@ -24,15 +24,14 @@ export const waitersMax = 10_000;
  * request id instead, and the state machine answers a retry with the first attempt's result.
  */
 const idempotentCommands: ReadonlySet<Command["type"]> = new Set([
+  // Sent again under a new waiter id: the state machine keeps the owner's place or answers its grant.
   "lock-acquire",
-  "lock-release",
+  "elect-campaign",
   "lock-refresh",
   "lock-cancel",
-  "elect-campaign",
   "elect-proclaim",
-  "elect-resign",
   "elect-cancel",
-  "session-close",
+  // Not listed: a release, resign or close applied twice answers "false" the second time.
 ]);
 
 /** Commands the leader proposes for itself: never retried (a new leader decides afresh), so never deduplicated. */
@@ -60,8 +59,8 @@ export interface Grant {
 
 interface Waiter {
   readonly settle: (grant: Grant | null) => void;
-  /** Its outcome can no longer be learned here (the events that decided it were skipped by a snapshot). */
-  readonly fail: (error: Error) => void;
+  /** Once queued: cancels the wait through the log, the reply decided by apply order. */
+  giveUp: (() => void) | null;
 }
 
 /** How a read is served: linearizable (ReadIndex or lease, through the leader) or from local state. */
@@ -71,7 +70,7 @@ export type Consistency = "linearizable" | "serializable";
  * Lease work only the leader can answer, since deadlines live on its clock (lease-keeper.ts); a follower
  * asks it over the peer stream. Request: op u8 | session id f64. Reply: remaining ms f64, -1 when unknown.
  */
-const LeaseOp = { Keepalive: 1, Remaining: 2 } as const;
+const LeaseOp = { Keepalive: 0, Remaining: 1 } as const;
 type LeaseOp = (typeof LeaseOp)[keyof typeof LeaseOp];
 const leaseRequestBytes = 9;
 
@@ -257,18 +256,17 @@ export class CoordinationService {
     if (this.waiters.size >= waitersMax) throw new CoordinationError("ERR", `${waitersMax} clients already wait on this node; retry later`);
     let waiterId = `${this.waiterPrefix}${this.waiterNext++}`;
     let settle!: (grant: Grant | null) => void;
-    let fail!: (error: Error) => void;
-    const settled = new Promise<Grant | null>((resolve, reject) => {
+    const settled = new Promise<Grant | null>((resolve) => {
       settle = resolve;
-      fail = reject;
     });
-    this.waiters.set(waiterId, { settle, fail });
+    const waiter: Waiter = { settle, giveUp: null };
+    this.waiters.set(waiterId, waiter);
     // A retry after a leader change asks again under a new waiter id; the state machine keeps the
     // owner's place in the queue (or answers its grant) and drops the old id.
     const retry = (): Command => {
       this.waiters.delete(waiterId);
       waiterId = `${this.waiterPrefix}${this.waiterNext++}`;
-      this.waiters.set(waiterId, { settle, fail });
+      this.waiters.set(waiterId, waiter);
       return command(waiterId);
     };
     try {
@@ -276,6 +274,7 @@ export class CoordinationService {
       if (result.kind === "granted") return { token: result.token, ttlMs: result.ttlMs };
       if (result.kind !== "queued") return null;
       const giveUp = (): void => void this.giveUp(waiterId, cancel(waiterId));
+      waiter.giveUp = giveUp;
       const timer = setTimeout(giveUp, waitMs);
       signal?.addEventListener("abort", giveUp, { once: true });
       if (signal?.aborted === true) giveUp();
@@ -333,14 +332,13 @@ export class CoordinationService {
   /**
    * A snapshot replaced the state. Sessions opened, refreshed or ended in the entries it covers reach
    * the keeper only this way (their events are not in the watch history). Waiters were given their
-   * grants from the history; when it did not reach back far enough, their outcome is unknown here.
+   * grants from the history; when it did not reach back far enough, a waiter's grant may have been
+   * skipped: each queued one gives up now, through the log, and hears its grant if it had one.
    */
   private restored(eventsMissed: boolean): void {
     this.keeper.load(this.fsm.sessionLeases(), nowMs());
     if (!eventsMissed) return;
-    for (const waiter of this.waiters.values()) {
-      waiter.fail(new NodeError("TIMEOUT", "this node caught up by snapshot past the request's grant or cancel; outcome unknown"));
-    }
+    for (const waiter of this.waiters.values()) waiter.giveUp?.();
   }
 
   private leadershipChanged(softState: SoftState): void {
@@ -394,7 +392,6 @@ export class CoordinationService {
     return reply;
   }
 }
-
 
 function expectKind<K extends CommandResult["kind"]>(result: CommandResult, kind: K): Extract<CommandResult, { kind: K }> {
   if (result.kind !== kind) throw new NodeError("UNAVAILABLE", `the state machine answered ${result.kind} where ${kind} was expected`);

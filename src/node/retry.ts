@@ -13,8 +13,8 @@ export interface RetryClock {
 
 /**
  * Runs `attempt`; while the leader is gone (LEADERLOST: lost mid-request, NOLEADER: none elected yet) runs
- * it again if `retry`, until `windowMs` passed. After a LEADERLOST, a final NOLEADER is reported as
- * LEADERLOST ("outcome unknown"): the lost attempt may have been applied.
+ * it again if `retry`, until `windowMs` passed. After a LEADERLOST, any final error is reported as
+ * LEADERLOST ("outcome unknown"; TIMEOUT says so already): the lost attempt may have been applied.
  */
 export async function retryAcrossLeaders<T>(attempt: () => Promise<T>, retry: boolean, windowMs: number, clock: RetryClock): Promise<T> {
   const retryUntilMs = clock.nowMs() + windowMs;
@@ -29,8 +29,9 @@ export async function retryAcrossLeaders<T>(attempt: () => Promise<T>, retry: bo
         await clock.sleep(retryPauseMs);
         continue;
       }
-      if (outcomeUnknown && code === "NOLEADER") {
-        throw new NodeError("LEADERLOST", "the leader went away with the request in flight and no new leader took over in time; outcome unknown");
+      // Whatever the last attempt says, an earlier one may have been applied: only "unknown" is true.
+      if (outcomeUnknown && code !== "TIMEOUT" && code !== "LEADERLOST") {
+        throw new NodeError("LEADERLOST", "the leader went away with the request in flight and a retry did not settle it; outcome unknown");
       }
       throw error;
     }

@@ -146,6 +146,10 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
     expect(tooShort.status).toBe(400);
     expect(tooShort.body.error.message).toBe(`ttl-ms must be an integer between ${ttlMs} and 86400000 (got 10)`);
     expect((await cluster.get("n1", "/v1/locks/x?consistency=sometimes")).status).toBe(400);
+    expect(await cluster.get("n1", "/v1/watch?channel=session:3")).toEqual({
+      status: 400,
+      body: { error: { code: "BADREQUEST", message: "session: channels are internal; watch raft:leader, lock:<name> or election:<name>" } },
+    });
   });
 
   it("a leader kill during contention never yields two holders at once, tokens only grow, and no client sees an error", async () => {

@@ -201,6 +201,8 @@ describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () 
     await expect(client.call("LOCK.ACQUIRE", "db", "me", "soon")).rejects.toThrow(`ERR ttl-ms must be an integer between ${ttlMs} and 86400000 (got "soon")`);
     await expect(client.call("LOCK.ACQUIRE", "db", "me", "10")).rejects.toThrow(`ERR ttl-ms must be an integer between ${ttlMs} and 86400000 (got 10)`);
     await expect(client.call("NOPE")).rejects.toThrow("ERR unknown command 'NOPE'");
+    const subscriber = ioredis("n2");
+    await expect(subscriber.subscribe("session:1")).rejects.toThrow("ERR session: channels are internal");
     expect(await client.call("PING")).toBe("PONG"); // the connection survived every error
   });
 

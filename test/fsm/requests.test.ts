@@ -15,11 +15,13 @@ describe("requests with an id", () => {
     expect(decodeCommandEntry(encodeCommand(open))).toEqual({ command: open, requestId: null });
   });
 
-  it("reads entries of the first layout, which had no request id", () => {
-    const current = encodeCommand(open);
-    // Version 1: the same bytes without the request-id presence byte.
-    const firstLayout = Uint8Array.of(1, current[1]!, ...current.subarray(3));
-    expect(decodeCommandEntry(firstLayout)).toEqual({ command: open, requestId: null });
+  it("writes a command without a request id in the first layout, which members of the previous version read", () => {
+    const bytes = encodeCommand(open);
+    expect(bytes[0]).toBe(1);
+    const withId = encodeCommand(open, "r1");
+    expect(withId[0]).toBe(2);
+    // Version 2 is version 1 with the request-id presence byte (and the id) after the tag.
+    expect(decodeCommandEntry(Uint8Array.of(2, bytes[1]!, 0, ...bytes.subarray(2)))).toEqual({ command: open, requestId: null });
   });
 
   it("a retried SESSION.OPEN gets the same session and opens nothing more", () => {

@@ -36,8 +36,13 @@ describe("retrying across leaders", () => {
     expect(clock.sleeps).toBe(10);
   });
 
-  it("after an attempt was lost in flight, a final 'no leader' says the outcome is unknown", async () => {
-    const error = await retryAcrossLeaders(scripted(["LEADERLOST", ...Array(100).fill("NOLEADER")]), true, 500, fakeClock()).catch((caught: unknown) => caught);
-    expect(error).toMatchObject({ code: "LEADERLOST", message: expect.stringContaining("outcome unknown") });
+  it("after an attempt was lost in flight, any final error says the outcome is unknown", async () => {
+    for (const last of ["NOLEADER", "NOTCOMMITTED", "UNAVAILABLE", "SHUTTINGDOWN"] as const) {
+      const codes: NodeError["code"][] = ["LEADERLOST", ...(last === "NOLEADER" ? Array(100).fill("NOLEADER") : [last])];
+      const error = await retryAcrossLeaders(scripted(codes), true, 500, fakeClock()).catch((caught: unknown) => caught);
+      expect(error).toMatchObject({ code: "LEADERLOST", message: expect.stringContaining("outcome unknown") });
+    }
+    const timedOut = await retryAcrossLeaders(scripted(["LEADERLOST", "TIMEOUT"]), true, 500, fakeClock()).catch((caught: unknown) => caught);
+    expect(timedOut).toMatchObject({ code: "TIMEOUT" });
   });
 });

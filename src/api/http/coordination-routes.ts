@@ -1,6 +1,6 @@
 import express, { type NextFunction, type Request, type Response } from "express";
 import type { CoordinationStateMachine } from "../../fsm/coordination.js";
-import type { FsmEvent } from "../../fsm/events.js";
+import { type FsmEvent, isWatchableChannel, unwatchableChannelMessage } from "../../fsm/events.js";
 import { type Consistency, type CoordinationService, waitMsMax } from "../../node/coordination-service.js";
 import { deliveredBefore, EventIds, historySince, parseResumePoint } from "./event-ids.js";
 
@@ -177,6 +177,7 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
     if (typeof channel !== "string" || channel === "" || Buffer.byteLength(channel) > channelBytesMax) {
       throw new BadRequestError(`channel must be given, e.g. raft:leader, election:<name> or lock:<name> (at most ${channelBytesMax} bytes)`);
     }
+    if (!isWatchableChannel(channel)) throw new BadRequestError(unwatchableChannelMessage);
     const sinceText = request.query["since"] ?? request.get("last-event-id") ?? String(fsm.appliedIndex);
     const since = typeof sinceText === "string" ? parseResumePoint(sinceText) : null;
     if (since === null) throw new BadRequestError("since must be a log index (a non-negative integer), or an event id index:n as the stream sent it");
@@ -193,18 +194,16 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
     response.status(200).set({ "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
     response.flushHeaders();
     const ids = new EventIds();
-    const write = (event: FsmEvent, id: string): void => {
-      response.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-    };
-    for (const event of history.events) {
-      const id = ids.next(event);
-      if (!deliveredBefore(since, event, id)) write(event, id);
-    }
-    // History and live events never overlap: both are taken in one synchronous step, and an entry's
-    // events are all delivered in one step too, so the ids continue correctly.
+    // History, then live events, numbered as they pass; what the client already has is skipped, also
+    // live events at or below `since` (this node may not have applied that far yet when the client
+    // resumes here after another node).
     const send = (event: FsmEvent): void => {
-      if (event.channel === channel) write(event, ids.next(event));
+      if (event.channel !== channel) return;
+      const id = ids.next(event);
+      if (!deliveredBefore(since, event, id)) response.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
     };
+    // History and live events never overlap: both are taken in one synchronous step.
+    for (const event of history.events) send(event);
     const unsubscribe = fsm.subscribe(send);
     // Events this node skipped by installing a snapshot are lost to the stream: end it, so that the
     // client reconnects with its last id and hears 410 compacted instead of going on with a gap.

@@ -41,7 +41,8 @@ export class EventIds {
   }
 }
 
-/** Whether a history event with id `id` was already delivered before `point`. */
+/** Whether the client resuming from `point` already has `event`, whose id is `id` (from `EventIds.next`). */
 export function deliveredBefore(point: ResumePoint, event: FsmEvent, id: string): boolean {
-  return event.index === point.index && Number(id.slice(id.indexOf(":") + 1)) <= point.eventsSeen;
+  if (event.index !== point.index) return event.index < point.index;
+  return Number(id.slice(id.indexOf(":") + 1)) <= point.eventsSeen || point.eventsSeen === 0;
 }

@@ -1,9 +1,9 @@
 import type { IncomingMessage, Server } from "node:http";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { CoordinationStateMachine } from "../../fsm/coordination.js";
-import type { FsmEvent } from "../../fsm/events.js";
+import { type FsmEvent, isWatchableChannel, unwatchableChannelMessage } from "../../fsm/events.js";
 import { channelBytesMax } from "./coordination-routes.js";
-import { deliveredBefore, EventIds, historySince, parseResumePoint } from "./event-ids.js";
+import { deliveredBefore, EventIds, historySince, parseResumePoint, type ResumePoint } from "./event-ids.js";
 
 /** Channels one WebSocket may watch at once. */
 export const subscriptionsPerSocketMax = 64;
@@ -45,14 +45,17 @@ export function attachWatchSocket(server: Server, fsm: CoordinationStateMachine,
 }
 
 function serveWatcher(webSocket: WebSocket, fsm: CoordinationStateMachine): void {
-  /** Each watched channel, with the numbering of its events. */
-  const channels = new Map<string, EventIds>();
+  /** Each watched channel, with the numbering of its events and where the client resumed. */
+  const channels = new Map<string, { readonly ids: EventIds; readonly since: ResumePoint }>();
   const send = (body: unknown): void => {
     if (webSocket.readyState === webSocket.OPEN) webSocket.send(JSON.stringify(body));
   };
   const unsubscribeAll = fsm.subscribe((event: FsmEvent) => {
-    const ids = channels.get(event.channel);
-    if (ids !== undefined) send({ channel: event.channel, id: ids.next(event), event });
+    const watch = channels.get(event.channel);
+    if (watch === undefined) return;
+    // Numbered as they pass; what the client already has is skipped (this node may be behind `since`).
+    const id = watch.ids.next(event);
+    if (!deliveredBefore(watch.since, event, id)) send({ channel: event.channel, id, event });
   });
   // Events this node skipped by installing a snapshot are lost to its watchers: say so, as for a late `since`.
   const stopRestoreWatch = fsm.onRestore(({ previousAppliedIndex, eventsMissed }) => {
@@ -81,6 +84,10 @@ function serveWatcher(webSocket: WebSocket, fsm: CoordinationStateMachine): void
       refuse(`subscribe must name a channel of at most ${channelBytesMax} bytes, e.g. raft:leader, election:<name> or lock:<name>`);
       return;
     }
+    if (!isWatchableChannel(channel)) {
+      refuse(unwatchableChannelMessage);
+      return;
+    }
     if (channels.has(channel)) {
       send({ subscribed: channel }); // already watching: replaying history again would repeat events
       return;
@@ -105,7 +112,7 @@ function serveWatcher(webSocket: WebSocket, fsm: CoordinationStateMachine): void
       const id = ids.next(event);
       if (!deliveredBefore(since, event, id)) send({ channel, id, event });
     }
-    channels.set(channel, ids);
+    channels.set(channel, { ids, since });
     send({ subscribed: channel });
   });
   const stop = (): void => {

@@ -1,7 +1,7 @@
 // SUBSCRIBE / UNSUBSCRIBE / PSUBSCRIBE / PUNSUBSCRIBE: watch events (coordination.md, Watches) delivered as
 // Redis pub/sub messages, a push in RESP3; the payload is the event as a JSON string.
 import type { CoordinationStateMachine } from "../../fsm/coordination.js";
-import type { FsmEvent } from "../../fsm/events.js";
+import { type FsmEvent, isWatchableChannel, unwatchableChannelMessage } from "../../fsm/events.js";
 import { argument, type CommandContext, type CommandSpec, type CommandTable } from "./command-table.js";
 import { bulk, integer, nullBulk, push, type Reply, RespError } from "./reply.js";
 
@@ -37,6 +37,7 @@ function globToRegExp(pattern: string): RegExp {
 function listen(ctx: CommandContext, fsm: CoordinationStateMachine, patterns: Map<string, RegExp>): void {
   if (listeners.has(ctx)) return;
   const unsubscribe = fsm.subscribe((event: FsmEvent) => {
+    if (!isWatchableChannel(event.channel)) return; // also for patterns such as "*"
     const payload = JSON.stringify(event);
     if (ctx.subscriptions.has(event.channel)) ctx.push(push([bulk("message"), bulk(event.channel), bulk(payload)]));
     for (const [pattern, regexp] of patterns) {
@@ -86,6 +87,7 @@ export function pubsubCommandTable(fsm: CoordinationStateMachine): CommandTable 
       spec(-2, "SUBSCRIBE channel...: raft:leader, election:<name>, lock:<name>; events arrive as messages", (ctx, args) => {
         const replies: Reply[] = [];
         for (const channel of names(args)) {
+          if (!isWatchableChannel(channel)) throw new RespError("ERR", unwatchableChannelMessage);
           if (!ctx.subscriptions.has(channel) && ctx.subscriptions.size >= subscriptionsPerConnectionMax) {
             throw new RespError("ERR", `at most ${subscriptionsPerConnectionMax} subscriptions per connection`);
           }

@@ -9,7 +9,7 @@ import { bulk, integer, RespError } from "./reply.js";
 /**
  * release/refresh: compare-and-delete and compare-and-pexpire (the classic scripts, redis-py's release and
  * reacquire); the `redlock-*` kinds: node-redlock 4's scripts (one key); extend: redis-py's extend, which
- * adds to the time left unless its third argument is "1" (replace).
+ * adds to the time left when its third argument is "0" and replaces it otherwise.
  */
 type ScriptKind = "release" | "refresh" | "extend" | "redlock-acquire" | "redlock-release" | "redlock-extend";
 
@@ -88,12 +88,14 @@ export function scriptCommandTable(service: CoordinationService): CommandTable {
     const ttlMs = args.length > from + 3 ? parseIntegerArgument(argument(args, from + 3)) : null;
     if (ttlMs === null) throw new RespError("ERR", "this lock script needs a ttl in ms as its second argument");
     if (kind === "redlock-acquire") return (await service.acquireLock(name, owner, ttlMs, 0)) === null ? 0 : 1;
-    if (kind === "extend" && args[from + 4]?.toString("latin1") !== "1") {
-      // Add to the time left, as the leader counts it; the refresh itself is keyed on the owner, so a
-      // lock that changed hands in between is never extended.
+    if (kind === "extend" && args[from + 4]?.toString("latin1") === "0") {
+      // Add to the time left, as the leader counts it. A lease with no time left may be expiring
+      // already (the expiry entry in flight): as with the script's vanished key, the answer is 0. The
+      // refresh itself is keyed on the owner, so a lock that changed hands in between is never extended.
       const info = await service.lockInfo(name, "linearizable");
-      if (info?.owner !== owner) return 0;
-      return (await service.refreshLock(name, owner, Math.round(info.remainingMs ?? 0) + ttlMs)) ? 1 : 0;
+      const remainingMs = Math.floor(info?.remainingMs ?? 0);
+      if (info?.owner !== owner || remainingMs <= 0) return 0;
+      return (await service.refreshLock(name, owner, remainingMs + ttlMs)) ? 1 : 0;
     }
     return (await service.refreshLock(name, owner, ttlMs)) ? 1 : 0;
   };

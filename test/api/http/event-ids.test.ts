@@ -28,4 +28,14 @@ describe("watch event ids", () => {
     // A plain index means after all of its events.
     expect(historySince(parseResumePoint("7")!)).toBe(7);
   });
+
+  it("skip what the client has even when it arrives live (a node behind the client's last id)", () => {
+    const point = parseResumePoint("7:1")!;
+    const ids = new EventIds();
+    const live = [event(5, "a"), event(7, "b"), event(7, "c"), event(9, "d")];
+    expect(live.filter((e) => !deliveredBefore(point, e, ids.next(e))).map((e) => e.index)).toEqual([7, 9]);
+    const afterIndex = parseResumePoint("7")!;
+    const fresh = new EventIds();
+    expect(live.filter((e) => !deliveredBefore(afterIndex, e, fresh.next(e))).map((e) => e.index)).toEqual([9]);
+  });
 });

@@ -221,6 +221,22 @@ describe("checkLockHistory: violations", () => {
     ).toBe("linearizable");
   });
 
+  it("does not let an unknown acquire explain what happened before it was invoked", () => {
+    expect(verdict(ok(read, 0, 1, { owner: "A", token: 5 }), unknown(acquire("A"), 2))).toBe("violation");
+    expect(verdict(ok(read, 0, 3, { owner: "A", token: 5 }), unknown(acquire("A"), 2))).toBe("linearizable");
+  });
+
+  it("uses each unknown acquire at most once", () => {
+    const twice = [
+      unknown(acquire("A"), 0),
+      ok(read, 1, 2, { owner: "A", token: 4 }),
+      ok(release("A"), 3, 4, true),
+      ok(read, 5, 6, { owner: "A", token: 6 }),
+    ];
+    expect(verdict(...twice)).toBe("violation");
+    expect(verdict(unknown(acquire("A"), 0), ...twice)).toBe("linearizable");
+  });
+
   it("reports the longest linearizable prefix and the ops that could not follow it", () => {
     const result = checkLockHistory(
       history(ok(acquire("A"), 0, 1, 7), ok(refresh("A"), 2, 3, true), ok(acquire("B"), 4, 5, 4), ok(read, 6, 7, null)),

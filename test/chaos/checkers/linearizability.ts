@@ -15,23 +15,21 @@
 // Search: Wing & Gong with Lowe's memoization, as in Knossos and Porcupine. Invocations and returns, sorted
 // by time, form a doubly linked list. Any call that precedes the first return in the list may be linearized
 // next: the search applies it to the model, unlinks its call and return, and starts again from the front.
-// Reaching a return means that operation cannot have taken effect in time: undo the last choice and try the
-// next one. A configuration (set of linearized ops, model state) determines the rest of the search, so one
-// that is no better than a configuration already explored is skipped.
+// Reaching a return means that op cannot have taken effect in time: undo the last step, try the next one.
+// A configuration (ops linearized, model state) determines the rest of the search, so one that is no better
+// than a configuration already explored is skipped: same known ops, holder and token, and a superset of its
+// unknown ops (they could still take effect later) and a lastToken no lower (lower only ever helps).
 //
 // Unknown ops have no return: they never force a backtrack and may stay unlinearized ("never took effect").
-// Left alone they make the search exponential, so only the choices that can matter are tried:
-// - an unknown refresh or read changes nothing, and an unknown release does exactly what an expiry does:
-//   all three are dropped;
-// - an unknown acquire by o matters only if an op needs o to hold the lock (a successful release, refresh
-//   or read by o) or needs someone else than its caller to (a refused acquire), and could not happen in the
-//   state before it. Before any other op it can be moved after that op or left out, as it only raises
-//   lastToken, which never helps. So it is tried only right before a known op that needs it, with no expiry
-//   in between;
-// - unknown acquires by one owner that have both been invoked are interchangeable, so only the earliest one
-//   not linearized yet is tried;
-// - a configuration is no better than another with the same known ops and holder when it has linearized a
-//   superset of its unknown ops (they could still take effect later) and its lastToken is not lower.
+// Tried everywhere they make the search exponential, so only the placements that can matter are tried:
+// - an unknown refresh or read changes nothing, and an unknown release does just what an expiry does: all
+//   three are dropped;
+// - an unknown acquire by o matters only right before an op that needs o to hold the lock (a successful
+//   release, refresh or read by o) or someone other than its caller to (a refused acquire). Before any
+//   other op it can be moved after that op or left out, as it only raises lastToken, which never helps. So
+//   each step linearizes one known op, possibly preceded by an expiry, or by (expiry,) an unknown acquire
+//   the op needs;
+// - invoked unknown acquires by one owner are interchangeable: only the earliest one not used is tried.
 import { assert } from "../../../src/util/assert.js";
 
 export type LockOp =
@@ -136,13 +134,6 @@ function needsHolder(e: Effect, owner: number): boolean {
   }
 }
 
-/** Every state `e` can lead to from `s`, also after the holder's lease expires just before it if `mayExpire`. */
-function successors(s: State, e: Effect, mayExpire: boolean): State[] {
-  const next = apply(s, e);
-  const afterExpiry = mayExpire && s.holder !== noOne ? apply(expired(s), e) : undefined;
-  return [next, afterExpiry].filter((n): n is State => n !== undefined);
-}
-
 interface Link {
   next: Entry | null;
 }
@@ -160,8 +151,6 @@ class Call {
   readonly entry = new Entry(this, false);
   /** Only ops with a known outcome have a return: the time by which they must have taken effect. */
   readonly ret: Entry | null;
-  /** For an unknown acquire: the one by the same owner invoked just before it. */
-  previousAlike: Call | null = null;
   constructor(
     /** Bit position among the known ops, or among the unknown ones. */
     readonly index: number,
@@ -210,9 +199,6 @@ class Bits {
       key += String.fromCharCode(v & 0xffff, v >>> 16);
     }
     return key;
-  }
-  has(i: number): boolean {
-    return (((this.words[i >>> 5] ?? 0) >>> (i & 31)) & 1) === 1;
   }
   includes(subset: Uint32Array): boolean {
     return subset.every((v, w) => (v & ~(this.words[w] ?? 0)) === 0);
@@ -279,12 +265,6 @@ export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searc
   const calls = kept.map(({ op, effect }) =>
     op.outcome.type === "ok" ? new Call(knownCount++, op, effect, true) : new Call(unknownCount++, op, effect, false),
   );
-  const lastAlike = new Map<number, Call>();
-  for (const c of calls) {
-    if (c.effect.kind !== "maybeAcquire") continue;
-    c.previousAlike = lastAlike.get(c.effect.owner) ?? null;
-    lastAlike.set(c.effect.owner, c);
-  }
 
   // Millisecond clocks cannot order an invocation and a return stamped alike: treat them as concurrent.
   const events = calls.flatMap((c) => (c.ret === null ? [c.entry] : [c.entry, c.ret]));
@@ -298,8 +278,7 @@ export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searc
     last = e;
   }
 
-  // Cache: per (known ops linearized, holder, token), the unknown ops linearized and lastToken of each
-  // configuration explored, so that one with a superset of unknown ops and no lower lastToken is skipped.
+  // Cache: per (known ops linearized, holder, token), the unknown ops and lastToken of each configuration.
   const knownDone = new Bits(knownCount);
   const unknownDone = new Bits(unknownCount);
   const explored = new Map<string, { unknown: Uint32Array; lastToken: number }[]>();
@@ -307,36 +286,54 @@ export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searc
 
   let state = makeState(noOne, 0, 0);
   let knownLeft = knownCount;
-  /** Where the search stands in a configuration: the i-th candidate call, its j-th possible outcome state. */
+  /** A way to linearize a known op next: the state after it, and the unknown acquire it relies on, if any. */
+  interface Option {
+    readonly next: State;
+    readonly unknown: Call | null;
+  }
+  /** Where the search stands in a configuration: the i-th step among the candidates, its j-th option. */
   interface Cursor {
     readonly calls: Call[];
+    readonly unknowns: Call[];
     i: number;
-    options: State[] | null;
+    options: Option[] | null;
     j: number;
   }
-  const stack: { call: Call; prior: State; cursor: Cursor }[] = [];
+  const stack: { call: Call; unknown: Call | null; prior: State; cursor: Cursor }[] = [];
 
-  // The calls that may come next: those invoked before the first return still in the list. Known ones are
-  // tried by earliest return first, which tends to follow the real order, and unknown ones last: the
-  // configurations reached first then use the fewest unknown ops and cover those reached later.
+  // The known ops that may come next are those invoked before the first return still in the list, and the
+  // unknown acquires they may rely on the earliest invoked of each owner there. Steps without unknown ops
+  // come first, then ops that need no expiry, then by earliest return: this tends to follow the real order,
+  // so the configurations reached first use the fewest unknown ops and cover those reached later.
   const candidates = (): Cursor => {
-    const top = stack[stack.length - 1];
-    const afterUnknown = top?.call.effect.kind === "maybeAcquire" ? { owner: top.call.effect.owner, prior: top.prior } : null;
-    const known: Call[] = [];
-    const unknown: Call[] = [];
+    const calls: Call[] = [];
+    const unknowns = new Map<number, Call>();
     for (let e = head.next; e !== null && !e.isReturn; e = e.next) {
-      const { effect, previousAlike } = e.call;
-      if (afterUnknown !== null) {
-        // See the header: right after an unknown acquire, only a known op that needs it.
-        if (e.call.known && needsHolder(effect, afterUnknown.owner) && apply(afterUnknown.prior, effect) === undefined) {
-          known.push(e.call);
-        }
-      } else if (e.call.known) known.push(e.call);
-      else if (previousAlike === null || unknownDone.has(previousAlike.index)) unknown.push(e.call);
+      const { effect } = e.call;
+      if (e.call.known) calls.push(e.call);
+      else if (effect.kind === "maybeAcquire" && !unknowns.has(effect.owner)) unknowns.set(effect.owner, e.call);
     }
     const needsExpiry = (c: Call): number => (apply(state, c.effect) === undefined ? 1 : 0);
-    known.sort((a, b) => needsExpiry(a) - needsExpiry(b) || a.op.completeMs - b.op.completeMs || a.index - b.index);
-    return { calls: [...known, ...unknown], i: 0, options: null, j: 0 };
+    calls.sort((a, b) => needsExpiry(a) - needsExpiry(b) || a.op.completeMs - b.op.completeMs || a.index - b.index);
+    return { calls, unknowns: [...unknowns.values()], i: 0, options: null, j: 0 };
+  };
+  /** The ways to linearize `call` now: as is or after an expiry; or, given `unknowns`, after one of them. */
+  const options = (call: Call, unknowns: Call[] | null): Option[] => {
+    const found: Option[] = [];
+    const add = (next: State | undefined, unknown: Call | null): void => {
+      if (next !== undefined) found.push({ next, unknown });
+    };
+    if (unknowns === null) {
+      add(apply(state, call.effect), null);
+      if (state.holder !== noOne) add(apply(expired(state), call.effect), null);
+    }
+    for (const unknown of unknowns ?? []) {
+      assert(unknown.effect.kind === "maybeAcquire", "only unknown acquires are kept");
+      if (!needsHolder(call.effect, unknown.effect.owner)) continue;
+      const granted = apply(expired(state), unknown.effect);
+      add(granted && apply(granted, call.effect), unknown);
+    }
+    return found;
   };
   const frontier = (): HistoryOp[] => {
     const ops: HistoryOp[] = [];
@@ -350,51 +347,57 @@ export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searc
     if (steps >= stepsMax) {
       return { result: "unknown", reason: `gave up after ${stepsMax} search steps (${calls.length} ops)` };
     }
-    const call = cursor.calls[cursor.i];
-    if (call === undefined) {
-      // Nothing can come next, yet a known op is still waiting: undo the last choice.
+    const n = cursor.calls.length;
+    const call = cursor.calls[cursor.i % n];
+    if (call === undefined || cursor.i >= 2 * n) {
+      // Nothing can come next, yet a known op is still waiting: undo the last step.
       const frame = stack.pop();
       if (frame === undefined) return violation(best, owners);
-      (frame.call.known ? knownDone : unknownDone).set(frame.call.index, false);
+      knownDone.set(frame.call.index, false);
       state = frame.prior;
-      if (frame.call.ret !== null) {
-        relink(frame.call.ret);
-        knownLeft++;
-      }
+      assert(frame.call.ret !== null, "only known ops are stepped");
+      relink(frame.call.ret);
       relink(frame.call.entry);
+      knownLeft++;
+      if (frame.unknown !== null) {
+        unknownDone.set(frame.unknown.index, false);
+        relink(frame.unknown.entry);
+      }
       cursor = frame.cursor;
       continue;
     }
-    const afterUnknown = stack[stack.length - 1]?.call.known === false;
-    cursor.options ??= successors(state, call.effect, !afterUnknown);
-    const next = cursor.options[cursor.j++];
-    if (next === undefined) {
+    cursor.options ??= options(call, cursor.i < n ? null : cursor.unknowns);
+    const option = cursor.options[cursor.j++];
+    if (option === undefined) {
       cursor.i++;
       cursor.options = null;
       cursor.j = 0;
       continue;
     }
-    const done = call.known ? knownDone : unknownDone;
-    done.set(call.index, true);
+    const { next, unknown } = option;
+    knownDone.set(call.index, true);
+    if (unknown !== null) unknownDone.set(unknown.index, true);
     const key = `${next.holder},${next.token ?? "?"}|${knownDone.key()}`;
     const seen = explored.get(key);
     if (seen?.some((c) => c.lastToken <= next.lastToken && unknownDone.includes(c.unknown))) {
-      done.set(call.index, false);
+      knownDone.set(call.index, false);
+      if (unknown !== null) unknownDone.set(unknown.index, false);
       continue;
     }
     const config = { unknown: unknownCount === 0 ? noUnknowns : unknownDone.words.slice(), lastToken: next.lastToken };
     if (seen === undefined) explored.set(key, [config]);
     else seen.push(config);
-    stack.push({ call, prior: state, cursor });
+    stack.push({ call, unknown, prior: state, cursor });
     state = next;
+    if (unknown !== null) unlink(unknown.entry);
+    assert(call.ret !== null, "only known ops are stepped");
     unlink(call.entry);
-    if (call.ret !== null) {
-      unlink(call.ret);
-      knownLeft--;
-    }
+    unlink(call.ret);
+    knownLeft--;
     cursor = candidates();
     if (stack.length > best.depth) {
-      best = { depth: stack.length, prefix: stack.map((f) => f.call.op.id), state, stuck: frontier() };
+      const prefix = stack.flatMap((f) => (f.unknown === null ? [f.call.op.id] : [f.unknown.op.id, f.call.op.id]));
+      best = { depth: stack.length, prefix, state, stuck: frontier() };
     }
   }
   return { result: "linearizable" };
@@ -412,7 +415,7 @@ function violation(best: { prefix: number[]; state: State; stuck: HistoryOp[] },
     linearizedPrefix: best.prefix,
     stuckAt: best.stuck,
     message:
-      `not linearizable: at most ${best.prefix.length} ops can be ordered (lock then ${lock}); ` +
+      `not linearizable: at most ${best.prefix.length} ops can be put in order (the lock then ${lock}); ` +
       `none of the ops that could come next leads to a full order: ${next.join(", ")}`,
   };
 }
