@@ -186,7 +186,10 @@ function okValue(record: ClientRecord): number | boolean | { owner: string; toke
       if (!Array.isArray(value)) return null;
       const fields = new Map<string, unknown>();
       for (let i = 0; i + 1 < value.length; i += 2) fields.set(String(value[i]), value[i + 1]);
-      return { owner: String(fields.get("owner")), token: Number(fields.get("token")) };
+      const token = Number(fields.get("token"));
+      // A reply without a holder's token would be a bug of the node; the checker must not take it for data.
+      if (!Number.isSafeInteger(token)) throw new Error(`LOCK.INFO answered ${JSON.stringify(value)}, without an integer token`);
+      return { owner: String(fields.get("owner")), token };
     }
     default:
       return value === 1;

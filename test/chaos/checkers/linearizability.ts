@@ -119,7 +119,7 @@ function apply(s: State, e: Effect): State | undefined {
   }
 }
 
-/** Whether `e` can only hold if `owner` (rather than nobody, or e's own caller) holds the lock. */
+/** Whether `e` needs someone to hold the lock and `owner` would do (see the header). */
 function needsHolder(e: Effect, owner: number): boolean {
   switch (e.kind) {
     case "acquire":
@@ -200,9 +200,12 @@ class Bits {
     }
     return key;
   }
-  includes(subset: Uint32Array): boolean {
-    return subset.every((v, w) => (v & ~(this.words[w] ?? 0)) === 0);
-  }
+}
+
+/** Whether every bit of `sub` is set in `sup` (of the same length). */
+function isSubset(sub: Uint32Array, sup: Uint32Array): boolean {
+  for (let w = 0; w < sub.length; w++) if (((sub[w] ?? 0) & ~(sup[w] ?? 0)) !== 0) return false;
+  return true;
 }
 
 function fail(op: HistoryOp, why: string): never {
@@ -291,7 +294,8 @@ export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searc
     readonly next: State;
     readonly unknown: Call | null;
   }
-  /** Where the search stands in a configuration: the i-th step among the candidates, its j-th option. */
+  /** Where the search stands in a configuration: at its j-th option for the (i mod n)-th of the n candidate
+   *  calls, taken on their own while i < n and then relying on an unknown acquire. */
   interface Cursor {
     readonly calls: Call[];
     readonly unknowns: Call[];
@@ -342,7 +346,8 @@ export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searc
   };
 
   let cursor = candidates();
-  let best = { depth: 0, prefix: [] as number[], state, stuck: frontier() };
+  // Snapshotted when the search backs out of a configuration deeper than any before: the failure report.
+  let best: { depth: number; prefix: number[]; state: State; stuck: HistoryOp[] } | null = null;
   for (let steps = 0; knownLeft > 0; steps++) {
     if (steps >= stepsMax) {
       return { result: "unknown", reason: `gave up after ${stepsMax} search steps (${calls.length} ops)` };
@@ -351,6 +356,10 @@ export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searc
     const call = cursor.calls[cursor.i % n];
     if (call === undefined || cursor.i >= 2 * n) {
       // Nothing can come next, yet a known op is still waiting: undo the last step.
+      if (best === null || stack.length > best.depth) {
+        const prefix = stack.flatMap((f) => (f.unknown === null ? [f.call.op.id] : [f.unknown.op.id, f.call.op.id]));
+        best = { depth: stack.length, prefix, state, stuck: frontier() };
+      }
       const frame = stack.pop();
       if (frame === undefined) return violation(best, owners);
       knownDone.set(frame.call.index, false);
@@ -378,15 +387,16 @@ export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searc
     knownDone.set(call.index, true);
     if (unknown !== null) unknownDone.set(unknown.index, true);
     const key = `${next.holder},${next.token ?? "?"}|${knownDone.key()}`;
-    const seen = explored.get(key);
-    if (seen?.some((c) => c.lastToken <= next.lastToken && unknownDone.includes(c.unknown))) {
+    const seen = explored.get(key) ?? [];
+    if (seen.some((c) => c.lastToken <= next.lastToken && isSubset(c.unknown, unknownDone.words))) {
       knownDone.set(call.index, false);
       if (unknown !== null) unknownDone.set(unknown.index, false);
       continue;
     }
     const config = { unknown: unknownCount === 0 ? noUnknowns : unknownDone.words.slice(), lastToken: next.lastToken };
-    if (seen === undefined) explored.set(key, [config]);
-    else seen.push(config);
+    // Configurations the new one covers can go: it covers whatever they would.
+    const kept = seen.filter((c) => c.lastToken < next.lastToken || !isSubset(unknownDone.words, c.unknown));
+    explored.set(key, [...kept, config]);
     stack.push({ call, unknown, prior: state, cursor });
     state = next;
     if (unknown !== null) unlink(unknown.entry);
@@ -395,10 +405,6 @@ export function checkLockHistory(history: readonly HistoryOp[], stepsMax = searc
     unlink(call.ret);
     knownLeft--;
     cursor = candidates();
-    if (stack.length > best.depth) {
-      const prefix = stack.flatMap((f) => (f.unknown === null ? [f.call.op.id] : [f.unknown.op.id, f.call.op.id]));
-      best = { depth: stack.length, prefix, state, stuck: frontier() };
-    }
   }
   return { result: "linearizable" };
 }
