@@ -381,6 +381,9 @@ export class CoordinationService {
   }
 
   private answerLeaseRequest(request: Uint8Array): Uint8Array {
+    // Only a leader whose lease holds: a deposed leader that has not noticed yet would move a deadline
+    // the new leader never learns of, and the client would count on a session that expires sooner.
+    if (!this.node.leadershipFresh()) throw new NodeError("NOLEADER", "this node cannot vouch for its leadership right now; retry");
     const reply = new Uint8Array(8);
     let remainingMs: number | undefined;
     if (request.length === leaseRequestBytes) {

@@ -9,12 +9,8 @@
 import { appendFileSync } from "node:fs";
 import { Redis } from "ioredis";
 import { Prng } from "../sim/prng.js";
-import type { ClientRecord, Outcome } from "./history.js";
+import { type ClientRecord, clientLockTtlMs, clientSessionTtlMs, type Outcome } from "./history.js";
 
-/** Lease of every lock a client takes: long enough to outlive a failover, short enough to expire in a run. */
-export const clientLockTtlMs = 2_000;
-/** Session TTL, kept alive every third of it. */
-export const clientSessionTtlMs = 3_000;
 /** A command with no answer after this long is an unknown outcome (a paused or partitioned node). */
 const commandTimeoutMs = 6_000;
 /** Consecutive failures on one node before the client moves to the next. */

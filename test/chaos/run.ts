@@ -4,11 +4,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Prng } from "../sim/prng.js";
-import type { ClientRecord } from "./history.js";
+import { type ClientRecord, clientSessionTtlMs } from "./history.js";
 import { ChaosCluster } from "./cluster.js";
 import { checkClientsAgainstHistory, checkLockHistories } from "./checkers/locks.js";
 import { checkLockHistory, type HistoryOp, type Outcome as LinearOutcome } from "./checkers/linearizability.js";
 import { checkRaftLogs, leadersSeen } from "./checkers/raft-logs.js";
+import { checkSessions } from "./checkers/sessions.js";
 import { checkWatchStreams, mergeWatchHistories } from "./checkers/watch.js";
 import { type FaultKind, Nemesis } from "./nemesis.js";
 import { FencedResource } from "./resource.js";
@@ -114,6 +115,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     const lockCheck = checkLockHistories(merged.histories);
     violations.push(...lockCheck.violations, ...checkClientsAgainstHistory(records, resource.writes, lockCheck.grants));
     violations.push(...checkRaftLogs(cluster.logEvents));
+    violations.push(...checkSessions(records, clientSessionTtlMs));
     for (const lock of locks) {
       const verdict = checkLockHistory(linearHistory(records.filter((record) => record.key === lock)));
       if (verdict.result === "violation") violations.push(`${lock} is not linearizable: ${verdict.message}`);

@@ -5,6 +5,7 @@ import type { ClientRecord } from "../history.js";
 import type { WatchedEvent, WatchSegment } from "../watchers.js";
 import { checkClientsAgainstHistory, checkLockHistories } from "./locks.js";
 import { checkRaftLogs } from "./raft-logs.js";
+import { checkSessions } from "./sessions.js";
 import { checkWatchStreams, mergeWatchHistories } from "./watch.js";
 
 function lockEvent(index: number, n: number, type: string, owner: string, token: number, name = "a"): WatchedEvent {
@@ -108,3 +109,29 @@ describe("the Raft log checker", () => {
     ]);
   });
 });
+
+describe("the session checker", () => {
+  const record = (seq: number, kind: "session-open" | "keepalive", invokeMs: number, outcome: ClientRecord["outcome"]): ClientRecord => ({
+    client: "c1",
+    seq,
+    key: "session",
+    kind,
+    invokeMs,
+    completeMs: invokeMs + 2,
+    outcome,
+    port: 1,
+  });
+  const ok = { type: "ok", value: 1 } as const;
+  const noSession = { type: "fail", error: "NOSESSION the session expired or never existed; open a new one" } as const;
+
+  it("passes expiries a TTL after the last keepalive that got through", () => {
+    const records = [record(1, "session-open", 0, ok), record(2, "keepalive", 1_000, ok), record(3, "keepalive", 2_000, { type: "unknown", error: "timeout" }), record(4, "keepalive", 4_100, noSession)];
+    expect(checkSessions(records, 3_000)).toEqual([]);
+  });
+
+  it("catches a session that expired sooner than a TTL after a successful keepalive was sent", () => {
+    const records = [record(1, "session-open", 0, ok), record(2, "keepalive", 1_000, ok), record(3, "keepalive", 2_500, noSession)];
+    expect(checkSessions(records, 3_000)).toEqual(["c1's session expired early: NOSESSION at +1502 ms after the keepalive that kept it alive was sent (TTL 3000 ms)"]);
+  });
+});
+
