@@ -20,6 +20,7 @@ import path from "node:path";
 import { EntryType, type Entry, type HardState, type Snapshot } from "../raft/types.js";
 import { assert } from "../util/assert.js";
 import { ByteWriter } from "../util/bytes.js";
+import { lockDirectory } from "./dir-lock.js";
 import { StorageError } from "./errors.js";
 import { syncDirectory, writeAll } from "./files.js";
 import { recoverDirectory, type IgnoredSnapshot, type RecoveredState, type Recovery, type RepairedTail } from "./recovery.js";
@@ -85,7 +86,14 @@ export class Storage {
   /** A failed WAL write or sync leaves the file in an unknown state: every later save is refused. */
   private failure: StorageError | null = null;
 
-  private constructor(dir: string, segmentBytesMax: number, active: FileHandle, recovery: Recovery) {
+  private constructor(
+    dir: string,
+    segmentBytesMax: number,
+    active: FileHandle,
+    recovery: Recovery,
+    /** Releases the data directory's lock (dir-lock.ts). */
+    private readonly unlock: () => Promise<void>,
+  ) {
     this.dir = dir;
     this.segmentBytesMax = segmentBytesMax;
     this.segments = recovery.segments;
@@ -111,10 +119,17 @@ export class Storage {
     }
     if (typeof options.dir !== "string" || options.dir.length === 0) throw new StorageError("the storage directory must be a non-empty path");
     const dir = path.resolve(options.dir);
-    const recovery = await recoverDirectory(dir);
-    const activePath = recovery.segments[recovery.segments.length - 1]!.path;
-    const active = await fs.open(activePath, "r+");
-    const storage = new Storage(dir, segmentBytesMax, active, recovery);
+    const unlock = await lockDirectory(dir);
+    let recovery: Recovery;
+    let active: FileHandle;
+    try {
+      recovery = await recoverDirectory(dir);
+      active = await fs.open(recovery.segments[recovery.segments.length - 1]!.path, "r+");
+    } catch (error) {
+      await unlock();
+      throw error;
+    }
+    const storage = new Storage(dir, segmentBytesMax, active, recovery, unlock);
     return { storage, recovered: recovery.recovered, repairedTail: recovery.repairedTail, ignoredSnapshots: recovery.ignoredSnapshots };
   }
 
@@ -164,6 +179,7 @@ export class Storage {
     if (this.closed) return;
     this.closed = true;
     await this.exclusive(() => this.active.close());
+    await this.unlock();
   }
 
   // ------------------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 // restarts and segment boundaries, segment rollover, and the limits a save enforces.
 
 import { promises as fs } from "node:fs";
+import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Entry } from "../../src/raft/types.js";
 import { Storage, StorageError, entryDataBytesMax, segmentBytesMaxLowest } from "../../src/storage/storage.js";
+import { recoverDirectory } from "../../src/storage/recovery.js";
 import { AssertionError } from "../../src/util/assert.js";
 import { entries, entry, expectEntries, fileSize, hardState, newestSegment, open, recordsOf, recover, segmentPaths, snapshot, tempDir } from "./helpers.js";
 
@@ -31,8 +33,9 @@ describe("save", () => {
       const batch = term % 2 === 0 ? entries(lastIndex + 1, lastIndex + 10, term, 100) : [];
       await storage.save({ hardState: hardState(term, votedFor, lastIndex), snapshot: null, entries: batch });
       lastIndex += batch.length;
-      // A second process reading the directory right now (the writer is neither closed nor told).
-      const seen = await recover(dir, { segmentBytesMax: segmentBytesMaxLowest });
+      // What a crash right now would leave: recovery of the directory as it is (the writer is neither
+      // closed nor told; recovery is called directly, as the directory lock keeps a second storage out).
+      const seen = await recoverDirectory(path.resolve(dir));
       expect(seen.recovered.hardState).toEqual(hardState(term, votedFor, lastIndex - batch.length));
       expect(seen.recovered.entries).toHaveLength(lastIndex);
     }
