@@ -59,6 +59,14 @@ for (const fault of ["clock", "disk"] as const) {
 const rerun = `npm run chaos -- --seed ${options.seed} --time ${options.timeS} --nodes ${options.nodes} --faults ${options.faults.join(",")} --clients ${options.clients} --locks ${options.locks}`;
 process.stdout.write(`chaos: seed ${options.seed}, ${options.nodes} nodes, ${options.clients} clients on ${options.locks} locks, ${options.timeS} s; run folder ${runDir}\n`);
 
+/** Setup, healing, settling and checking take well under this beyond the fault time; more means a hang. */
+const overrunMs = 180_000;
+const watchdog = setTimeout(() => {
+  process.stdout.write(`chaos: the run did not finish within ${overrunMs / 1000} s of its fault time; something hangs\nchaos: everything is in ${runDir}\nchaos: rerun with: ${rerun}\n`);
+  process.exit(1);
+}, options.timeS * 1000 + overrunMs);
+watchdog.unref();
+
 let exitCode = 0;
 try {
   const report = await runChaos({ ...options, runDir }, (line) => process.stdout.write(`chaos: ${line}\n`));
