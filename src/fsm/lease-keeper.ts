@@ -38,6 +38,12 @@ interface Deadline {
  */
 export class LeaseKeeper {
   private readonly deadlines = new Map<number, Deadline>();
+  /**
+   * True on a leader after `resetAll`, until `relinquish`. Before that the deadlines are this node's own
+   * estimates: it never saw the keepalives the leader handled, so they may be long past for healthy
+   * sessions, and answering a keepalive from them would tell a live session it is gone.
+   */
+  private authoritativeNow = false;
 
   /**
    * @param expiryRetryMs after this long, a session handed out by `expired` whose expiry has not applied
@@ -70,8 +76,13 @@ export class LeaseKeeper {
     }
   }
 
+  get authoritative(): boolean {
+    return this.authoritativeNow;
+  }
+
   /** Replaces everything with `leases`, each due one TTL from now (after a snapshot restore). */
   load(leases: Iterable<TrackedLease>, nowMs: number): void {
+    this.authoritativeNow = false;
     this.deadlines.clear();
     for (const lease of leases) {
       this.deadlines.set(lease.sessionId, { ttlMs: lease.ttlMs, deadlineMs: nowMs + lease.ttlMs, implicit: lease.implicit, expiringSinceMs: null });
@@ -80,18 +91,26 @@ export class LeaseKeeper {
 
   /** A new leader takes over: every deadline is now + TTL, and no expiry is in flight any more. */
   resetAll(nowMs: number): void {
+    this.authoritativeNow = true;
     for (const deadline of this.deadlines.values()) {
       deadline.deadlineMs = nowMs + deadline.ttlMs;
       deadline.expiringSinceMs = null;
     }
   }
 
+  /** Leadership is gone: the deadlines are estimates again until the next `resetAll`. */
+  relinquish(): void {
+    this.authoritativeNow = false;
+  }
+
   /**
    * `SESSION.KEEPALIVE`: moves the deadline to now + TTL and returns the TTL, or undefined when the session
    * is unknown, is a lock's own lease (refreshed with LOCK.REFRESH), or is already past its deadline (its
-   * expiry may be in flight; reviving it would race it).
+   * expiry may be in flight; reviving it would race it). Null when this keeper is not authoritative: the
+   * caller must not answer at all (the client retries on the leader).
    */
-  keepalive(sessionId: number, nowMs: number): number | undefined {
+  keepalive(sessionId: number, nowMs: number): number | undefined | null {
+    if (!this.authoritativeNow) return null;
     const deadline = this.deadlines.get(sessionId);
     if (deadline === undefined || deadline.implicit || deadline.expiringSinceMs !== null || nowMs >= deadline.deadlineMs) return undefined;
     deadline.deadlineMs = nowMs + deadline.ttlMs;
@@ -113,6 +132,7 @@ export class LeaseKeeper {
    * next `sessions-expire` entry. Each is handed out once, then again only after `expiryRetryMs`.
    */
   expired(nowMs: number, countMax = Number.POSITIVE_INFINITY): number[] {
+    if (!this.authoritativeNow) return [];
     const due: [number, Deadline][] = [];
     for (const [sessionId, deadline] of this.deadlines) {
       const handedOut = deadline.expiringSinceMs !== null && nowMs < deadline.expiringSinceMs + this.expiryRetryMs;

@@ -345,6 +345,7 @@ export class CoordinationService {
     if (softState.leaderId !== this.node.config.id) {
       this.leaderTerm = null;
       this.deadlinesResetInTerm = null;
+      this.keeper.relinquish();
       return;
     }
     if (this.leaderTerm === softState.currentTerm) return;
@@ -383,9 +384,11 @@ export class CoordinationService {
   private answerLeaseRequest(request: Uint8Array): Uint8Array {
     // Only a leader whose lease holds: a deposed leader that has not noticed yet would move a deadline
     // the new leader never learns of, and the client would count on a session that expires sooner.
-    if (!this.node.leadershipFresh()) throw new NodeError("NOLEADER", "this node cannot vouch for its leadership right now; retry");
+    // And only once its deadlines are its own (reset when its first entry applied): until then they are a
+    // follower's estimates, past due for sessions that the previous leader kept alive.
+    if (!this.node.leadershipFresh() || !this.keeper.authoritative) throw new NodeError("NOLEADER", "this node cannot vouch for session deadlines right now; retry");
     const reply = new Uint8Array(8);
-    let remainingMs: number | undefined;
+    let remainingMs: number | undefined | null;
     if (request.length === leaseRequestBytes) {
       const sessionId = new DataView(request.buffer, request.byteOffset, request.byteLength).getFloat64(1);
       if (request[0] === LeaseOp.Keepalive) remainingMs = this.keeper.keepalive(sessionId, nowMs());

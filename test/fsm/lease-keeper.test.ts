@@ -2,10 +2,11 @@ import { describe, expect, it } from "vitest";
 import { LeaseKeeper } from "../../src/fsm/lease-keeper.js";
 import { FsmHarness } from "./harness.js";
 
-/** A keeper fed by a state machine's events at a clock the test moves. */
-function keeperOn(h: FsmHarness, clock: { nowMs: number }): LeaseKeeper {
+/** A keeper fed by a state machine's events at a clock the test moves; a leader's unless `leading` is false. */
+function keeperOn(h: FsmHarness, clock: { nowMs: number }, leading = true): LeaseKeeper {
   const keeper = new LeaseKeeper(1_000);
   h.fsm.subscribe((event) => keeper.observe(event, clock.nowMs));
+  if (leading) keeper.resetAll(clock.nowMs);
   return keeper;
 }
 
@@ -67,9 +68,8 @@ describe("LeaseKeeper", () => {
   it("a new leader resets every deadline to now + TTL: a failover never expires a session early", () => {
     const h = new FsmHarness();
     const clock = { nowMs: 0 };
-    const keeper = keeperOn(h, clock);
+    const keeper = keeperOn(h, clock, false);
     const session = h.openSession(5_000);
-    expect(keeper.expired(6_000)).toEqual([session]);
     keeper.resetAll(6_000);
     expect(keeper.deadlineMs(session)).toBe(11_000);
     expect(keeper.expired(10_999)).toEqual([]);
@@ -83,7 +83,25 @@ describe("LeaseKeeper", () => {
     const keeper = new LeaseKeeper(1_000);
     keeper.load(h.fsm.sessionLeases(), 100);
     expect(keeper.deadlineMs(session)).toBe(5_100);
+    keeper.resetAll(100);
     expect(keeper.deadlineMs(2)).toBe(7_100);
     expect(keeper.keepalive(2, 200)).toBeUndefined(); // a lock's lease is refreshed through the log
+  });
+
+  it("a follower's deadlines are estimates: no keepalive answer and no expiry until it leads and resets them", () => {
+    // Found by the chaos run: a new leader answered keepalives from its follower-side deadlines before
+    // its first entry applied, and told six healthy sessions at once that they were gone.
+    const h = new FsmHarness();
+    const clock = { nowMs: 0 };
+    const keeper = keeperOn(h, clock, false);
+    const session = h.openSession(3_000);
+    // The leader kept it alive for a minute; this node saw none of that, and its deadline is long past.
+    expect(keeper.keepalive(session, 60_000)).toBeNull();
+    expect(keeper.expired(60_000)).toEqual([]);
+    keeper.resetAll(60_000);
+    expect(keeper.keepalive(session, 60_001)).toBe(3_000);
+    keeper.relinquish();
+    expect(keeper.keepalive(session, 60_002)).toBeNull();
+    expect(keeper.expired(100_000)).toEqual([]);
   });
 });

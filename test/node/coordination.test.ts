@@ -158,6 +158,36 @@ describe("coordination over a real cluster", { timeout: 30_000 }, () => {
     for (const id of survivors) expect(members.get(id)!.fsm.sessionLeases().filter((session) => session.label === "retried")).toHaveLength(1);
   });
 
+  it("a session kept alive through a leader change is never reported gone", async () => {
+    await startCluster();
+    const sessionId = await service("n2").openSession(ttlMs, "survivor");
+    // Kept alive for two TTLs: the followers' own deadlines (they never see keepalives) are long past.
+    const aliveUntil = Date.now() + 2 * ttlMs;
+    while (Date.now() < aliveUntil) {
+      await service("n2").keepalive(sessionId);
+      await new Promise((resolve) => setTimeout(resolve, ttlMs / 4));
+    }
+    const oldLeader = members.get("n1")!.node.leader()!.id;
+    const asker = ids.find((id) => id !== oldLeader)!;
+    const answers: string[] = [];
+    let asking = true;
+    const ask = (async () => {
+      while (asking) {
+        answers.push(await service(asker).keepalive(sessionId).then(() => "ok", (error: { code?: string }) => error.code ?? "error"));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    members.get(oldLeader)!.service.stop();
+    await members.get(oldLeader)!.node.stop();
+    members.delete(oldLeader);
+    await waitFor(() => ids.filter((id) => id !== oldLeader).every((id) => ![undefined, oldLeader].includes(members.get(id)!.node.leader()?.id)), 10_000, "a new leader");
+    await new Promise((resolve) => setTimeout(resolve, ttlMs / 2));
+    asking = false;
+    await ask;
+    expect(answers).not.toContain("NOSESSION");
+    expect(answers[answers.length - 1]).toBe("ok");
+  });
+
   it("bad input is refused with the api.md error text", async () => {
     await startCluster();
     await expect(service("n1").acquireLock("x", "o", 5, 0)).rejects.toMatchObject({ code: "ERR", message: expect.stringContaining("ttl-ms must be an integer between") });
