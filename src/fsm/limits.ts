@@ -59,8 +59,9 @@ export interface FsmLimits {
    * Results of requests with a request id, kept so that a retry gets the first answer instead of a second
    * application; the least recently used is forgotten first. It must cover every such request proposed
    * within a retry window (`--commit-timeout-ms`, 10 s by default, and a little more for the last attempt):
-   * 10,000 covers 1,000 releases, closes and DELs a second for 10 s. A cluster run with a longer commit
-   * timeout at such rates would need more.
+   * 50,000 covers 2,500 lock cycles a second (acquire and release both carry ids) for 10 s. Beyond that, a
+   * retry that arrives late may be applied anew: for an acquire whose first grant expired meanwhile, a
+   * second grant. A cluster run faster, or with a longer commit timeout, needs more.
    */
   readonly requestResultsMax: number;
 }
@@ -74,7 +75,7 @@ export const fsmLimitsDefaults: FsmLimits = {
   waitersMax: 100_000,
   expireSessionsMax: 1_000,
   watchHistoryEventsMax: 10_000,
-  requestResultsMax: 10_000,
+  requestResultsMax: 50_000,
 };
 
 /** Refuses limits that cannot work, when the state machine is built (a configuration error, not a bug). */

@@ -24,14 +24,13 @@ export const waitersMax = 10_000;
  * request id instead, and the state machine answers a retry with the first attempt's result.
  */
 const idempotentCommands: ReadonlySet<Command["type"]> = new Set([
-  // Sent again under a new waiter id: the state machine keeps the owner's place or answers its grant.
-  "lock-acquire",
-  "elect-campaign",
   "lock-refresh",
   "lock-cancel",
   "elect-proclaim",
   "elect-cancel",
-  // Not listed: a release, resign or close applied twice answers "false" the second time.
+  // Not listed: a release, resign or close applied twice answers "false" the second time; an acquire
+  // or campaign whose first attempt was queued, granted, and expired before the retry landed would be
+  // granted a second time (found by the chaos linearizability check).
 ]);
 
 /** Commands the leader proposes for itself: never retried (a new leader decides afresh), so never deduplicated. */
@@ -219,17 +218,13 @@ export class CoordinationService {
    * `--commit-timeout-ms`): an idempotent one as it is, any other under the same request id, so that the state
    * machine applies it at most once. The leader's own commands are not retried.
    */
-  private async execute(command: Command, rebuild?: () => Command): Promise<CommandResult> {
+  private async execute(command: Command): Promise<CommandResult> {
     const problem = validateCommand(command, this.fsm.limits);
     if (problem !== null) throw new CoordinationError(problem.code, problem.message);
     const needsRequestId = !idempotentCommands.has(command.type) && !leaderCommands.has(command.type);
     const requestId = needsRequestId ? `${this.waiterPrefix}r${this.requestNext++}` : null;
-    let attempt = command;
-    let attempts = 0;
-    const { result } = await this.retryingAcrossLeaders(!leaderCommands.has(command.type), () => {
-      if (attempts++ > 0) attempt = rebuild?.() ?? attempt;
-      return this.node.propose(encodeCommand(attempt, requestId));
-    });
+    const entry = encodeCommand(command, requestId);
+    const { result } = await this.retryingAcrossLeaders(!leaderCommands.has(command.type), () => this.node.propose(entry));
     const decoded = decodeResult(result);
     if (decoded.kind === "error") throw new CoordinationError(decoded.code, decoded.message);
     return decoded;
@@ -254,23 +249,17 @@ export class CoordinationService {
       throw new CoordinationError("ERR", `wait must be an integer number of milliseconds between 0 and ${waitMsMax}`);
     }
     if (this.waiters.size >= waitersMax) throw new CoordinationError("ERR", `${waitersMax} clients already wait on this node; retry later`);
-    let waiterId = `${this.waiterPrefix}${this.waiterNext++}`;
+    // One waiter id for the request and its retries: a retry is answered the first attempt's result
+    // (its request id), and the grant event names this id whenever it is applied.
+    const waiterId = `${this.waiterPrefix}${this.waiterNext++}`;
     let settle!: (grant: Grant | null) => void;
     const settled = new Promise<Grant | null>((resolve) => {
       settle = resolve;
     });
     const waiter: Waiter = { settle, giveUp: null };
     this.waiters.set(waiterId, waiter);
-    // A retry after a leader change asks again under a new waiter id; the state machine keeps the
-    // owner's place in the queue (or answers its grant) and drops the old id.
-    const retry = (): Command => {
-      this.waiters.delete(waiterId);
-      waiterId = `${this.waiterPrefix}${this.waiterNext++}`;
-      this.waiters.set(waiterId, waiter);
-      return command(waiterId);
-    };
     try {
-      const result = await this.execute(command(waiterId), retry);
+      const result = await this.execute(command(waiterId));
       if (result.kind === "granted") return { token: result.token, ttlMs: result.ttlMs };
       if (result.kind !== "queued") return null;
       const giveUp = (): void => void this.giveUp(waiterId, cancel(waiterId));
