@@ -48,6 +48,25 @@ describe("requests with an id", () => {
     expect(h.fsm.lockInfo("orders")?.owner).toBe("bob");
   });
 
+  it("an acquire retried after its first attempt was queued, granted and expired is not granted again", () => {
+    // The chaos run's phantom grant (5 nodes, seed 203): the retry must get the first answer, and the
+    // grant the client hears of is the waiter's own (its event names the waiter id).
+    const h = new FsmHarness();
+    h.acquire("orders", "alice");
+    const acquire: Command = { type: "lock-acquire", name: "orders", owner: "bob", ttlMs, wait: true, waiterId: "bob-w1" };
+    const first = h.runBytes(encodeCommand(acquire, "n3.boot.r7"));
+    expect(first).toEqual({ kind: "queued", position: 1 });
+    h.run({ type: "lock-release", name: "orders", owner: "alice" });
+    const grant = h.events.find((event) => event.type === "lock-granted" && event.waiterId === "bob-w1");
+    expect(grant).toBeDefined();
+    const bobLease = h.fsm.lockInfo("orders")!.sessionId;
+    h.run({ type: "sessions-expire", sessionIds: [bobLease] });
+    const mark = h.events.length;
+    expect(h.runBytes(encodeCommand(acquire, "n3.boot.r7"))).toEqual(first);
+    expect(h.eventsAfter(mark)).toEqual([]);
+    expect(h.fsm.lockInfo("orders")).toBeUndefined();
+  });
+
   it("a refused request is answered the same refusal on retry, even when it would now succeed", () => {
     const h = new FsmHarness({ sessionsMax: 1 });
     h.openSession();
