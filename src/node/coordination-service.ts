@@ -86,8 +86,6 @@ export class CoordinationService {
   private readonly waiterPrefix: string;
   private waiterNext = 1;
   private requestNext = 1;
-  /** The term in which this leader reset every deadline; expiries wait for it (no early expiry on failover). */
-  private deadlinesResetInTerm: number | null = null;
   private leaderTerm: number | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
   private expiryInFlight = false;
@@ -310,7 +308,6 @@ export class CoordinationService {
         // Our own leader-changed entry applied: deadlines restart now, so a failover never expires early.
         if (event.leaderId === this.node.config.id && event.term === this.leaderTerm && this.node.isLeader()) {
           this.keeper.resetAll(nowMs());
-          this.deadlinesResetInTerm = event.term;
         }
         break;
       default:
@@ -333,7 +330,6 @@ export class CoordinationService {
   private leadershipChanged(softState: SoftState): void {
     if (softState.leaderId !== this.node.config.id) {
       this.leaderTerm = null;
-      this.deadlinesResetInTerm = null;
       this.keeper.relinquish();
       return;
     }
@@ -345,7 +341,8 @@ export class CoordinationService {
 
   /** Leader only, and only while its leadership is fresh (etcd #15247: a paused leader must not expire everything). */
   private expireDueSessions(): void {
-    if (this.expiryInFlight || this.deadlinesResetInTerm === null || !this.node.leadershipFresh()) return;
+    // The keeper hands out nothing until this leader reset every deadline (no early expiry on failover).
+    if (this.expiryInFlight || !this.node.leadershipFresh()) return;
     const sessionIds = this.keeper.expired(nowMs(), this.fsm.limits.expireSessionsMax);
     if (sessionIds.length === 0) return;
     this.expiryInFlight = true;

@@ -38,7 +38,7 @@ export class FaultProxy {
     return proxy;
   }
 
-  /** Drops traffic from `fromId` to the other end (and, with `bothWays`, back); false heals it. */
+  /** Drops traffic from `fromId` to the other end; false heals that direction. */
   block(fromId: string, blocked: boolean): void {
     const direction = fromId === this.dialerId ? "forward" : "backward";
     const wasBlocked = this.blocked[direction];

@@ -13,6 +13,7 @@ import { checkSessions } from "./checkers/sessions.js";
 import { checkWatchStreams, mergeWatchHistories } from "./checkers/watch.js";
 import { type FaultKind, Nemesis } from "./nemesis.js";
 import { FencedResource } from "./resource.js";
+import { waitFor } from "../e2e/harness.js";
 import { Watcher } from "./watchers.js";
 
 const repoRoot = new URL("../..", import.meta.url).pathname;
@@ -22,7 +23,8 @@ const settleMs = 30_000;
 const recoveryMs = 5_000;
 /** How long a client process may take to finish its operation in flight once told to stop. */
 const clientStopMs = 10_000;
-const pollMs = 100;
+/** How long the watch streams may take to deliver the last events once the cluster has settled. */
+const watchDrainMs = 10_000;
 
 export interface ChaosOptions {
   readonly seed: number;
@@ -43,16 +45,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function waitFor<T>(what: string, withinMs: number, condition: () => Promise<T | null | undefined | false>): Promise<T> {
-  const deadline = performance.now() + withinMs;
-  while (performance.now() < deadline) {
-    const value = await condition().catch(() => null);
-    if (value !== null && value !== undefined && value !== false) return value;
-    await sleep(pollMs);
-  }
-  throw new Error(`${what} did not happen within ${withinMs} ms`);
-}
-
 export async function runChaos(options: ChaosOptions, log: (line: string) => void): Promise<ChaosReport> {
   if (!existsSync(join(repoRoot, "dist", "cli.js"))) throw new Error("dist/cli.js is missing: run `npm run build` first");
   const random = new Prng(options.seed);
@@ -64,7 +56,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
   const violations: string[] = [];
   const stats: Record<string, number | string> = {};
   try {
-    await waitFor("a first leader", settleMs, () => cluster.agreedLeader());
+    await waitFor(async () => (await cluster.agreedLeader()) ?? undefined, settleMs, "a first leader");
     for (const id of cluster.ids) {
       for (const channel of ["raft:leader", ...locks.map((lock) => `lock:${lock}`)]) watchers.push(new Watcher(id, () => cluster.node(id).httpPort, channel));
     }
@@ -88,21 +80,32 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
 
     // Healed: a leader again, and lock cycles succeed again.
     const healedAtMs = performance.timeOrigin + performance.now();
-    await waitFor("a leader after healing", settleMs, () => cluster.agreedLeader()).catch((error: Error) => violations.push(`liveness: ${error.message}`));
+    await waitFor(async () => (await cluster.agreedLeader()) ?? undefined, settleMs, "a leader after healing").catch((error: Error) => violations.push(`liveness: ${error.message}`));
     await sleep(recoveryMs);
     for (const child of clients) child.kill("SIGTERM");
     await Promise.all(clients.map((child) => exitOf(child, clientStopMs)));
 
     // Settled: every member has applied the same entries into the same state.
-    const hashes = await waitFor("the same state hash on every member", settleMs, async () => {
+    const hashes = await waitFor(async () => {
       const all = await Promise.all(cluster.ids.map(async (id) => (await cluster.httpGet<{ index: number; hash: string }>(id, "/v1/cluster/hash")).body));
-      return all.every((hash) => hash.index === all[0]!.index && hash.hash === all[0]!.hash) ? all[0]! : null;
-    }).catch((error: Error) => {
+      return all.every((hash) => hash.index === all[0]!.index && hash.hash === all[0]!.hash) ? all[0]! : undefined;
+    }, settleMs, "the same state hash on every member").catch((error: Error) => {
       violations.push(`replicas diverge or never converge: ${error.message}`);
       return null;
     });
     if (hashes !== null) stats["final applied index"] = hashes.index;
-    await sleep(500); // the watch streams deliver the last events
+    // Every member is at the same state, so once drained the streams of one channel end at the same event.
+    // A stream that never gets there is left to the watch checker, which says what it missed.
+    const drained = (): boolean => {
+      const lastOfChannel = new Map<string, string>();
+      for (const watcher of watchers) {
+        const last = lastOfChannel.get(watcher.channel);
+        if (last === undefined) lastOfChannel.set(watcher.channel, watcher.lastEventId);
+        else if (last !== watcher.lastEventId) return false;
+      }
+      return true;
+    };
+    await waitFor(drained, watchDrainMs, "every watch stream delivers the last events").catch(() => undefined);
     for (const watcher of watchers) await watcher.close();
 
     const records = readClientRecords(options);

@@ -89,6 +89,11 @@ export class Watcher {
     }
   }
 
+  /** The id of the last event delivered, "0" before any. */
+  get lastEventId(): string {
+    return this.lastId;
+  }
+
   async close(): Promise<void> {
     this.stop.abort();
     await this.done;
