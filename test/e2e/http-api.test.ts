@@ -214,9 +214,12 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
     socket.on("message", (data) => received.push(JSON.parse(data.toString()) as (typeof received)[number]));
     await new Promise((resolve) => socket.once("open", resolve));
     socket.send(JSON.stringify({ subscribe: "raft:leader", since: 0 }));
+    // n1 may be ready before it applied the leader's first entry: the event then arrives live, after `subscribed`.
     await waitFor(() => received.some((message) => message.subscribed === "raft:leader"), 10_000, "subscribed");
-    expect(received[0]).toMatchObject({ channel: "raft:leader", event: { type: "raft-leader" } });
-    expect(received[0]!.id).toBe(`${received[0]!.event!.index}:1`);
+    await waitFor(() => received.some((message) => message.channel === "raft:leader"), 10_000, "the leader event");
+    const leaderEvent = received.find((message) => message.channel === "raft:leader")!;
+    expect(leaderEvent).toMatchObject({ channel: "raft:leader", event: { type: "raft-leader" } });
+    expect(leaderEvent.id).toBe(`${leaderEvent.event!.index}:1`);
     socket.send("not json");
     await waitFor(() => received.some((message) => "error" in message), 5_000, "a readable refusal");
     socket.close();
