@@ -182,3 +182,8 @@ function parseInteger(flag: string, value: string, min: number, max: number): nu
   }
   return parsed;
 }
+
+/** `host:port`, with IPv6 hosts in brackets: the inverse of `parseAddress`. */
+export function formatAddress(address: Address): string {
+  return address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}

@@ -1,7 +1,7 @@
 import { randomInt } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
-import type { NodeConfig } from "../config.js";
+import { formatAddress, type NodeConfig } from "../config.js";
 import { raftConfigDefaults } from "../raft/config.js";
 import { Raft } from "../raft/raft.js";
 import { type ClusterConfig, type Entry, EntryType, type NodeId, type Ready, Role, type Snapshot, type SoftState } from "../raft/types.js";
@@ -105,7 +105,7 @@ export class RaftNode {
     private readonly stateMachine: StateMachine,
     recovered: Awaited<ReturnType<typeof Storage.open>>["recovered"],
   ) {
-    this.clusterConfig = { voters: [...config.peers.keys()], learners: [] };
+    this.clusterConfig = { voters: [...config.peers.keys()], learners: [], addresses: Object.fromEntries([...config.peers].map(([id, address]) => [id, formatAddress(address)])) };
     if (recovered.snapshot !== null) stateMachine.restore(recovered.snapshot.data);
     this.raft = new Raft(
       {
@@ -456,7 +456,7 @@ export class RaftNode {
     const index = this.appliedIndex;
     const term = this.raft.termAt(index);
     if (index <= this.snapshotIndex || term === undefined) return;
-    const snapshot: Snapshot = { meta: { index, term, config: this.clusterConfig }, data: this.stateMachine.snapshot() };
+    const snapshot: Snapshot = { meta: { index, term, config: this.raft.configAt(index) }, data: this.stateMachine.snapshot() };
     const wantedFromIndex = Math.min(index + 1 - this.config.retainedEntries, this.raft.retentionFloor());
     const retainFromIndex = Math.max(1, this.raft.status().firstIndex, Math.min(index + 1, wantedFromIndex));
     await this.storage.saveSnapshot(snapshot, retainFromIndex);

@@ -24,6 +24,8 @@ export interface RaftConfig {
   readonly pendingReadsMax: number;
   /** Largest data of one proposed entry. */
   readonly proposalBytesMax: number;
+  /** A learner is promoted only when its log is within this many entries of the leader's (pitfall 19). */
+  readonly promoteLagEntriesMax: number;
   /** Uniform in [0, 1). Injected so that simulations replay exactly from a seed. */
   readonly random: () => number;
 }
@@ -39,6 +41,7 @@ export const raftConfigDefaults = {
   inflightBytesMax: 32 << 20,
   pendingReadsMax: 10_000,
   proposalBytesMax: 1 << 20,
+  promoteLagEntriesMax: 1000,
 } as const;
 
 /** Checks the relations between tunables that the protocol's safety arguments rely on. */
@@ -57,4 +60,5 @@ export function validateRaftConfig(config: RaftConfig): void {
   assert(config.appendBytesMax > 0 && config.inflightMessagesMax > 0, "append limits must be positive");
   assert(config.inflightBytesMax >= config.appendBytesMax, "in-flight bytes must fit one full append");
   assert(config.pendingReadsMax > 0 && config.proposalBytesMax > 0, "read and proposal limits must be positive");
+  assert(config.promoteLagEntriesMax >= 0, "promotion lag must not be negative");
 }

@@ -63,6 +63,44 @@ export class Leader {
     return this.transfer?.targetId ?? null;
   }
 
+  /** The configuration changed: replicate to exactly `peerIds` from now on. */
+  setPeers(peerIds: readonly NodeId[], nowMs: number): void {
+    const { config, log } = this.host;
+    for (const peerId of [...this.progress.keys()]) {
+      if (!peerIds.includes(peerId)) this.progress.delete(peerId);
+    }
+    for (const peerId of peerIds) {
+      if (this.progress.has(peerId)) continue;
+      // A new member's log is unknown: probe from the end, and back off from there (pitfall 8).
+      this.progress.set(peerId, new Progress(log.lastIndex + 1, nowMs, config.inflightMessagesMax, config.inflightBytesMax));
+    }
+    if (this.transfer !== null && !this.host.isVoter(this.transfer.targetId)) this.transfer = null;
+  }
+
+  /** Whether `peerId` answered within an election timeout and its log is within `lagEntriesMax` of ours. */
+  caughtUp(peerId: NodeId, nowMs: number, lagEntriesMax: number): boolean {
+    const peer = this.progress.get(peerId);
+    if (peer === undefined || peer.matchIndex === 0) return false;
+    const recentlyHeard = nowMs - peer.lastHeardAtMs < this.host.config.electionTimeoutMinMs;
+    return recentlyHeard && peer.matchIndex + lagEntriesMax >= this.host.log.lastIndex;
+  }
+
+  /**
+   * This leader removed itself and the change committed: tell every follower the commit index, and ask
+   * the most up-to-date voter to campaign at once, so the cluster does not wait out an election timeout.
+   */
+  handOver(): void {
+    this.broadcastHeartbeat();
+    let bestId: NodeId | null = null;
+    let bestMatch = -1;
+    for (const [peerId, peer] of this.progress) {
+      if (!this.host.isVoter(peerId) || peer.matchIndex <= bestMatch) continue;
+      bestMatch = peer.matchIndex;
+      bestId = peerId;
+    }
+    if (bestId !== null && bestMatch === this.host.log.lastIndex) this.sendTimeoutNow(bestId);
+  }
+
   /** Time passes. Returns false when CheckQuorum says this leader lost its majority (pitfall 5). */
   tick(nowMs: number): boolean {
     this.nowMs = nowMs;
@@ -93,7 +131,7 @@ export class Leader {
       return null;
     }
     this.rounds.addRead(context, log.commitIndex);
-    if (this.host.voters().length === 1) this.releaseReads(this.rounds.startRound(nowMs));
+    if (this.isSoleVoter()) this.releaseReads(this.rounds.startRound(nowMs));
     return null;
   }
 
@@ -177,7 +215,7 @@ export class Leader {
     log.commitTo(majorityIndex);
     if (firstCommitOfTerm) {
       this.rounds.termCommitted(log.commitIndex);
-      if (this.host.voters().length === 1 && this.rounds.needsRound()) this.releaseReads(this.rounds.startRound(this.nowMs));
+      if (this.isSoleVoter() && this.rounds.needsRound()) this.releaseReads(this.rounds.startRound(this.nowMs));
     }
   }
 
@@ -200,7 +238,7 @@ export class Leader {
       const leaderCommit = Math.min(peer.matchIndex, commitIndex);
       this.host.send({ type: "heartbeat", from: this.host.id, to: peerId, term: this.term, leaderCommit, round });
     }
-    if (this.host.voters().length === 1) this.releaseReads(round);
+    if (this.isSoleVoter()) this.releaseReads(round);
   }
 
   /** See `Raft.retentionFloor`. */
@@ -300,7 +338,14 @@ export class Leader {
     );
   }
 
-  private committedInTerm(): boolean {
+  /** Whether an entry of this leader's term committed: until then it does not know the true commit index. */
+  committedInTerm(): boolean {
     return this.host.log.termOf(this.host.log.commitIndex) === this.term;
+  }
+
+  /** A single-voter cluster led by its only voter: a majority is this node alone. */
+  private isSoleVoter(): boolean {
+    const voters = this.host.voters();
+    return voters.length === 1 && voters[0] === this.host.id;
   }
 }

@@ -103,22 +103,24 @@ export class RaftLog {
   /**
    * Follower side of AppendEntries once `(prevLogIndex, prevLogTerm)` matched: truncate at the first
    * entry whose term differs and append from there. Entries that match are kept, so an old, reordered
-   * request can never shorten the log. Returns the index of the last entry the request carried.
+   * request can never shorten the log. Returns the index of the last entry the request carried, and the
+   * entries actually written (the log was cut back to just before the first of them), if any.
    */
-  appendFromLeader(prevLogIndex: number, entries: readonly Entry[]): number {
+  appendFromLeader(prevLogIndex: number, entries: readonly Entry[]): { lastNewIndex: number; written: readonly Entry[] } {
     assertContiguous(entries);
     if (entries.length > 0) assert(entries[0]!.index === prevLogIndex + 1, "append entries do not follow prevLogIndex");
     const lastNewIndex = prevLogIndex + entries.length;
     let k = 0;
     while (k < entries.length && this.matchTerm(entries[k]!.index, entries[k]!.term)) k++;
-    if (k === entries.length) return lastNewIndex;
+    if (k === entries.length) return { lastNewIndex, written: [] };
     const conflictIndex = entries[k]!.index;
     assert(conflictIndex > this.commitIndex, `leader asked to overwrite committed entry ${conflictIndex}`);
     assert(conflictIndex >= this.firstEntryIndex, "conflict below the first retained entry");
     this.entries.length = conflictIndex - this.firstEntryIndex;
     this.stableIndex = Math.min(this.stableIndex, conflictIndex - 1);
-    for (let j = k; j < entries.length; j++) this.entries.push(entries[j]!);
-    return lastNewIndex;
+    const written = entries.slice(k);
+    for (const entry of written) this.entries.push(entry);
+    return { lastNewIndex, written };
   }
 
   /** First index of the run of `term` that ends at `index`, not looking below `floorIndex`. */

@@ -1,5 +1,7 @@
 import { assert } from "../util/assert.js";
 import { type RaftConfig, validateRaftConfig } from "./config.js";
+import { applyConfigChange, type ConfigChange, configChangeProblem, encodeClusterConfig } from "./cluster-config.js";
+import { ConfigHistory } from "./config-history.js";
 import { Leader, type LeaderHost, type ProgressView } from "./leader.js";
 import { RaftLog } from "./log.js";
 import { tallyVotes, VoteOutcome } from "./quorum.js";
@@ -49,6 +51,9 @@ export interface RaftStatus {
   readonly snapshotIndex: number;
   readonly transferTarget: NodeId | null;
   readonly progress: ReadonlyMap<NodeId, ProgressView>;
+  /** The configuration in force (the last one appended), and the index of the entry that set it. */
+  readonly config: ClusterConfig;
+  readonly configIndex: number;
 }
 
 /**
@@ -60,7 +65,7 @@ export class Raft implements LeaderHost {
   readonly id: NodeId;
   readonly config: RaftConfig;
   readonly log: RaftLog;
-  private clusterConfig: ClusterConfig;
+  private readonly configs: ConfigHistory;
   private snapshotLatest: Snapshot | null;
 
   private currentTerm: number;
@@ -98,7 +103,8 @@ export class Raft implements LeaderHost {
     this.votedFor = initial.hardState.votedFor;
     this.log = new RaftLog(initial.snapshot, initial.entries, initial.hardState.commitIndex);
     this.snapshotLatest = initial.snapshot;
-    this.clusterConfig = initial.snapshot?.meta.config ?? initial.config;
+    const snapshotMeta = initial.snapshot?.meta;
+    this.configs = new ConfigHistory(snapshotMeta?.config ?? initial.config, snapshotMeta?.index ?? 0, snapshotMeta?.term ?? 0, initial.entries);
     assert(this.log.lastTerm <= this.currentTerm, "durable log holds a term above the durable current term");
     this.lastHardState = this.hardState();
     this.lastSoftState = this.softState();
@@ -144,7 +150,8 @@ export class Raft implements LeaderHost {
       case "snapshot":
         return this.handleSnapshot(message);
       case "append-response":
-        return this.leader?.handleAppendResponse(message, nowMs);
+        this.leader?.handleAppendResponse(message, nowMs);
+        return this.stepDownIfRemoved();
       case "heartbeat-response":
         return this.leader?.handleHeartbeatResponse(message, nowMs);
       case "timeout-now":
@@ -158,9 +165,28 @@ export class Raft implements LeaderHost {
     const refused = this.leader.refusesProposals();
     if (refused !== null) return { ok: false, reason: refused };
     if (data.length > this.config.proposalBytesMax) return { ok: false, reason: "proposal-too-large" };
-    const entry: Entry = { index: this.log.lastIndex + 1, term: this.currentTerm, type: EntryType.Normal, data };
-    this.log.append(entry);
-    return { ok: true, index: entry.index, term: entry.term };
+    return this.appendOwn(EntryType.Normal, data);
+  }
+
+  /**
+   * Appends a configuration change if this node leads (pitfalls 18 and 19): one change in flight, only
+   * once an entry of this term committed, and a learner is promoted only when it is caught up. The new
+   * configuration is in force from here on; the result says where its entry will commit.
+   */
+  proposeConfigChange(change: ConfigChange, nowMs: number): ProposeResult {
+    this.advanceClock(nowMs);
+    if (this.leader === null) return { ok: false, reason: "not-leader" };
+    const refused = this.leader.refusesProposals();
+    if (refused !== null) return { ok: false, reason: refused };
+    if (!this.leader.committedInTerm()) return { ok: false, reason: "term-not-committed" };
+    if (this.configs.currentIndex > this.log.commitIndex) return { ok: false, reason: "config-change-pending" };
+    const config = this.configs.current;
+    const problem = change.nodeId === this.id && change.type !== "remove" ? `${change.nodeId} is this leader` : configChangeProblem(config, change);
+    if (problem !== null) return { ok: false, reason: "invalid-config-change", detail: problem };
+    if (change.type === "promote" && !this.leader.caughtUp(change.nodeId, nowMs, this.config.promoteLagEntriesMax)) {
+      return { ok: false, reason: "learner-behind", detail: `${change.nodeId} is more than ${this.config.promoteLagEntriesMax} entries behind or not answering` };
+    }
+    return this.appendOwn(EntryType.Config, encodeClusterConfig(applyConfigChange(config, change)));
   }
 
   /**
@@ -187,6 +213,7 @@ export class Raft implements LeaderHost {
   /** The application persisted a snapshot at an applied index; the log before `retainFromIndex` is dropped. */
   compact(snapshot: Snapshot, retainFromIndex: number): void {
     this.log.compact(snapshot, retainFromIndex);
+    this.configs.compacted(this.log.snapshotIndex, this.log.snapshotTerm);
     if (this.snapshotLatest === null || snapshot.meta.index > this.snapshotLatest.meta.index) this.snapshotLatest = snapshot;
   }
 
@@ -262,6 +289,7 @@ export class Raft implements LeaderHost {
     if (lastApplied !== undefined && lastApplied.index > this.log.appliedIndex) this.log.appliedTo(lastApplied.index);
     // Pitfall 11: the leader counts its own log towards a majority only once it is durable.
     if (lastEntry !== undefined) this.leader?.maybeCommit();
+    this.stepDownIfRemoved();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -281,6 +309,8 @@ export class Raft implements LeaderHost {
       snapshotIndex: this.log.snapshotIndex,
       transferTarget: this.leader?.transferTarget ?? null,
       progress: this.leader?.progressView() ?? new Map(),
+      config: this.configs.current,
+      configIndex: this.configs.currentIndex,
     };
   }
 
@@ -296,6 +326,11 @@ export class Raft implements LeaderHost {
 
   termAt(index: number): number | undefined {
     return this.log.termOf(index);
+  }
+
+  /** The configuration in force at `index` (at or above the snapshot): what a snapshot taken there records. */
+  configAt(index: number): ClusterConfig {
+    return this.configs.at(index);
   }
 
   /**
@@ -413,8 +448,11 @@ export class Raft implements LeaderHost {
     this.role = Role.Leader;
     this.leaderId = this.id;
     this.leader = new Leader(this, this.currentTerm, this.peers(), this.nowMs);
-    // Pitfall 10: an empty entry of the new term commits the entries of earlier terms and enables reads.
-    this.log.append({ index: this.log.lastIndex + 1, term: this.currentTerm, type: EntryType.Empty, data: new Uint8Array(0) });
+    // Pitfall 10: an entry of the new term commits the entries of earlier terms and enables reads. The
+    // first leader of a cluster writes the bootstrap configuration (from the command line) into the log
+    // as that entry, so that from then on the membership is durable and replicated, not a flag.
+    if (this.configs.isBootstrap) this.appendOwn(EntryType.Config, encodeClusterConfig(this.configs.current));
+    else this.appendOwn(EntryType.Empty, new Uint8Array(0));
     this.leader.broadcastHeartbeat();
   }
 
@@ -470,7 +508,12 @@ export class Raft implements LeaderHost {
       return this.replyAppend(request.from, true, this.log.commitIndex);
     }
     if (!this.log.matchTerm(request.prevLogIndex, request.prevLogTerm)) return this.rejectAppend(request);
-    const lastNewIndex = this.log.appendFromLeader(request.prevLogIndex, request.entries);
+    const { lastNewIndex, written } = this.log.appendFromLeader(request.prevLogIndex, request.entries);
+    if (written.length > 0) {
+      // Pitfall 18: configurations take effect when appended, so a cut-back suffix takes its own with it.
+      this.configs.truncated(written[0]!.index);
+      this.configs.appended(written);
+    }
     const commitIndex = Math.min(request.leaderCommit, lastNewIndex);
     if (commitIndex > this.log.commitIndex) this.log.commitTo(commitIndex);
     this.replyAppend(request.from, true, lastNewIndex);
@@ -512,7 +555,7 @@ export class Raft implements LeaderHost {
     this.log.restore(request.snapshot);
     this.snapshotLatest = request.snapshot;
     this.receivedSnapshot = request.snapshot;
-    this.clusterConfig = meta.config;
+    this.configs.restored(meta.config, meta.index, meta.term);
     this.replyAppend(request.from, true, meta.index);
   }
 
@@ -553,15 +596,39 @@ export class Raft implements LeaderHost {
   }
 
   voters(): readonly NodeId[] {
-    return this.clusterConfig.voters;
+    return this.configs.current.voters;
   }
 
   isVoter(nodeId: NodeId): boolean {
-    return this.clusterConfig.voters.includes(nodeId);
+    return this.configs.current.voters.includes(nodeId);
   }
 
+  /** Every member this node would replicate to if it led: voters and learners but itself. */
   private peers(): NodeId[] {
-    return [...this.clusterConfig.voters, ...this.clusterConfig.learners].filter((nodeId) => nodeId !== this.id);
+    const config = this.configs.current;
+    return [...config.voters, ...config.learners].filter((nodeId) => nodeId !== this.id);
+  }
+
+  /** Appends an entry of this leader's term and starts replicating it to the members it names. */
+  private appendOwn(type: EntryType, data: Uint8Array): ProposeResult {
+    assert(this.leader !== null, "only a leader appends its own entries");
+    const entry: Entry = { index: this.log.lastIndex + 1, term: this.currentTerm, type, data };
+    this.log.append(entry);
+    if (type === EntryType.Config) {
+      this.configs.appended([entry]);
+      this.leader.setPeers(this.peers(), this.nowMs);
+    }
+    return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  /**
+   * Pitfall 20: a leader that removed itself keeps leading until that change commits (without counting
+   * itself), then hands over to the most up-to-date voter at once and steps down.
+   */
+  private stepDownIfRemoved(): void {
+    if (this.leader === null || this.isVoter(this.id) || this.configs.currentIndex > this.log.commitIndex) return;
+    this.leader.handOver();
+    this.becomeFollower(this.currentTerm, null);
   }
 
   private softState(): SoftState {

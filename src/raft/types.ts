@@ -4,10 +4,14 @@
 /** A member of the cluster, as named on the command line (`n1`, `n2`, ...). */
 export type NodeId = string;
 
-/** What an entry carries: application data, or the leader's empty entry of its term (never applied). */
+/**
+ * What an entry carries: application data, the leader's empty entry of its term (never applied), or a
+ * new cluster configuration (`encodeClusterConfig`), in force on each node from the moment it is appended.
+ */
 export const EntryType = {
   Normal: 0,
   Empty: 1,
+  Config: 2,
 } as const;
 export type EntryType = (typeof EntryType)[keyof typeof EntryType];
 
@@ -26,10 +30,15 @@ export interface HardState {
   readonly commitIndex: number;
 }
 
-/** Voting members and non-voting learners; a value the core reads, changed only through the log. */
+/**
+ * Voting members and non-voting learners; a value the core reads, changed only through the log.
+ * `addresses` gives each member's peer address (`host:port`) so that every node can reach members added
+ * at runtime; the core carries it without reading it.
+ */
 export interface ClusterConfig {
   readonly voters: readonly NodeId[];
   readonly learners: readonly NodeId[];
+  readonly addresses: Readonly<Record<NodeId, string>>;
 }
 
 /** Where a snapshot sits in the log and which configuration was in force there. */
@@ -143,7 +152,21 @@ export interface ReadState {
 }
 
 /** Why a read, proposal or transfer could not be taken. */
-export type RejectReason = "not-leader" | "transferring" | "no-quorum" | "too-many-reads" | "proposal-too-large" | "unknown-node";
+export type RejectReason =
+  | "not-leader"
+  | "transferring"
+  | "no-quorum"
+  | "too-many-reads"
+  | "proposal-too-large"
+  | "unknown-node"
+  /** A configuration change is appended but not committed yet: one at a time (pitfall 18). */
+  | "config-change-pending"
+  /** A new leader commits an entry of its own term before it changes the configuration (pitfall 18). */
+  | "term-not-committed"
+  /** The change does not apply to the current configuration; `detail` says why. */
+  | "invalid-config-change"
+  /** The learner is too far behind (or silent) to be promoted without stalling commits (pitfall 19). */
+  | "learner-behind";
 
 export interface ReadFailure {
   readonly context: unknown;
@@ -188,4 +211,4 @@ export interface Ready {
 /** Result of `propose`: where the entry will sit if it commits, or why it was not taken. */
 export type ProposeResult =
   | { readonly ok: true; readonly index: number; readonly term: number }
-  | { readonly ok: false; readonly reason: RejectReason };
+  | { readonly ok: false; readonly reason: RejectReason; readonly detail?: string };

@@ -2,7 +2,9 @@
 // and the directory synced, so that a crash leaves either the whole file or none of it under its name.
 //
 //   magic u32 | format version u16 | zero u16 | index u53 | term u53 | config bytes u32 | data bytes u32
-//   | config (voters and learners: count u16, then ids) | data | crc32 u32 over every byte before it
+//   | config | data | crc32 u32 over every byte before it
+// where config is voters and learners (each: count u16, then ids), then (since version 2) the members'
+// peer addresses (count u16, then id and address pairs). Version 1 files are still read, without addresses.
 
 import { promises as fs } from "node:fs";
 import path from "node:path";
@@ -16,7 +18,11 @@ import { nodeIdBytesMax } from "./wal-format.js";
 
 /** "RLSN" read as a little-endian u32. */
 export const snapshotMagic = 0x4e_53_4c_52;
-export const snapshotFormatVersion = 1;
+export const snapshotFormatVersion = 2;
+/** Older layouts this version still reads. */
+const snapshotFormatVersionsRead = [1, 2];
+/** Longest peer address stored for a member. */
+export const memberAddressBytesMax = 300;
 /** Largest application state in one snapshot; the whole of it is held in memory while written and read. */
 export const snapshotBytesMax = 1 << 30;
 /** Most voters plus learners a stored configuration may list. */
@@ -80,8 +86,8 @@ export function decodeSnapshotFile(buffer: Buffer, expectedIndex: number): Snaps
   if (buffer.length < fixedHeaderBytes + trailerBytes) return { ok: false, problem: `the file is ${buffer.length} bytes, shorter than a snapshot header` };
   if (buffer.readUInt32LE(0) !== snapshotMagic) return { ok: false, problem: "the file does not start with the snapshot magic number" };
   const version = buffer.readUInt16LE(4);
-  if (version !== snapshotFormatVersion) {
-    return { ok: false, problem: `the snapshot is in format version ${version}; this raftlock reads only version ${snapshotFormatVersion}` };
+  if (!snapshotFormatVersionsRead.includes(version)) {
+    return { ok: false, problem: `the snapshot is in format version ${version}; this raftlock reads versions ${snapshotFormatVersionsRead.join(" and ")}` };
   }
   const bodyEnd = buffer.length - trailerBytes;
   if (crc32(buffer.subarray(0, bodyEnd)) !== buffer.readUInt32LE(bodyEnd)) {
@@ -98,11 +104,12 @@ export function decodeSnapshotFile(buffer: Buffer, expectedIndex: number): Snaps
     const configReader = new ByteReader(buffer, fixedHeaderBytes, fixedHeaderBytes + configBytes);
     const voters = readMembers(configReader, "voter");
     const learners = readMembers(configReader, "learner");
+    const addresses = version >= 2 ? readAddresses(configReader) : {};
     configReader.expectEnd("configuration");
     if (index !== expectedIndex) return { ok: false, problem: `the file holds the snapshot at index ${index}, but its name says ${expectedIndex}` };
     const dataStart = fixedHeaderBytes + configBytes;
     const data = new Uint8Array(buffer.buffer, buffer.byteOffset + dataStart, dataBytes);
-    return { ok: true, snapshot: { meta: { index, term, config: { voters, learners } }, data } };
+    return { ok: true, snapshot: { meta: { index, term, config: { voters, learners, addresses } }, data } };
   } catch (error) {
     if (error instanceof DecodeError) return { ok: false, problem: `the snapshot passes its checksum but does not decode (${error.message})` };
     throw error;
@@ -117,6 +124,12 @@ function encodeHeader(snapshot: Snapshot): Buffer {
   const config = new ByteWriter(256);
   writeMembers(config, snapshot.meta.config.voters);
   writeMembers(config, snapshot.meta.config.learners);
+  const addresses = Object.entries(snapshot.meta.config.addresses);
+  config.u16(addresses.length);
+  for (const [member, address] of addresses) {
+    config.string(member, nodeIdBytesMax);
+    config.string(address, memberAddressBytesMax);
+  }
   const writer = new ByteWriter(fixedHeaderBytes + config.length);
   writer.u32(snapshotMagic);
   writer.u16(snapshotFormatVersion);
@@ -141,4 +154,16 @@ function readMembers(reader: ByteReader, what: string): ClusterConfig["voters"] 
   const members: NodeId[] = [];
   for (let k = 0; k < count; k++) members.push(reader.string(`${what} id`, nodeIdBytesMax));
   return members;
+}
+
+function readAddresses(reader: ByteReader): Record<NodeId, string> {
+  const countAt = reader.position;
+  const count = reader.u16("address count");
+  if (count > configMembersMax) throw new DecodeError(`${count} addresses, above configMembersMax`, countAt);
+  const addresses: Record<NodeId, string> = {};
+  for (let k = 0; k < count; k++) {
+    const member = reader.string("member id", nodeIdBytesMax);
+    addresses[member] = reader.string("member address", memberAddressBytesMax);
+  }
+  return addresses;
 }

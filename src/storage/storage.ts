@@ -253,7 +253,7 @@ export class Storage {
     for (const [k, entry] of entries.entries()) {
       assert(Number.isSafeInteger(entry.index) && entry.index >= 1, `entry index ${entry.index} is not an index`);
       assert(Number.isSafeInteger(entry.term) && entry.term <= currentTerm, `entry ${entry.index} has term ${entry.term}, above the current term`);
-      assert(entry.type === EntryType.Normal || entry.type === EntryType.Empty, `entry ${entry.index} has unknown type ${entry.type}`);
+      assert(Object.values(EntryType).includes(entry.type), `entry ${entry.index} has unknown type ${entry.type}`);
       const previous = entries[k - 1];
       if (previous === undefined) {
         assert(entry.index <= logEndIndex + 1, `entries start at index ${entry.index} but the log ends at ${logEndIndex} (a gap)`);

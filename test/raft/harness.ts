@@ -26,7 +26,7 @@ export function testConfig(id: NodeId, overrides: Partial<RaftConfig> = {}): Raf
 }
 
 export function freshState(voters: NodeId[]): RaftInitialState {
-  return { hardState: { currentTerm: 0, votedFor: null, commitIndex: 0 }, snapshot: null, entries: [], config: { voters, learners: [] } };
+  return { hardState: { currentTerm: 0, votedFor: null, commitIndex: 0 }, snapshot: null, entries: [], config: { voters, learners: [], addresses: {} } };
 }
 
 export function entry(index: number, term: number, text = `e${index}`): Entry {
@@ -71,6 +71,15 @@ export class TestNet {
       this.disks.set(id, { hardState: state.hardState, snapshot: state.snapshot, entries: [...state.entries], applied: [] });
       this.readies.set(id, []);
     }
+  }
+
+  /** Starts another node (a new member joining: it knows no configuration until the leader's reaches it). */
+  addNode(id: NodeId, initial: RaftInitialState = freshState([]), overrides: Partial<RaftConfig> = {}): Raft {
+    const raft = new Raft(testConfig(id, overrides), initial, this.nowMs);
+    this.nodes.set(id, raft);
+    this.disks.set(id, { hardState: initial.hardState, snapshot: initial.snapshot, entries: [...initial.entries], applied: [] });
+    this.readies.set(id, []);
+    return raft;
   }
 
   node(id: NodeId): Raft {

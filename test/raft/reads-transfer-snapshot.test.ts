@@ -119,7 +119,7 @@ describe("snapshots (pitfall 16)", () => {
     net.deliverAll();
     const leader = net.node("n1");
     const appliedIndex = leader.status().lastApplied;
-    const snapshot = { meta: { index: appliedIndex, term: leader.termAt(appliedIndex)!, config: { voters: ["n1", "n2", "n3"], learners: [] } }, data: bytes("state") };
+    const snapshot = { meta: { index: appliedIndex, term: leader.termAt(appliedIndex)!, config: { voters: ["n1", "n2", "n3"], learners: [], addresses: {} } }, data: bytes("state") };
     leader.compact(snapshot, appliedIndex - 2);
     expect(leader.status().firstIndex).toBe(appliedIndex - 2);
     net.isolated.delete("n3");

@@ -14,7 +14,7 @@ describe("replication recovers from what the network and disks do", () => {
     for (let k = 0; k < 5; k++) leader.propose(bytes(`v${k}`));
     net.deliverAll();
     const applied = leader.status().lastApplied;
-    leader.compact({ meta: { index: applied, term: leader.termAt(applied)!, config: { voters, learners: [] } }, data: bytes("s") }, applied + 1);
+    leader.compact({ meta: { index: applied, term: leader.termAt(applied)!, config: { voters, learners: [], addresses: {} } }, data: bytes("s") }, applied + 1);
     net.isolated.delete("n3");
     leader.reportUnreachable("n3");
     net.advance(heartbeatMs * 3);
@@ -29,7 +29,7 @@ describe("replication recovers from what the network and disks do", () => {
     raft.step({ type: "append", from: "n1", to: "n2", term: 2, prevLogIndex: 3, prevLogTerm: 2, entries: [], leaderCommit: 3 }, 10);
     const first = raft.ready();
     expect(first.committedEntries).toHaveLength(3);
-    const snapshot = { meta: { index: 10, term: 2, config: { voters, learners: [] } }, data: bytes("s") };
+    const snapshot = { meta: { index: 10, term: 2, config: { voters, learners: [], addresses: {} } }, data: bytes("s") };
     raft.step({ type: "snapshot", from: "n1", to: "n2", term: 2, snapshot }, 11);
     raft.advance(first);
     const second = raft.ready();

@@ -52,6 +52,7 @@ export const simRaftDefaults: RaftTunables = {
   inflightBytesMax: 8192,
   pendingReadsMax: 1000,
   proposalBytesMax: 4096,
+  promoteLagEntriesMax: 20,
 };
 
 type SimEvent =
@@ -122,7 +123,7 @@ export class Cluster implements NodeHost {
         this,
         {
           raftTunables: { ...simRaftDefaults, ...options.raft },
-          bootstrapConfig: { voters: ids, learners: [] },
+          bootstrapConfig: { voters: ids, learners: [], addresses: {} },
           compactEveryEntries: options.compactEveryEntries ?? 0,
           retainedEntries: options.retainedEntries ?? 5,
           retainedEntriesMax: Math.max(options.retainedEntries ?? 5, options.retainedEntriesMax ?? 100),

@@ -219,7 +219,7 @@ export class SimNode {
       meta: {
         index,
         term: stateMachine.appliedTerm,
-        config: this.disk.durable.snapshot?.meta.config ?? this.options.bootstrapConfig,
+        config: raft.configAt(index),
       },
       data: stateMachine.snapshot(),
     };

@@ -37,7 +37,7 @@ export class ValueLog {
   apply(entry: Entry): void {
     this.appliedIndex = entry.index;
     this.appliedTerm = entry.term;
-    if (entry.type === EntryType.Empty) return;
+    if (entry.type !== EntryType.Normal) return; // empty and configuration entries carry no value
     const value = decodeValue(entry.data);
     this.values.push(value);
     this.valueSet.add(value);

@@ -77,6 +77,6 @@ describe("snapshot file format", () => {
     const newer = Buffer.alloc(100);
     newer.writeUInt32LE(0x4e_53_4c_52, 0);
     newer.writeUInt16LE(9, 4);
-    expect(decodeSnapshotFile(newer, 1)).toEqual({ ok: false, problem: "the snapshot is in format version 9; this raftlock reads only version 1" });
+    expect(decodeSnapshotFile(newer, 1)).toEqual({ ok: false, problem: "the snapshot is in format version 9; this raftlock reads versions 1 and 2" });
   });
 });

@@ -35,7 +35,7 @@ class DurableNode {
     const random = () => voters.indexOf(this.id) / voters.length;
     this.raft = new Raft(
       { ...raftConfigDefaults, id: this.id, electionTimeoutMinMs: 1000, electionTimeoutMaxMs: 2000, heartbeatIntervalMs: 100, random },
-      { ...recovered, config: { voters, learners: [] } },
+      { ...recovered, config: { voters, learners: [], addresses: {} } },
       nowMs,
     );
   }
@@ -73,7 +73,7 @@ class DurableNode {
     const { lastApplied } = this.raft.status();
     if (lastApplied - this.snapshotIndex < snapshotEveryEntries) return;
     const snapshot: Snapshot = {
-      meta: { index: lastApplied, term: this.raft.termAt(lastApplied)!, config: { voters, learners: [] } },
+      meta: { index: lastApplied, term: this.raft.termAt(lastApplied)!, config: { voters, learners: [], addresses: {} } },
       data: new TextEncoder().encode(JSON.stringify(this.applied)),
     };
     const retainFromIndex = Math.max(1, lastApplied + 1 - retainedEntries);

@@ -56,7 +56,7 @@ export function hardState(currentTerm: number, votedFor: string | null, commitIn
 }
 
 export function snapshot(index: number, term: number, text = `state at ${index}`): Snapshot {
-  return { meta: { index, term, config: { voters: ["n1", "n2", "n3"], learners: [] } }, data: new TextEncoder().encode(text) };
+  return { meta: { index, term, config: { voters: ["n1", "n2", "n3"], learners: [], addresses: {} } }, data: new TextEncoder().encode(text) };
 }
 
 /** Compares entries by value (the data of recovered entries is a plain Uint8Array copy). */

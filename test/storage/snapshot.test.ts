@@ -31,7 +31,7 @@ describe("snapshots", () => {
     await storage.saveSnapshot(snapshot(80, 1, "lock table at 80"), 61);
     await storage.close();
     const { recovered } = await recover(dir, options);
-    expect(recovered.snapshot?.meta).toEqual({ index: 80, term: 1, config: { voters: ["n1", "n2", "n3"], learners: [] } });
+    expect(recovered.snapshot?.meta).toEqual({ index: 80, term: 1, config: { voters: ["n1", "n2", "n3"], learners: [], addresses: {} } });
     expect(new TextDecoder().decode(recovered.snapshot?.data)).toBe("lock table at 80");
     // Whole segments are deleted, so the retained log may start a little below retainFromIndex.
     expect(recovered.entries[0]!.index).toBeLessThanOrEqual(61);
@@ -191,7 +191,7 @@ describe("snapshots", () => {
     const dir = await tempDir();
     const storage = await writeLog(dir, 10);
     const data = new Uint8Array(70_000).map((_, k) => (k * 13) & 0xff);
-    const withLearners = { meta: { index: 10, term: 1, config: { voters: ["n1", "ñ2"], learners: ["learner-é"] } }, data };
+    const withLearners = { meta: { index: 10, term: 1, config: { voters: ["n1", "ñ2"], learners: ["learner-é"], addresses: { n1: "127.0.0.1:7001", "learner-é": "[::1]:7009" } } }, data };
     await storage.saveSnapshot(withLearners, 11);
     await storage.close();
     const { recovered } = await recover(dir, options);
