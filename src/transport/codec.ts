@@ -12,7 +12,7 @@ import type { ByteReader } from "../util/bytes.js";
 import { messageBytesMin, readMessage, readSnapshotMeta, writeMessage, writeSnapshotMeta } from "./message-codec.js";
 import { clusterTokenBytesMax, CodecError, decodeWire, encodeWire, idBytesMax, reasonBytesMax } from "./wire.js";
 
-export { clusterTokenBytesMax, CodecError, idBytesMax, reasonBytesMax } from "./wire.js";
+export { addressBytesMax, clusterTokenBytesMax, CodecError, idBytesMax, reasonBytesMax } from "./wire.js";
 
 export const wireVersion = 1;
 

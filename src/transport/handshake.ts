@@ -4,6 +4,9 @@
 // order works as long as both sides compute the same) dials, the higher one accepts. Only the dialer
 // reconnects. An acceptor that gets a second authenticated stream from the same peer keeps the newer one:
 // the dialer opens a stream only after its previous one is gone, so the older one is a half-open leftover.
+//
+// The acceptor takes authenticated dialers it has no link for yet: a node joining a cluster does not know
+// the members, and those with lower ids dial it. Their number is bounded by `linksMax`.
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { HelloFrame, WelcomeFrame } from "./codec.js";
@@ -28,17 +31,24 @@ export interface AcceptorIdentity {
   readonly nodeId: string;
   readonly clusterId: string;
   readonly clusterToken: string | undefined;
-  readonly peerIds: ReadonlySet<string>;
+}
+
+/** The peers the acceptor holds a link for (a Map or Set of ids), and how many it may hold. */
+export interface AcceptorLinks {
+  readonly peerIds: { has(peerId: string): boolean; readonly size: number };
+  readonly linksMax: number;
 }
 
 /** Why the acceptor refuses `hello`, or null to accept. Reasons go to the log and back to the dialer: never the token. */
-export function refusalReason(hello: HelloFrame, self: AcceptorIdentity): string | null {
+export function refusalReason(hello: HelloFrame, self: AcceptorIdentity, links: AcceptorLinks): string | null {
   // The token first: a dialer without it learns nothing else about this cluster from the refusal.
   if (!clusterTokensMatch(self.clusterToken, hello.clusterToken)) return "cluster token mismatch";
   if (hello.clusterId !== self.clusterId) return `cluster id mismatch: dialer is in "${hello.clusterId}", this node in "${self.clusterId}"`;
   if (hello.toNodeId !== self.nodeId) return `dialed node "${hello.toNodeId}" but reached "${self.nodeId}"; check the --peers addresses`;
-  if (!self.peerIds.has(hello.fromNodeId)) return `"${hello.fromNodeId}" is not a peer of "${self.nodeId}"`;
   if (!dialsTo(hello.fromNodeId, self.nodeId)) return `wrong dial direction: "${self.nodeId}" dials "${hello.fromNodeId}", not the other way`;
+  if (!links.peerIds.has(hello.fromNodeId) && links.peerIds.size >= links.linksMax) {
+    return `"${self.nodeId}" already holds ${links.peerIds.size} peer links (linksMax ${links.linksMax}) and "${hello.fromNodeId}" is not among its peers; remove departed peers or raise linksMax`;
+  }
   return null;
 }
 

@@ -31,6 +31,11 @@ export interface TransportLimits {
   readonly handshakeTimeoutMs: number;
   /** Accepted sockets that have not completed the handshake yet; more are refused at once. */
   readonly handshakesPendingMax: number;
+  /**
+   * Peers this node holds a link for: configured ones and authenticated dialers it was not told about
+   * (a joining node is dialed by members it does not know yet). Far above the largest cluster (peersMax).
+   */
+  readonly linksMax: number;
   /** First reconnect delay; it doubles per failed attempt up to the max, with jitter. */
   readonly reconnectDelayBaseMs: number;
   readonly reconnectDelayMaxMs: number;
@@ -53,6 +58,7 @@ export const transportLimitsDefault: TransportLimits = {
   requestPayloadBytesMax: 2 << 20,
   handshakeTimeoutMs: 5_000,
   handshakesPendingMax: 64,
+  linksMax: 64,
   reconnectDelayBaseMs: 100,
   reconnectDelayMaxMs: 5_000,
   keepaliveIntervalMs: 1_000,

@@ -3,13 +3,15 @@
 //   u8 type | string from | string to | u53 term | fields of the type, in the order of types.ts
 //
 // An append's entries are laid out as in src/util/entry-bytes.ts; both sides check that they follow
-// prevLogIndex without gaps. A snapshot's meta is `u53 index, u53 term, u16 + ids voters, u16 + ids learners`.
+// prevLogIndex without gaps. A snapshot's meta is
+//
+//   u53 index | u53 term | u16 count + ids voters | u16 count + ids learners | u16 count + (id, address) addresses
 
 import type { Entry, Message, MessageType, SnapshotMeta } from "../raft/types.js";
 import { assert } from "../util/assert.js";
 import type { ByteReader, ByteSink } from "../util/bytes.js";
 import { entryBytesMin, readEntry, writeEntry } from "../util/entry-bytes.js";
-import { CodecError, idBytesMax } from "./wire.js";
+import { addressBytesMax, CodecError, idBytesMax } from "./wire.js";
 
 const messageTypeCodes = {
   vote: 1,
@@ -86,6 +88,12 @@ export function writeSnapshotMeta(sink: ByteSink, meta: SnapshotMeta): void {
     sink.u16(members.length);
     for (const id of members) sink.string(id, idBytesMax);
   }
+  const addresses = Object.entries(meta.config.addresses);
+  sink.u16(addresses.length);
+  for (const [id, address] of addresses) {
+    sink.string(id, idBytesMax);
+    sink.string(address, addressBytesMax);
+  }
 }
 
 export function readMessage(reader: ByteReader): Message {
@@ -148,7 +156,8 @@ export function readSnapshotMeta(reader: ByteReader): SnapshotMeta {
   const term = reader.u53("snapshot term");
   const voters = readIds(reader, "voters");
   const learners = readIds(reader, "learners");
-  return { index, term, config: { voters, learners } };
+  const addresses = readAddresses(reader);
+  return { index, term, config: { voters, learners, addresses } };
 }
 
 function readIds(reader: ByteReader, what: string): string[] {
@@ -156,4 +165,18 @@ function readIds(reader: ByteReader, what: string): string[] {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) ids.push(reader.string(what, idBytesMax));
   return ids;
+}
+
+function readAddresses(reader: ByteReader): Record<string, string> {
+  const count = reader.u16("addresses count");
+  const entries = new Map<string, string>();
+  for (let i = 0; i < count; i++) {
+    const id = reader.string("address id", idBytesMax);
+    const address = reader.string("address", addressBytesMax);
+    // A record cannot hold an id twice, so our encoder never writes one; a second would silently win.
+    if (entries.has(id)) throw new CodecError(`addresses name "${id}" twice`);
+    entries.set(id, address);
+  }
+  // fromEntries defines own properties: an id such as "__proto__" stays an id, not a prototype.
+  return Object.fromEntries(entries);
 }

@@ -58,6 +58,8 @@ export class PeerLink {
   private controlQueuedBytes = 0;
   private flushScheduled = false;
   private unreachableNotifyPending = false;
+  /** Set by `shutdown` or `remove`; a released link calls nothing back. */
+  private released = false;
 
   private outboundSnapshot: OutboundSnapshot | null = null;
   private nextTransferId = 1;
@@ -102,13 +104,35 @@ export class PeerLink {
 
   /** The transport is closing: release everything without calling back into the node. */
   shutdown(): void {
+    this.release(() => new PeerUnavailableError(this.peerId, "the peer transport is closed", false));
+  }
+
+  /**
+   * The peer left this node's peers (`Transport.removePeer`): its pending requests fail with `reason`, and
+   * nothing about it reaches the node any more, not even callbacks deferred before. The transport closes
+   * its sockets.
+   */
+  remove(reason: string): void {
+    this.release((written) => new PeerUnavailableError(this.peerId, reason, written));
+  }
+
+  private release(errorFor: (written: boolean) => PeerUnavailableError): void {
+    this.released = true;
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     this.connection = null;
+    this.dialing = null;
     this.dropQueues();
-    this.pendingRequests.rejectAll(() => new PeerUnavailableError(this.peerId, "the peer transport is closed", false));
+    this.pendingRequests.rejectAll(errorFor);
     this.outboundSnapshot = null;
     this.inboundSnapshot = null;
+  }
+
+  /** `context.defer`, skipped once this link is released: a removed peer is reported to nobody. */
+  private defer(callback: () => void): void {
+    this.context.defer(() => {
+      if (!this.released) callback();
+    });
   }
 
   private dropQueues(): void {
@@ -121,7 +145,7 @@ export class PeerLink {
   private notifyUnreachable(): void {
     if (this.unreachableNotifyPending) return;
     this.unreachableNotifyPending = true;
-    this.context.defer(() => {
+    this.defer(() => {
       this.unreachableNotifyPending = false;
       this.context.onUnreachable(this.peerId);
     });
@@ -175,12 +199,12 @@ export class PeerLink {
     const { snapshotBytesMax } = this.context.limits;
     if (this.connection === null) {
       this.notifyUnreachable();
-      this.context.defer(() => this.context.onSnapshotStatus(this.peerId, false));
+      this.defer(() => this.context.onSnapshotStatus(this.peerId, false));
       return;
     }
     if (dataBytes > snapshotBytesMax) {
       this.context.logger.error({ peerId: this.peerId, snapshotBytes: dataBytes, snapshotBytesMax }, "snapshot exceeds snapshotBytesMax; not sent");
-      this.context.defer(() => this.context.onSnapshotStatus(this.peerId, false));
+      this.defer(() => this.context.onSnapshotStatus(this.peerId, false));
       return;
     }
     // A newer snapshot replaces an unfinished one. The core tracks one pending snapshot per follower,
@@ -193,7 +217,7 @@ export class PeerLink {
   private finishSnapshot(transfer: OutboundSnapshot, delivered: boolean): void {
     if (this.outboundSnapshot !== transfer) return;
     this.outboundSnapshot = null;
-    this.context.defer(() => this.context.onSnapshotStatus(this.peerId, delivered));
+    this.defer(() => this.context.onSnapshotStatus(this.peerId, delivered));
   }
 
   request(payload: Uint8Array, timeoutMs: number): Promise<Uint8Array> {

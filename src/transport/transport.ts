@@ -5,6 +5,10 @@
 // reconnects, with capped exponential backoff and jitter. Every stream starts with a handshake (cluster id,
 // node ids, cluster token) before any other frame; wire format in codec.ts, limits in limits.ts.
 //
+// Membership changes at runtime: `addPeer` and `removePeer`. An authenticated dialer this node was not told
+// about gets a link too (a joining node learns the members only from its log); this node never dials it
+// unless `addPeer` gives it an address.
+//
 // Callbacks (onMessage, onUnreachable, onSnapshotStatus, onRequest) never run inside `send` or `request`,
 // and none runs after `close()`.
 
@@ -21,7 +25,7 @@ import { CloseCode, closeReasonBytesMax, type ConnectionState, PeerConnection } 
 import { PeerUnavailableError } from "./errors.js";
 import { type AcceptorIdentity, dialsTo, refusalReason, welcomeMismatch } from "./handshake.js";
 import { reconnectDelayMs, resolveLimits, type TransportLimits } from "./limits.js";
-import { peerPath, peerUrl, validateOptions } from "./options.js";
+import { peerPath, peerProblems, peerUrl, validateOptions } from "./options.js";
 import { type LinkContext, PeerLink } from "./peer-link.js";
 
 export { PeerUnavailableError, RemoteHandlerError, RequestError, RequestLimitError, RequestTimeoutError } from "./errors.js";
@@ -39,7 +43,7 @@ export interface TransportOptions {
   nodeId: string;
   clusterId: string;
   listen: PeerAddress;
-  /** Every other member; excludes this node. */
+  /** The other members known at start; excludes this node. `addPeer` and `removePeer` change them later. */
   peers: ReadonlyMap<string, PeerAddress>;
   /** Shared secret every dialer must present. Travels in the handshake: use on trusted networks or under TLS. */
   clusterToken?: string;
@@ -55,9 +59,11 @@ export interface TransportOptions {
 export class Transport {
   private readonly limits: TransportLimits;
   private readonly logger: Logger;
-  /** A copy: the caller's map may change, the members of this transport do not. */
-  private readonly peers: ReadonlyMap<string, PeerAddress>;
+  /** Where each peer listens, for the peers we dial; a copy, changed only by addPeer and removePeer. */
+  private readonly addresses: Map<string, PeerAddress>;
+  /** One per peer, configured or accepted unannounced; at most `linksMax`. */
   private readonly links = new Map<string, PeerLink>();
+  private readonly linkContext: LinkContext;
   private readonly connections = new Set<PeerConnection>();
   private readonly identity: AcceptorIdentity;
   private readonly httpServer: Server;
@@ -72,8 +78,9 @@ export class Transport {
 
   /** Validates the options, listens, and starts dialing the peers this node dials. */
   static async start(options: TransportOptions): Promise<Transport> {
-    validateOptions(options);
-    const transport = new Transport(options, resolveLimits(options.limits));
+    const limits = resolveLimits(options.limits);
+    validateOptions(options, limits.linksMax);
+    const transport = new Transport(options, limits);
     await transport.listen();
     transport.startDialing();
     return transport;
@@ -85,15 +92,10 @@ export class Transport {
   ) {
     this.limits = limits;
     this.logger = options.logger.child({ component: "transport" });
-    this.peers = new Map(options.peers);
-    this.identity = {
-      nodeId: options.nodeId,
-      clusterId: options.clusterId,
-      clusterToken: options.clusterToken,
-      peerIds: new Set(this.peers.keys()),
-    };
-    const context = this.linkContext();
-    for (const peerId of this.peers.keys()) this.links.set(peerId, new PeerLink(peerId, context));
+    this.addresses = new Map(options.peers);
+    this.identity = { nodeId: options.nodeId, clusterId: options.clusterId, clusterToken: options.clusterToken };
+    this.linkContext = this.createLinkContext();
+    for (const peerId of this.addresses.keys()) this.links.set(peerId, new PeerLink(peerId, this.linkContext));
     this.httpServer = createServer((_request, response) => {
       response.writeHead(426, { "content-type": "text/plain" }).end("raftlock peer port: WebSocket connections only\n");
     });
@@ -101,7 +103,7 @@ export class Transport {
     this.httpServer.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(request, socket, head));
   }
 
-  private linkContext(): LinkContext {
+  private createLinkContext(): LinkContext {
     const { options } = this;
     return {
       nodeId: options.nodeId,
@@ -149,6 +151,61 @@ export class Transport {
     const link = this.links.get(peerId);
     if (link === undefined) return Promise.reject(new PeerUnavailableError(peerId, `"${peerId}" is not a configured peer`, false));
     return link.request(payload, timeoutMs);
+  }
+
+  /**
+   * Adds a peer, or gives a known one a new address. This node dials it at once when it is the dialer
+   * (handshake.ts); a new address takes effect at the next dial, an open stream stays. Throws an Error
+   * saying what to change for an invalid id or address, or when `linksMax` peers are already linked.
+   */
+  addPeer(peerId: string, address: PeerAddress): void {
+    const problems = peerProblems(this.options.nodeId, peerId, address);
+    if (problems.length > 0) throw new Error(`cannot add peer: ${problems.join("; ")}`);
+    if (this.closed) return;
+    let link = this.links.get(peerId);
+    if (link === undefined) {
+      const { linksMax } = this.limits;
+      if (this.links.size >= linksMax) {
+        throw new Error(`cannot add peer "${peerId}": this node already holds ${this.links.size} peer links (linksMax ${linksMax}); remove departed peers first`);
+      }
+      link = new PeerLink(peerId, this.linkContext);
+      this.links.set(peerId, link);
+    }
+    const previous = this.addresses.get(peerId);
+    this.addresses.set(peerId, address);
+    this.unknownPeersWarned.delete(peerId);
+    if (previous !== undefined && previous.host === address.host && previous.port === address.port) return;
+    this.logger.info({ peerId, address, previousAddress: previous }, previous === undefined ? "added a peer" : "peer address changed");
+    if (!dialsTo(this.options.nodeId, peerId)) return;
+    if (link.reconnectTimer !== null) {
+      // Waiting out a backoff earned at the old address: the new one deserves a try now.
+      clearTimeout(link.reconnectTimer);
+      link.reconnectAttempt = 0;
+    }
+    this.dial(link);
+  }
+
+  /**
+   * Forgets a peer: closes its streams, stops reconnecting, fails its pending requests with
+   * PeerUnavailableError, and reports nothing more about it. Sends to it are dropped as to any unknown
+   * node. Idempotent. If it dials this node again it is accepted as an unannounced peer.
+   */
+  removePeer(peerId: string): void {
+    this.addresses.delete(peerId);
+    const link = this.links.get(peerId);
+    if (this.closed || link === undefined) return;
+    // Out of the map first: the sockets' endings below then find no link to detach or to redial.
+    this.links.delete(peerId);
+    const reason = `"${peerId}" was removed from the peers of "${this.options.nodeId}"`;
+    const sockets = [link.connection, link.dialing].filter((connection) => connection !== null);
+    link.remove(reason);
+    for (const connection of sockets) this.closeConnection(connection, CloseCode.Normal, reason);
+    this.logger.info({ peerId }, "removed a peer");
+  }
+
+  /** Peers this node holds a link for (configured or accepted unannounced), sorted. */
+  peerIds(): string[] {
+    return [...this.links.keys()].sort();
   }
 
   /** Peers with an authenticated, open stream, sorted. */
@@ -240,15 +297,14 @@ export class Transport {
       return;
     }
     connection.peerId = frame.fromNodeId;
-    const reason = refusalReason(frame, this.identity);
+    const reason = refusalReason(frame, this.identity, { peerIds: this.links, linksMax: this.limits.linksMax });
     if (reason !== null) {
       this.logger.warn({ peerId: frame.fromNodeId, remoteAddress: connection.remoteAddress, reason }, "refused a peer connection");
       connection.ws.send(encodeFrame({ kind: "refuse", reason: truncateUtf8(reason, reasonBytesMax) }));
       this.closeConnection(connection, CloseCode.PolicyViolation, reason);
       return;
     }
-    const link = this.links.get(frame.fromNodeId);
-    assert(link !== undefined, "handshake accepted a node that has no link");
+    const link = this.links.get(frame.fromNodeId) ?? this.linkUnannounced(frame.fromNodeId, connection);
     if (link.connection !== null) {
       this.logger.info({ peerId: link.peerId }, "peer opened a new stream; closing its previous one");
       this.closeConnection(link.connection, CloseCode.Replaced, "replaced by a newer stream from the same peer");
@@ -256,6 +312,15 @@ export class Transport {
     this.open(connection);
     connection.ws.send(encodeFrame({ kind: "welcome", clusterId: this.options.clusterId, nodeId: this.options.nodeId }));
     link.attach(connection);
+  }
+
+  /** A link for an authenticated dialer we were not told about, e.g. a member dialing this joining node. */
+  private linkUnannounced(peerId: string, connection: PeerConnection): PeerLink {
+    assert(this.links.size < this.limits.linksMax, "accepted a dialer beyond linksMax");
+    const link = new PeerLink(peerId, this.linkContext);
+    this.links.set(peerId, link);
+    this.logger.info({ peerId, remoteAddress: connection.remoteAddress }, "accepted a stream from a node that is not among the configured peers");
+    return link;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -269,7 +334,7 @@ export class Transport {
   private dial(link: PeerLink): void {
     link.reconnectTimer = null;
     if (this.closed || link.connection !== null || link.dialing !== null) return;
-    const address = this.peers.get(link.peerId);
+    const address = this.addresses.get(link.peerId);
     assert(address !== undefined, "dialing a peer without an address");
     const ws = new WebSocket(peerUrl(address), {
       maxPayload: this.limits.frameBytesMax,

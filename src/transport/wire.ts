@@ -11,6 +11,8 @@ export class CodecError extends Error {
 
 /** Node ids and the cluster id, on the wire and in configuration (wire format limits, fixed per version). */
 export const idBytesMax = 255;
+/** A member's peer address in a cluster configuration, `host:port` (a DNS name is at most 253 bytes). */
+export const addressBytesMax = 300;
 /** The shared cluster token. */
 export const clusterTokenBytesMax = 1024;
 /** Refusal reasons and remote error messages; longer texts are cut (see `truncateUtf8`). */

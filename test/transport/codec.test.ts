@@ -1,11 +1,13 @@
 import { describe, expect, it } from "vitest";
 import {
+  addressBytesMax,
   CodecError,
   decodeFrame,
   encodeFrame,
   encodeMessages,
   type Frame,
   FrameType,
+  idBytesMax,
   ResponseStatus,
   wireVersion,
 } from "../../src/transport/codec.js";
@@ -42,7 +44,18 @@ export const everyMessageType: Message[] = [
     from: "n1",
     to: "n4",
     term: 9,
-    snapshot: { meta: { index: 500, term: 8, config: { voters: ["n1", "n2", "n3"], learners: ["n4", "nœud-5"] } }, data: binary },
+    snapshot: {
+      meta: {
+        index: 500,
+        term: 8,
+        config: {
+          voters: ["n1", "n2", "n3"],
+          learners: ["n4", "nœud-5"],
+          addresses: { n1: "10.0.0.1:7001", n2: "[::1]:7002", n3: "n3.internal:7003", n4: "[fe80::1%eth0]:7004", "nœud-5": "nœud.example:7005" },
+        },
+      },
+      data: binary,
+    },
   },
   { type: "timeout-now", from: "n1", to: "n2", term: 9 },
 ];
@@ -52,7 +65,7 @@ const everyOtherFrame: Frame[] = [
   { kind: "hello", clusterId: "prod", fromNodeId: "n1", toNodeId: "n2", clusterToken: null },
   { kind: "welcome", clusterId: "prod", nodeId: "n2" },
   { kind: "refuse", reason: "cluster token mismatch" },
-  { kind: "snapshot-begin", transferId: 3, from: "n1", to: "n2", term: 4, meta: { index: 9, term: 4, config: { voters: ["n1"], learners: [] } }, dataBytes: 1 << 30 },
+  { kind: "snapshot-begin", transferId: 3, from: "n1", to: "n2", term: 4, meta: { index: 9, term: 4, config: { voters: ["n1"], learners: [], addresses: {} } }, dataBytes: 1 << 30 },
   { kind: "snapshot-chunk", transferId: 3, offset: 262_144, data: binary },
   { kind: "request", requestId: 0xffff_ffff, payload: binary },
   { kind: "response", requestId: 1, status: ResponseStatus.Ok, payload: binary, error: "" },
@@ -105,6 +118,37 @@ describe("wire codec, version 1", () => {
 
   it("round-trips every other frame type", () => {
     for (const frame of everyOtherFrame) expect(decodeFrame(encodeFrame(frame))).toEqual(frame);
+  });
+
+  it("round-trips a snapshot's member addresses at the limits of ids and addresses", () => {
+    const longId = "n".repeat(idBytesMax);
+    const addresses = { [longId]: `${"h".repeat(addressBytesMax - 5)}:7001`, ["__proto__"]: "[::1]:7002", "7": "127.0.0.1:7007", "10": "127.0.0.1:7010" };
+    const meta = { index: 9, term: 4, config: { voters: [longId, "__proto__"], learners: ["7", "10"], addresses } };
+    const begin: Frame = { kind: "snapshot-begin", transferId: 1, from: "n1", to: "n2", term: 4, meta, dataBytes: 0 };
+    const decoded = decodeFrame(encodeFrame(begin));
+    expect(decoded).toEqual(begin);
+    if (decoded.kind !== "snapshot-begin") throw new Error("expected a snapshot-begin");
+    expect(Object.getPrototypeOf(decoded.meta.config.addresses)).toBe(Object.prototype); // "__proto__" stayed an id
+    expect(Object.keys(decoded.meta.config.addresses).sort()).toEqual(Object.keys(addresses).sort());
+    const snapshot: Message = { type: "snapshot", from: "n1", to: "n2", term: 4, snapshot: { meta, data: binary } };
+    expect(decodeFrame(encodeMessages([snapshot]))).toEqual({ kind: "messages", messages: [snapshot] });
+  });
+
+  it("rejects an address over addressBytesMax and an id given two addresses", () => {
+    const beginWith = (addresses: Record<string, string>): Uint8Array =>
+      encodeFrame({ kind: "snapshot-begin", transferId: 1, from: "n1", to: "n2", term: 4, meta: { index: 9, term: 4, config: { voters: [], learners: [], addresses } }, dataBytes: 0 });
+    const offsetOf = (bytes: Uint8Array, pattern: number[]): number => Buffer.from(bytes).indexOf(Buffer.from(pattern));
+
+    const tooLong = beginWith({ a: "x".repeat(addressBytesMax) });
+    const lengthAt = offsetOf(tooLong, [addressBytesMax >> 8, addressBytesMax & 0xff, 0x78]);
+    new DataView(tooLong.buffer).setUint16(lengthAt, addressBytesMax + 1);
+    expect(expectCodecError(tooLong).message).toMatch(/address is 301 bytes long, above the limit of 300/);
+
+    const twice = beginWith({ a: "h:1", b: "h:2" });
+    twice[offsetOf(twice, [0, 1, 0x62, 0, 3]) + 2] = 0x61; // id "b" (its address follows) becomes "a"
+    expect(expectCodecError(twice).message).toMatch(/addresses name "a" twice/);
+
+    expect(() => beginWith({ a: "x".repeat(addressBytesMax + 1) })).toThrow(/above its limit of 300/);
   });
 
   it("rejects every truncation of every valid frame with a CodecError", () => {

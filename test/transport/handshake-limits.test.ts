@@ -23,9 +23,24 @@ describe("cluster token", () => {
   });
 
   it("is checked before anything else, so a refusal tells a stranger nothing about the cluster", () => {
-    const self = { nodeId: "n2", clusterId: "prod", clusterToken: "right", peerIds: new Set(["n1"]) };
-    expect(refusalReason({ kind: "hello", clusterId: "other", fromNodeId: "x", toNodeId: "y", clusterToken: "wrong" }, self)).toBe("cluster token mismatch");
-    expect(refusalReason({ kind: "hello", clusterId: "prod", fromNodeId: "n1", toNodeId: "n2", clusterToken: "right" }, self)).toBeNull();
+    const self = { nodeId: "n2", clusterId: "prod", clusterToken: "right" };
+    const links = { peerIds: new Set(["n1"]), linksMax: 1 };
+    expect(refusalReason({ kind: "hello", clusterId: "other", fromNodeId: "x", toNodeId: "y", clusterToken: "wrong" }, self, links)).toBe("cluster token mismatch");
+    expect(refusalReason({ kind: "hello", clusterId: "prod", fromNodeId: "a", toNodeId: "n2", clusterToken: "wrong" }, self, links)).toBe("cluster token mismatch");
+    expect(refusalReason({ kind: "hello", clusterId: "prod", fromNodeId: "n1", toNodeId: "n2", clusterToken: "right" }, self, links)).toBeNull();
+  });
+});
+
+describe("dialers this node was not told about", () => {
+  const self = { nodeId: "n5", clusterId: "prod", clusterToken: undefined };
+  const hello = (fromNodeId: string) => ({ kind: "hello", clusterId: "prod", fromNodeId, toNodeId: "n5", clusterToken: null }) as const;
+
+  it("are accepted when authenticated and dialing in the right direction, while there is room for a link", () => {
+    expect(refusalReason(hello("n1"), self, { peerIds: new Set(), linksMax: 2 })).toBeNull();
+    expect(refusalReason(hello("n9"), self, { peerIds: new Set(), linksMax: 2 })).toMatch(/wrong dial direction/);
+    expect(refusalReason(hello("n1"), self, { peerIds: new Set(["n2", "n3"]), linksMax: 2 })).toMatch(/already holds 2 peer links \(linksMax 2\) and "n1" is not among its peers/);
+    // A peer that already has a link takes no new room.
+    expect(refusalReason(hello("n2"), self, { peerIds: new Set(["n2", "n3"]), linksMax: 2 })).toBeNull();
   });
 });
 
@@ -49,7 +64,7 @@ describe("limits", () => {
 
 describe("snapshot streams", () => {
   const data = Uint8Array.from({ length: 1000 }, (_, i) => i % 256);
-  const message: SnapshotRequest = { type: "snapshot", from: "n1", to: "n2", term: 5, snapshot: { meta: { index: 10, term: 4, config: { voters: ["n1", "n2"], learners: [] } }, data } };
+  const message: SnapshotRequest = { type: "snapshot", from: "n1", to: "n2", term: 5, snapshot: { meta: { index: 10, term: 4, config: { voters: ["n1", "n2"], learners: [], addresses: {} } }, data } };
 
   function framesOf(snapshot: SnapshotRequest, chunkBytes: number): (SnapshotBeginFrame | SnapshotChunkFrame)[] {
     const outbound = new OutboundSnapshot(snapshot, 7, chunkBytes);

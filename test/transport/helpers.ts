@@ -4,7 +4,7 @@ import { pino } from "pino";
 import { WebSocket } from "ws";
 import { type AppendRequest, EntryType, type HeartbeatRequest, type Message } from "../../src/raft/types.js";
 import { decodeFrame, encodeFrame, type Frame } from "../../src/transport/codec.js";
-import { peerPath, Transport, type TransportLimits, type TransportOptions } from "../../src/transport/transport.js";
+import { type PeerAddress, peerPath, Transport, type TransportLimits, type TransportOptions } from "../../src/transport/transport.js";
 import { freePort } from "../support/ports.js";
 
 export type LogLine = Record<string, unknown> & { level: number; msg: string };
@@ -32,6 +32,19 @@ export function indexes(messages: Message[]): number[] {
   return messages.flatMap((m) => (m.type === "append" ? m.entries.map((e) => e.index) : []));
 }
 
+/**
+ * Polls `condition` for `durationMs` and fails with `what` as soon as it does not hold: for "nothing
+ * happens", over a window derived from the limits under test (e.g. several reconnect delays).
+ */
+export async function holdsFor(what: string, condition: () => boolean, durationMs: number): Promise<void> {
+  const endMs = Date.now() + durationMs;
+  while (Date.now() < endMs) {
+    if (!condition()) throw new Error(`no longer holds: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  if (!condition()) throw new Error(`no longer holds: ${what}`);
+}
+
 /** Polls `condition` until it holds; fails with `what` once `timeoutMs` has passed. */
 export async function waitFor(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -50,6 +63,8 @@ export interface NodeSpec {
   readonly limits?: Partial<TransportLimits>;
   /** Peers beyond the other nodes of the test cluster (e.g. a raw test client posing as a node). */
   readonly extraPeers?: Record<string, number>;
+  /** The nodes of the test cluster this one is configured with at start; all the others when absent. */
+  readonly knows?: readonly string[];
 }
 
 /** One node's transport and what it reported. Restartable on the same port. */
@@ -71,6 +86,11 @@ export class TestNode {
     return this.spec.id;
   }
 
+  /** Where this node's peer port listens, as `addPeer` takes it. */
+  get address(): PeerAddress {
+    return { host: "127.0.0.1", port: this.port };
+  }
+
   get live(): Transport {
     if (this.transport === null) throw new Error(`${this.id} is not running`);
     return this.transport;
@@ -78,7 +98,7 @@ export class TestNode {
 
   async start(): Promise<void> {
     const peers = new Map<string, { host: string; port: number }>();
-    for (const [id, port] of this.ports) if (id !== this.id) peers.set(id, { host: "127.0.0.1", port });
+    for (const [id, port] of this.ports) if (id !== this.id && (this.spec.knows?.includes(id) ?? true)) peers.set(id, { host: "127.0.0.1", port });
     for (const [id, port] of Object.entries(this.spec.extraPeers ?? {})) peers.set(id, { host: "127.0.0.1", port });
     const logger = pino({ level: "debug", base: { nodeId: this.id } }, { write: (line: string) => void this.logs.push(JSON.parse(line) as LogLine) });
     const options: TransportOptions = {

@@ -140,7 +140,7 @@ describe("InstallSnapshot streaming", () => {
       from: "n1",
       to: "n2",
       term: 4,
-      snapshot: { meta: { index: 9000, term: 4, config: { voters: ["n1", "n2", "n3"], learners: ["n4"] } }, data },
+      snapshot: { meta: { index: 9000, term: 4, config: { voters: ["n1", "n2", "n3"], learners: ["n4"], addresses: { n1: "127.0.0.1:7001", n2: "[::1]:7002", n3: "n3:7003", n4: "n4:7004" } } }, data },
     };
     const frames = vi.spyOn(WebSocket.prototype, "send");
     n1!.live.send(snapshot);
@@ -162,7 +162,7 @@ describe("InstallSnapshot streaming", () => {
     await startAll(nodes);
     await waitConnected(nodes);
     const data = new Uint8Array(2 << 20);
-    n1!.live.send({ type: "snapshot", from: "n1", to: "n2", term: 4, snapshot: { meta: { index: 1, term: 1, config: { voters: ["n1"], learners: [] } }, data } });
+    n1!.live.send({ type: "snapshot", from: "n1", to: "n2", term: 4, snapshot: { meta: { index: 1, term: 1, config: { voters: ["n1"], learners: [], addresses: {} } }, data } });
     await waitFor("the stream closed", () => n2!.logsMatching(/closing peer connection/).length > 0);
     expect(n2!.logsMatching(/closing peer connection/)[0]!.reason).toMatch(/exceeds snapshotBytesMax/);
     await waitFor("one snapshot status", () => n1!.snapshotStatuses.length === 1);
@@ -173,7 +173,7 @@ describe("InstallSnapshot streaming", () => {
   it("reports a snapshot to an unconnected peer as not delivered, outside send", async () => {
     const [n1] = await cluster({ id: "n1" }, { id: "n2" });
     await n1!.start();
-    n1!.live.send({ type: "snapshot", from: "n1", to: "n2", term: 4, snapshot: { meta: { index: 1, term: 1, config: { voters: ["n1"], learners: [] } }, data: new Uint8Array(10) } });
+    n1!.live.send({ type: "snapshot", from: "n1", to: "n2", term: 4, snapshot: { meta: { index: 1, term: 1, config: { voters: ["n1"], learners: [], addresses: {} } }, data: new Uint8Array(10) } });
     expect(n1!.snapshotStatuses).toEqual([]);
     await waitFor("the failed status", () => n1!.snapshotStatuses.length === 1);
     expect(n1!.snapshotStatuses).toEqual([{ peerId: "n2", delivered: false }]);
