@@ -1,0 +1,260 @@
+// The subcommands that administer a running cluster over one node's HTTP API: `status`,
+// `members list|add|promote|remove` and `transfer-leader`. The node forwards changes to the leader.
+import { ConfigError, envName, formatAddress, idRule, isValidId, parseAddress } from "./config.js";
+
+/** How long a read (`status`, `members list`) may take before the command gives up. */
+export const readTimeoutMs = 5_000;
+/**
+ * How long a change may take: the node waits up to 3 s for a leader, then up to its --commit-timeout-ms
+ * (10 s by default) for the commit; a transfer waits up to 3 election timeouts.
+ */
+export const changeTimeoutMs = 30_000;
+/** How long `transfer-leader` waits for the node it asked to learn of the new leader. */
+export const transferSettleMs = 5_000;
+const transferPollIntervalMs = 100;
+/** The `--http` used when neither the flag nor RAFTLOCK_HTTP is given: `npm start`'s first node. */
+export const httpDefault = "127.0.0.1:8381";
+
+/** The node answered but refused, or could not be reached: exit 1 (usage errors are ConfigErrors, exit 2). */
+export class RequestFailedError extends Error {
+  override name = "RequestFailedError";
+  constructor(
+    message: string,
+    /** The node's error code when it answered with one (`NOLEADER`, `NOTCAUGHTUP`, ...). */
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+export type Output = (text: string) => void;
+type ClientCommand = (argv: readonly string[], env: NodeJS.ProcessEnv, write: Output) => Promise<void>;
+
+export const clientUsage = `  raftlock status [--http host:port]              every member's role, term, commit and applied index
+  raftlock members list [--http host:port]        every member: id, voter or learner, peer address
+  raftlock members add <id> <peer-host:port>      add a learner (it replicates, does not vote yet)
+  raftlock members promote <id>                   make a caught-up learner a voter
+  raftlock members remove <id>                    take a voter or learner out (then stop its process)
+  raftlock transfer-leader <id>                   hand leadership to voter <id>
+    --http defaults to $${envName("http")}, else ${httpDefault}; with $${envName("auth-password")} set,
+    requests carry it as Authorization: Bearer`;
+
+interface ParsedArguments {
+  readonly target: Target;
+  readonly positional: readonly string[];
+}
+
+/** Where requests go, and with which credentials. */
+interface Target {
+  readonly display: string;
+  readonly baseUrl: string;
+  readonly password: string | undefined;
+}
+
+/** `--http` anywhere among exactly `names.length` positional arguments; anything else is a usage error. */
+function parseArguments(argv: readonly string[], env: NodeJS.ProcessEnv, names: readonly string[], synopsis: string): ParsedArguments {
+  let http = env[envName("http")] ?? httpDefault;
+  const positional: string[] = [];
+  const usageError = (problem: string): ConfigError => new ConfigError(`${problem}; usage: raftlock ${synopsis} [--http host:port]`);
+  for (let index = 0; index < argv.length; index++) {
+    const word = argv[index]!;
+    if (word === "--http") {
+      const value = argv[++index];
+      if (value === undefined) throw usageError("--http needs a host:port");
+      http = value;
+    } else if (word.startsWith("--http=")) {
+      http = word.slice("--http=".length);
+    } else if (word.startsWith("-")) {
+      throw usageError(`unknown option "${word}"`);
+    } else {
+      positional.push(word);
+    }
+  }
+  if (positional.length !== names.length) {
+    throw usageError(positional.length < names.length ? `missing <${names[positional.length]}>` : `unexpected argument "${positional[names.length]}"`);
+  }
+  const address = parseAddress("http", http);
+  const display = formatAddress(address);
+  const password = env[envName("auth-password")];
+  return { target: { display, baseUrl: `http://${display}`, password: password === "" ? undefined : password }, positional };
+}
+
+function checkedId(value: string): string {
+  if (!isValidId(value)) throw new ConfigError(`<id> must be a node id: ${idRule} (got "${value}")`);
+  return value;
+}
+
+/** The new member's peer address, canonical; its own --peer-listen or --peer-advertise. */
+function peerAddress(value: string): string {
+  try {
+    return formatAddress(parseAddress("peer-address", value));
+  } catch (error) {
+    if (error instanceof ConfigError) throw new ConfigError(error.message.replace(/^--peer-address/, "<peer-host:port>"));
+    throw error;
+  }
+}
+
+interface ErrorBody {
+  readonly error?: { readonly code?: string; readonly message?: string };
+}
+
+/** Sends one request and returns its JSON body; a refusal throws the server's message. */
+async function request<T>(target: Target, method: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (target.password !== undefined) headers.authorization = `Bearer ${target.password}`;
+  let response: Response;
+  let text: string;
+  try {
+    response = await fetch(`${target.baseUrl}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }), signal: AbortSignal.timeout(timeoutMs) });
+    text = await response.text();
+  } catch (error) {
+    if (error instanceof Error && error.name === "TimeoutError") {
+      const outcome = method === "GET" ? "" : "; the change may still take effect: check with raftlock members list";
+      throw new RequestFailedError(`${target.display} did not answer ${method} ${path} within ${timeoutMs / 1000} s${outcome}`);
+    }
+    const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+    throw new RequestFailedError(`could not reach a raftlock node at ${target.display} (${cause}); is it running, and is --http its --http-listen address?`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new RequestFailedError(`${target.display} answered ${method} ${path} with HTTP ${response.status} and no JSON; is it a raftlock node's --http-listen address?`);
+  }
+  if (!response.ok) {
+    const { code, message = "no reason given" } = (parsed as ErrorBody).error ?? {};
+    const hint = response.status === 401 ? (target.password === undefined ? `; set ${envName("auth-password")}` : `; check ${envName("auth-password")}`) : "";
+    throw new RequestFailedError(`${target.display} refused: ${message} (${code ?? `HTTP ${response.status}`})${hint}`, code);
+  }
+  return parsed as T;
+}
+
+/** Rows of cells, columns padded to their widest cell. */
+function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows.map((row) => `${row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd()}\n`).join("");
+}
+
+interface ClusterReply {
+  leader: { id: string; term: number } | null;
+  members: { id: string; reachable: boolean; role?: string; term?: number; commitIndex?: number; appliedIndex?: number; matchIndex?: number }[];
+}
+
+interface MembershipReply {
+  configIndex: number;
+  members: { id: string; voter: boolean; address: string | null }[];
+  /** Only in the answer to a change: the log index at which it committed. */
+  committedIndex?: number;
+}
+
+async function status(argv: readonly string[], env: NodeJS.ProcessEnv, write: Output): Promise<void> {
+  const { target } = parseArguments(argv, env, [], "status");
+  const reply = await request<ClusterReply>(target, "GET", "/v1/cluster", undefined, readTimeoutMs);
+  const cell = (value: number | string | undefined): string => (value === undefined ? "-" : String(value));
+  const rows = [["ID", "ROLE", "TERM", "COMMIT", "APPLIED", "MATCH"]];
+  for (const member of reply.members) {
+    rows.push([member.id, member.reachable ? cell(member.role) : "unreachable", cell(member.term), cell(member.commitIndex), cell(member.appliedIndex), cell(member.matchIndex)]);
+  }
+  write(table(rows));
+  write(reply.leader === null ? "no leader is known\n" : `leader ${reply.leader.id} in term ${reply.leader.term}\n`);
+}
+
+const membersSubcommands: ReadonlyMap<string, ClientCommand> = new Map<string, ClientCommand>([
+  [
+    "list",
+    async (argv, env, write) => {
+      const { target } = parseArguments(argv, env, [], "members list");
+      const reply = await request<MembershipReply>(target, "GET", "/v1/members", undefined, readTimeoutMs);
+      write(table([["ID", "ROLE", "ADDRESS"], ...reply.members.map((member) => [member.id, member.voter ? "voter" : "learner", member.address ?? "-"])]));
+    },
+  ],
+  [
+    "add",
+    async (argv, env, write) => {
+      const { target, positional } = parseArguments(argv, env, ["id", "peer-host:port"], "members add <id> <peer-host:port>");
+      const id = checkedId(positional[0]!);
+      const address = peerAddress(positional[1]!);
+      const reply = await request<MembershipReply>(target, "POST", "/v1/members", { id, address }, changeTimeoutMs);
+      write(`added ${id} as a learner at ${address} (committed at log index ${reply.committedIndex ?? "?"}); `);
+      write(`once it caught up, promote it with: raftlock members promote ${id} (a node started with --join promotes itself)\n`);
+    },
+  ],
+  [
+    "promote",
+    async (argv, env, write) => {
+      const { target, positional } = parseArguments(argv, env, ["id"], "members promote <id>");
+      const id = checkedId(positional[0]!);
+      const reply = await request<MembershipReply>(target, "POST", `/v1/members/${encodeURIComponent(id)}/promote`, {}, changeTimeoutMs);
+      write(`${id} is a voter now (committed at log index ${reply.committedIndex ?? "?"})\n`);
+    },
+  ],
+  [
+    "remove",
+    async (argv, env, write) => {
+      const { target, positional } = parseArguments(argv, env, ["id"], "members remove <id>");
+      const id = checkedId(positional[0]!);
+      const reply = await request<MembershipReply>(target, "DELETE", `/v1/members/${encodeURIComponent(id)}`, undefined, changeTimeoutMs);
+      write(`removed ${id} (committed at log index ${reply.committedIndex ?? "?"}); stop its process: it no longer receives anything\n`);
+    },
+  ],
+]);
+
+async function members(argv: readonly string[], env: NodeJS.ProcessEnv, write: Output): Promise<void> {
+  const [subcommand, ...rest] = argv;
+  const run = subcommand === undefined ? undefined : membersSubcommands.get(subcommand);
+  if (run === undefined) {
+    const problem = subcommand === undefined ? "raftlock members needs a subcommand" : `unknown subcommand "members ${subcommand}"`;
+    throw new ConfigError(`${problem}; one of list, add, promote, remove:\n${clientUsage}`);
+  }
+  return run(rest, env, write);
+}
+
+async function transferLeader(argv: readonly string[], env: NodeJS.ProcessEnv, write: Output): Promise<void> {
+  const { target, positional } = parseArguments(argv, env, ["id"], "transfer-leader <id>");
+  const id = checkedId(positional[0]!);
+  const before = await currentLeader(target);
+  const { leader } = await request<{ leader: Leader | null }>(target, "POST", "/v1/cluster/transfer", { id }, changeTimeoutMs);
+  // The node asked may answer before it heard of the new leader (it reports the old one, or none): wait
+  // until it knows a leader of a later term.
+  const settled = (candidate: Leader | null): candidate is Leader => candidate !== null && (candidate.id === id || candidate.term > (before?.term ?? 0));
+  let after = leader;
+  const deadline = Date.now() + transferSettleMs;
+  while (!settled(after) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, transferPollIntervalMs));
+    after = await currentLeader(target);
+  }
+  if (!settled(after)) throw new RequestFailedError(`the leader stepped down for ${id}, but ${target.display} knows of no new leader ${transferSettleMs / 1000} s later; see raftlock status`);
+  if (after.id !== id) throw new RequestFailedError(`leadership went to ${after.id} in term ${after.term}, not ${id}; retry to move it`);
+  write(`leader ${after.id} in term ${after.term}\n`);
+}
+
+interface Leader {
+  readonly id: string;
+  readonly term: number;
+}
+
+/** The leader `target` knows of; null while it knows none (503). */
+async function currentLeader(target: Target): Promise<Leader | null> {
+  try {
+    return await request<Leader>(target, "GET", "/v1/cluster/leader", undefined, readTimeoutMs);
+  } catch (error) {
+    if (error instanceof RequestFailedError && error.code === "NOLEADER") return null;
+    throw error;
+  }
+}
+
+/** `--help` anywhere prints the usage instead of running `command`. */
+function withHelp(command: ClientCommand): ClientCommand {
+  return async (argv, env, write) => {
+    if (argv.includes("--help") || argv.includes("-h")) return write(`usage:\n${clientUsage}\n`);
+    return command(argv, env, write);
+  };
+}
+
+/** The client subcommands by name; each writes its result through `write` and throws on failure. */
+export const clientCommands: ReadonlyMap<string, ClientCommand> = new Map<string, ClientCommand>([
+  ["status", withHelp(status)],
+  ["members", withHelp(members)],
+  ["transfer-leader", withHelp(transferLeader)],
+]);
