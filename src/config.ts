@@ -15,8 +15,15 @@ export interface NodeConfig {
   readonly httpListen: Address;
   /** Where the RESP (Redis protocol) API listens; none when not given. */
   readonly respListen: Address | undefined;
-  /** Every voting member, this node included, by id. */
+  /**
+   * The members a new cluster starts with, this node included, by id (the bootstrap configuration; once
+   * the log holds a configuration, that wins). Empty when this node joins an existing cluster.
+   */
   readonly peers: ReadonlyMap<string, Address>;
+  /** HTTP addresses (`http://host:port`) of members to ask to add this node; empty unless joining. */
+  readonly join: readonly string[];
+  /** The peer address other members dial to reach this node. */
+  readonly peerAdvertise: Address;
   readonly clusterToken: string | undefined;
   /** When set, clients must present it: `AUTH` on RESP, `Authorization: Bearer` on HTTP. */
   readonly authPassword: string | undefined;
@@ -56,7 +63,10 @@ export const startFlags: readonly FlagSpec[] = [
   { name: "peer-listen", help: "host:port for replication traffic from the other nodes" },
   { name: "http-listen", help: "host:port for the HTTP API, health checks and metrics" },
   { name: "resp-listen", help: "host:port for the RESP (Redis protocol) API; none when not given" },
-  { name: "peers", help: "every member as id=host:port, comma separated, this node included" },
+  { name: "peers", help: "a new cluster's members as id=host:port, comma separated, this node included; or dns:<headless-service>:<port> with --replicas" },
+  { name: "replicas", help: "with --peers dns:...: how many StatefulSet ordinals form the cluster at first start; higher ordinals join" },
+  { name: "join", help: "HTTP address of any member (comma separated for several): join that cluster as a learner, promoted once caught up" },
+  { name: "peer-advertise", help: "host:port other members dial to reach this node (default: its --peers entry, else --peer-listen)" },
   { name: "cluster-id", help: "name shared by all members; nodes of another cluster are refused", defaultValue: "raftlock" },
   { name: "cluster-token", help: "shared secret every peer must present (also RAFTLOCK_CLUSTER_TOKEN)" },
   { name: "auth-password", help: "password clients must present (RESP AUTH, HTTP Authorization: Bearer); also RAFTLOCK_AUTH_PASSWORD" },
@@ -101,8 +111,9 @@ export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv
   };
 
   const id = checkId("id", get("id"));
-  const peers = parsePeers(get("peers"));
-  if (!peers.has(id)) throw new ConfigError(`--peers must list this node's id "${id}" (got ${[...peers.keys()].join(", ")})`);
+  const peerListen = parseAddress("peer-listen", get("peer-listen"));
+  const httpListen = parseAddress("http-listen", get("http-listen"));
+  const membership = parseMembership(id, raw, peerListen, httpListen);
   const electionTimeoutMinMs = parseInteger("election-timeout-min-ms", get("election-timeout-min-ms"), 10, 60_000);
   const electionTimeoutMaxMs = parseInteger("election-timeout-max-ms", get("election-timeout-max-ms"), 20, 120_000);
   const heartbeatIntervalMs = parseInteger("heartbeat-interval-ms", get("heartbeat-interval-ms"), 1, 10_000);
@@ -126,10 +137,10 @@ export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     id,
     clusterId: checkId("cluster-id", get("cluster-id")),
     dataDir,
-    peerListen: parseAddress("peer-listen", get("peer-listen")),
-    httpListen: parseAddress("http-listen", get("http-listen")),
+    peerListen,
+    httpListen,
     respListen: raw.has("resp-listen") ? parseAddress("resp-listen", raw.get("resp-listen")!) : undefined,
-    peers,
+    ...membership,
     clusterToken: raw.get("cluster-token"),
     authPassword: raw.get("auth-password"),
     electionTimeoutMinMs,
@@ -143,10 +154,16 @@ export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv
   };
 }
 
+/** Whether `value` may name a node or a cluster. */
+export function isValidId(value: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(value) && value.length <= idLengthMax;
+}
+
+/** What a valid id looks like, for error messages. */
+export const idRule = `1-${idLengthMax} letters, digits, ".", "_" or "-", starting with a letter or digit`;
+
 function checkId(flag: string, value: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(value) || value.length > idLengthMax) {
-    throw new ConfigError(`--${flag} must be 1-${idLengthMax} letters, digits, ".", "_" or "-", starting with a letter or digit (got "${value}")`);
-  }
+  if (!isValidId(value)) throw new ConfigError(`--${flag} must be ${idRule} (got "${value}")`);
   return value;
 }
 
@@ -159,6 +176,76 @@ export function parseAddress(flag: string, value: string): Address {
   }
   const host = match[1]!.startsWith("[") ? match[1]!.slice(1, -1) : match[1]!;
   return { host, port };
+}
+
+/**
+ * Who this node starts with: a static `--peers` list, a StatefulSet's ordinals (`--peers dns:...` with
+ * `--replicas`: ordinals below it bootstrap the cluster, higher ones join it), or `--join` alone.
+ */
+function parseMembership(id: string, raw: ReadonlyMap<string, string>, peerListen: Address, httpListen: Address): Pick<NodeConfig, "peers" | "join" | "peerAdvertise"> {
+  const peersFlag = raw.get("peers");
+  const joinFlag = raw.get("join");
+  const advertiseFlag = raw.get("peer-advertise");
+  let peers = new Map<string, Address>();
+  let join = joinFlag === undefined ? [] : parseJoin(joinFlag);
+  let advertise = advertiseFlag === undefined ? undefined : parseAddress("peer-advertise", advertiseFlag);
+  if (peersFlag?.startsWith("dns:")) {
+    const statefulSet = parseStatefulSet(id, peersFlag, raw.get("replicas"));
+    if (statefulSet.ordinal < statefulSet.replicas) peers = statefulSet.peers;
+    else if (join.length === 0) join = statefulSet.joinTargets(httpListen.port);
+    advertise ??= { host: `${id}.${statefulSet.service}`, port: statefulSet.port };
+  } else if (peersFlag !== undefined) {
+    if (raw.has("replicas")) throw new ConfigError("--replicas goes with --peers dns:<headless-service>:<port> only");
+    peers = parsePeers(peersFlag);
+    if (!peers.has(id)) throw new ConfigError(`--peers must list this node's id "${id}" (got ${[...peers.keys()].join(", ")})`);
+    if (join.length > 0) throw new ConfigError("give either --peers (start a new cluster) or --join (join a running one), not both");
+  } else if (join.length === 0) {
+    throw new ConfigError(`--peers is required (or set ${envName("peers")}) to start a cluster, or --join <member-http-address> to join one`);
+  }
+  advertise ??= peers.get(id) ?? peerListen;
+  if (advertise.host === "0.0.0.0" || advertise.host === "::") {
+    throw new ConfigError(`other members cannot dial ${formatAddress(advertise)}; give --peer-advertise <host:port> with an address they can reach`);
+  }
+  return { peers, join, peerAdvertise: advertise };
+}
+
+function parseJoin(value: string): string[] {
+  const targets = value.split(",").map((part) => part.trim()).filter((part) => part !== "");
+  if (targets.length === 0) throw new ConfigError("--join needs at least one member's HTTP address, e.g. 127.0.0.1:8381");
+  return targets.map((target) => {
+    const withScheme = /^https?:\/\//.test(target) ? target : `http://${target}`;
+    try {
+      const url = new URL(withScheme);
+      return `${url.protocol}//${url.host}`;
+    } catch {
+      throw new ConfigError(`--join entries are HTTP addresses such as 10.0.0.5:8381 or http://raftlock-0.raftlock:8381 (got "${target}")`);
+    }
+  });
+}
+
+/** `dns:<service>:<port>` with `--replicas`: ids `<name>-<ordinal>` reachable at `<name>-<ordinal>.<service>:<port>`. */
+function parseStatefulSet(id: string, value: string, replicasFlag: string | undefined) {
+  const match = /^dns:([A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  if (match === null) throw new ConfigError(`--peers dns: looks like dns:<headless-service>:<port>, e.g. dns:raftlock.default.svc.cluster.local:7001 (got "${value}")`);
+  const service = match[1]!;
+  const port = parseAddress("peers", `${service}:${match[2]}`).port;
+  if (replicasFlag === undefined) throw new ConfigError("--peers dns:... needs --replicas N: how many ordinals form the cluster at first start");
+  const replicas = parseInteger("replicas", replicasFlag, 1, peersMax);
+  const ordinalMatch = /^(.+)-(\d+)$/.exec(id);
+  if (ordinalMatch === null) throw new ConfigError(`with --peers dns:..., --id must be the pod name <statefulset>-<ordinal>, e.g. raftlock-0 (got "${id}")`);
+  const name = ordinalMatch[1]!;
+  const ordinal = Number(ordinalMatch[2]);
+  const peers = new Map<string, Address>();
+  for (let k = 0; k < replicas; k++) peers.set(`${name}-${k}`, { host: `${name}-${k}.${service}`, port });
+  return {
+    service,
+    port,
+    replicas,
+    ordinal,
+    peers,
+    /** The bootstrap ordinals' HTTP addresses, assuming every pod serves HTTP on the same port. */
+    joinTargets: (httpPort: number): string[] => [...peers.keys()].map((peerId) => `http://${peerId}.${service}:${httpPort}`),
+  };
 }
 
 function parsePeers(value: string): Map<string, Address> {

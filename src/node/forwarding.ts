@@ -5,7 +5,7 @@
 /** Most bytes of a forwarded proposal's reply or a status body. */
 export const forwardedReplyBytesMax = 1 << 20;
 
-export const RequestKind = { Propose: 1, Status: 2, ReadIndex: 3, Leader: 4 } as const;
+export const RequestKind = { Propose: 1, Status: 2, ReadIndex: 3, Leader: 4, ConfigChange: 5, Transfer: 6 } as const;
 export type RequestKind = (typeof RequestKind)[keyof typeof RequestKind];
 
 export type ForwardedRequest =
@@ -14,14 +14,31 @@ export type ForwardedRequest =
   /** A follower asks the leader for a linearizable read point, then reads its own state once it applied it. */
   | { readonly kind: typeof RequestKind.ReadIndex }
   /** Work only the leader may do that writes nothing to the log (a session keepalive); opaque here. */
-  | { readonly kind: typeof RequestKind.Leader; readonly data: Uint8Array };
+  | { readonly kind: typeof RequestKind.Leader; readonly data: Uint8Array }
+  /** A membership change (JSON ConfigChange), made by the leader and answered once it committed. */
+  | { readonly kind: typeof RequestKind.ConfigChange; readonly data: Uint8Array }
+  /** Hand leadership to another voter (JSON `{targetId}`), answered once the leader stepped down. */
+  | { readonly kind: typeof RequestKind.Transfer; readonly data: Uint8Array };
 
 /** An error a node answers instead of a result; `code` is one of the API's error codes. */
 export class NodeError extends Error {
   override name = "NodeError";
   constructor(
     /** LEADERLOST: the stream to the leader closed with the request in flight; its outcome is unknown. */
-    readonly code: "NOLEADER" | "LEADERLOST" | "TIMEOUT" | "NOTCOMMITTED" | "TOOLARGE" | "SHUTTINGDOWN" | "UNAVAILABLE",
+    readonly code:
+      | "NOLEADER"
+      | "LEADERLOST"
+      | "TIMEOUT"
+      | "NOTCOMMITTED"
+      | "TOOLARGE"
+      | "SHUTTINGDOWN"
+      | "UNAVAILABLE"
+      /** The membership change does not apply to the current configuration (already a member, not a learner, ...). */
+      | "MEMBERSHIP"
+      /** Another membership change is not committed yet; retry shortly. */
+      | "CHANGEPENDING"
+      /** The learner is too far behind (or silent) to be promoted yet; retry once it caught up. */
+      | "NOTCAUGHTUP",
     message: string,
   ) {
     super(message);
@@ -35,7 +52,7 @@ export interface ProposalResult {
 }
 
 export function encodeRequest(request: ForwardedRequest): Uint8Array {
-  if (request.kind !== RequestKind.Propose && request.kind !== RequestKind.Leader) return Uint8Array.of(request.kind);
+  if (request.kind === RequestKind.Status || request.kind === RequestKind.ReadIndex) return Uint8Array.of(request.kind);
   const bytes = new Uint8Array(1 + request.data.length);
   bytes[0] = request.kind;
   bytes.set(request.data, 1);
@@ -48,6 +65,8 @@ export function decodeRequest(bytes: Uint8Array): ForwardedRequest | undefined {
   if (bytes[0] === RequestKind.ReadIndex && bytes.length === 1) return { kind: RequestKind.ReadIndex };
   if (bytes[0] === RequestKind.Propose) return { kind: RequestKind.Propose, data: bytes.subarray(1) };
   if (bytes[0] === RequestKind.Leader) return { kind: RequestKind.Leader, data: bytes.subarray(1) };
+  if (bytes[0] === RequestKind.ConfigChange) return { kind: RequestKind.ConfigChange, data: bytes.subarray(1) };
+  if (bytes[0] === RequestKind.Transfer) return { kind: RequestKind.Transfer, data: bytes.subarray(1) };
   return undefined;
 }
 

@@ -1,10 +1,11 @@
 import { randomInt } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
-import { formatAddress, type NodeConfig } from "../config.js";
+import { type Address, formatAddress, type NodeConfig, parseAddress } from "../config.js";
+import { type ConfigChange, isMember } from "../raft/cluster-config.js";
 import { raftConfigDefaults } from "../raft/config.js";
 import { Raft } from "../raft/raft.js";
-import { type ClusterConfig, type Entry, EntryType, type NodeId, type Ready, Role, type Snapshot, type SoftState } from "../raft/types.js";
+import { type ClusterConfig, type Entry, EntryType, type NodeId, type ProposeResult, type Ready, Role, type Snapshot, type SoftState } from "../raft/types.js";
 import { Storage } from "../storage/storage.js";
 import { PeerUnavailableError, Transport } from "../transport/transport.js";
 import { assert } from "../util/assert.js";
@@ -36,6 +37,8 @@ export const shutdownTransferWaitMs = 3_000;
 export const readTimeoutMs = 5_000;
 /** Reads waiting on this node at once (for a read point, or for the state machine to reach it). */
 export const pendingReadsMax = 100_000;
+/** How long `transferLeadership` waits for the target to take over, in election timeouts. */
+export const transferWaitElectionTimeouts = 2;
 
 /** How linearizable reads confirm leadership: a heartbeat round (ReadIndex) or the leader's lease. */
 export type ReadMode = "read-index" | "lease";
@@ -67,6 +70,15 @@ export interface MemberStatus {
   /** As the leader sees this member's replication, when this node leads. */
   readonly matchIndex?: number;
   readonly replicationState?: string;
+  /** Whether this member votes (a learner only replicates), in the configuration this node holds. */
+  readonly voter?: boolean;
+}
+
+/** The cluster's membership as `GET /v1/members` and `raftlock members list` report it. */
+export interface Membership {
+  /** Log index of the configuration entry that set it (0: the bootstrap configuration, not yet logged). */
+  readonly configIndex: number;
+  readonly members: readonly { readonly id: NodeId; readonly voter: boolean; readonly address: string | null }[];
 }
 
 /**
@@ -95,7 +107,13 @@ export class RaftNode {
   private readonly leaderWaiters = new Set<() => void>();
   private idleWaiters: (() => void)[] = [];
   private readonly clusterConfig: ClusterConfig;
-  private readonly softStateListeners: ((softState: SoftState) => void)[] = [];
+  private readonly softStateListeners = new Set<(softState: SoftState) => void>();
+  /** The configuration index the transport's peers were last synced to. */
+  private peersSyncedAtConfigIndex = -1;
+  /** Set once a committed configuration no longer lists this node. */
+  private removed = false;
+  /** Whether a configuration this node held ever listed it (a joining node's first ones do not). */
+  private wasMember = false;
   private leaderRequestHandler: ((data: Uint8Array) => Promise<Uint8Array>) | null = null;
 
   private constructor(
@@ -132,7 +150,9 @@ export class RaftNode {
       logger.warn({ file: repairedTail.file, bytesCut: repairedTail.bytesCut }, "cut a torn tail off the write-ahead log");
     }
     const node = new RaftNode(config, logger, storage, stateMachine, recovered);
+    // The log's configuration knows members added since bootstrap; --peers fills in the rest at first start.
     const peers = new Map([...config.peers].filter(([id]) => id !== config.id));
+    for (const [id, address] of node.memberAddresses()) peers.set(id, address);
     node.transport = await Transport.start({
       nodeId: config.id,
       clusterId: config.clusterId,
@@ -154,6 +174,7 @@ export class RaftNode {
       },
       onRequest: (fromPeerId, payload) => node.handlePeerRequest(fromPeerId, payload),
     });
+    node.syncPeers();
     const tickIntervalMs = Math.max(5, Math.floor(config.heartbeatIntervalMs / 5));
     node.tickTimer = setInterval(() => {
       node.raft.tick(nowMs());
@@ -211,9 +232,58 @@ export class RaftNode {
     return query(this.stateMachine);
   }
 
-  /** Calls `listener` whenever this node's role, known leader or term changes. */
-  onSoftStateChange(listener: (softState: SoftState) => void): void {
-    this.softStateListeners.push(listener);
+  /** Calls `listener` whenever this node's role, known leader or term changes; returns how to stop. */
+  onSoftStateChange(listener: (softState: SoftState) => void): () => void {
+    this.softStateListeners.add(listener);
+    return () => this.softStateListeners.delete(listener);
+  }
+
+  /** The membership as of a linearizable point: every change acknowledged before the call is in it. */
+  async members(): Promise<Membership> {
+    await this.read(() => undefined);
+    return this.localMembership();
+  }
+
+  /**
+   * Makes one membership change through the leader (forwarding if need be) and resolves once it
+   * committed. Errors: MEMBERSHIP (does not apply), CHANGEPENDING and NOTCAUGHTUP (retry later).
+   */
+  async changeMembership(change: ConfigChange): Promise<{ index: number; term: number }> {
+    if (this.stopping) throw new NodeError("SHUTTINGDOWN", "this node is shutting down; retry on another node");
+    const leaderId = await this.waitForLeader();
+    if (leaderId === this.config.id) return this.changeMembershipLocally(change);
+    const payload = encodeRequest({ kind: RequestKind.ConfigChange, data: Buffer.from(JSON.stringify(change)) });
+    try {
+      return decodeProposalReply(await this.transport!.request(leaderId, payload, this.config.commitTimeoutMs));
+    } catch (error) {
+      if (error instanceof NodeError) throw error;
+      throw new NodeError("LEADERLOST", "the leader did not answer before the membership change committed; outcome unknown, check the member list");
+    }
+  }
+
+  /** Hands leadership to voter `targetId` and resolves with the new leader once the old one stepped down. */
+  async transferLeadership(targetId: NodeId): Promise<{ id: NodeId; term: number } | null> {
+    if (this.stopping) throw new NodeError("SHUTTINGDOWN", "this node is shutting down; retry on another node");
+    const leaderId = await this.waitForLeader();
+    if (leaderId === this.config.id) return this.transferLocally(targetId);
+    const payload = encodeRequest({ kind: RequestKind.Transfer, data: Buffer.from(JSON.stringify({ targetId })) });
+    const waitMs = this.config.electionTimeoutMaxMs * (transferWaitElectionTimeouts + 1);
+    let reply: Uint8Array;
+    try {
+      reply = await this.transport!.request(leaderId, payload, waitMs);
+    } catch (error) {
+      if (error instanceof NodeError) throw error;
+      throw new NodeError("LEADERLOST", "the leader did not answer the transfer request; check who leads now");
+    }
+    // The old leader's view of its successor: this node may not have heard from the new one yet.
+    return decodeJsonReply<{ id: NodeId; term: number } | null>(reply);
+  }
+
+  /** The membership in the configuration this node holds now (no round trip; may trail the leader's). */
+  localMembership(): Membership {
+    const { config, configIndex } = this.raft.status();
+    const members = [...config.voters.map((id) => ({ id, voter: true })), ...config.learners.map((id) => ({ id, voter: false }))];
+    return { configIndex, members: members.map((member) => ({ ...member, address: config.addresses[member.id] ?? null })) };
   }
 
   /** Serves `Leader` requests (work only the leader does, writing nothing to the log). */
@@ -246,16 +316,42 @@ export class RaftNode {
 
   /** This node's status, and every other member's as it answers (unreachable ones say so). */
   async clusterStatus(): Promise<MemberStatus[]> {
-    const members = [...this.config.peers.keys()].map(async (id): Promise<MemberStatus> => {
-      if (id === this.config.id) return this.localStatus();
+    const config = this.raft.status().config;
+    const ids = [...config.voters, ...config.learners];
+    if (!ids.includes(this.config.id)) ids.unshift(this.config.id); // a joining or removed node still reports itself
+    const members = ids.map(async (id): Promise<MemberStatus> => {
+      const voter = config.voters.includes(id);
+      if (id === this.config.id) return { ...this.localStatus(), voter };
       try {
         const reply = await this.transport!.request(id, encodeRequest({ kind: RequestKind.Status }), peerStatusTimeoutMs);
-        return { ...decodeJsonReply<MemberStatus>(reply), ...this.replicationOf(id) };
+        return { ...decodeJsonReply<MemberStatus>(reply), ...this.replicationOf(id), voter };
       } catch {
-        return { id, reachable: false, ...this.replicationOf(id) };
+        return { id, reachable: false, ...this.replicationOf(id), voter };
       }
     });
     return Promise.all(members);
+  }
+
+  /** Dials the members a join reply named, before their configuration reaches this node through the log. */
+  learnPeers(membership: Membership): void {
+    for (const member of membership.members) {
+      if (member.id === this.config.id || member.address === null) continue;
+      try {
+        this.transport?.addPeer(member.id, parseAddress("peers", member.address));
+      } catch {
+        this.logger.warn({ peerId: member.id, address: member.address }, "a member's address does not parse; waiting for the log's configuration");
+      }
+    }
+  }
+
+  /** Whether the configuration this node holds lists it as a voter. */
+  isVoter(): boolean {
+    return this.raft.status().config.voters.includes(this.config.id);
+  }
+
+  /** Whether the configuration this node holds lists it at all (a joining node is not listed yet). */
+  isMember(): boolean {
+    return isMember(this.raft.status().config, this.config.id);
   }
 
   localStatus(): MemberStatus {
@@ -281,7 +377,7 @@ export class RaftNode {
 
   /** `/readyz`: a leader is known and this node applied what was committed when it first learned of one. */
   isReady(): boolean {
-    return !this.stopping && this.startupCommitIndex !== null && this.appliedIndex >= this.startupCommitIndex && this.leader() !== null;
+    return !this.stopping && !this.removed && this.startupCommitIndex !== null && this.appliedIndex >= this.startupCommitIndex && this.leader() !== null;
   }
 
   /** Takes a snapshot now (it also happens every `snapshotEveryEntries` applied entries). */
@@ -352,6 +448,7 @@ export class RaftNode {
       this.settleReads(ready);
       this.raft.advance(ready);
       this.observeSoftState(ready);
+      this.syncPeers();
       if (this.appliedIndex - this.snapshotIndex >= this.config.snapshotEveryEntries) await this.takeSnapshot();
     } catch (error) {
       // A failed write or fsync leaves the disk in an unknown state (fsyncgate): stop rather than guess.
@@ -471,7 +568,7 @@ export class RaftNode {
     if (soft.role !== previous.role || soft.leaderId !== previous.leaderId || soft.currentTerm !== previous.currentTerm) {
       this.logger.info({ term: soft.currentTerm, role: soft.role, leader: soft.leaderId }, "raft state changed");
       this.lastSoftState = soft;
-      for (const listener of this.softStateListeners) listener(soft);
+      for (const listener of [...this.softStateListeners]) listener(soft);
     }
     if (soft.leaderId !== null) {
       if (this.startupCommitIndex === null) this.startupCommitIndex = this.raft.status().commitIndex;
@@ -491,6 +588,56 @@ export class RaftNode {
       if (proposed.reason === "proposal-too-large") return Promise.reject(new NodeError("TOOLARGE", "the request is larger than one log entry may be"));
       return Promise.reject(new NodeError("NOLEADER", `this node cannot take proposals right now (${proposed.reason}); retry`));
     }
+    return this.awaitCommit(proposed);
+  }
+
+  private changeMembershipLocally(change: ConfigChange): Promise<ProposalResult> {
+    const proposed = this.raft.proposeConfigChange(change, nowMs());
+    if (!proposed.ok) {
+      const detail = proposed.detail ?? proposed.reason;
+      switch (proposed.reason) {
+        case "invalid-config-change":
+          return Promise.reject(new NodeError("MEMBERSHIP", `cannot ${change.type} ${change.nodeId}: ${detail}`));
+        case "config-change-pending":
+          return Promise.reject(new NodeError("CHANGEPENDING", "another membership change is not committed yet; retry shortly"));
+        case "learner-behind":
+          return Promise.reject(new NodeError("NOTCAUGHTUP", `cannot promote yet: ${detail}; retry once it caught up`));
+        default:
+          return Promise.reject(new NodeError("NOLEADER", `this leader cannot change the membership right now (${proposed.reason}); retry`));
+      }
+    }
+    this.logger.info({ term: proposed.term, index: proposed.index, change }, "proposed a membership change");
+    return this.awaitCommit(proposed);
+  }
+
+  private async transferLocally(targetId: NodeId): Promise<{ id: NodeId; term: number } | null> {
+    if (targetId === this.config.id) return this.leader();
+    const started = this.raft.transferLeadership(targetId, nowMs());
+    if (!started.ok) {
+      if (started.reason === "unknown-node") throw new NodeError("MEMBERSHIP", `${targetId} is not a voter; leadership goes to voters only`);
+      throw new NodeError("NOLEADER", `this node cannot hand leadership over right now (${started.reason}); retry`);
+    }
+    this.kick();
+    const waitMs = this.config.electionTimeoutMaxMs * transferWaitElectionTimeouts;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(finish, waitMs);
+      // Done once another node is known to lead: the answer names the successor, not "no leader".
+      const stopListening = this.onSoftStateChange((softState) => {
+        if (softState.role !== Role.Leader && softState.leaderId !== null) finish();
+      });
+      function finish(): void {
+        clearTimeout(timer);
+        stopListening();
+        resolve();
+      }
+    });
+    if (this.isLeader()) throw new NodeError("TIMEOUT", `${targetId} did not take over within ${waitMs} ms; this node still leads`);
+    this.logger.info({ term: this.raft.softStateNow().currentTerm, target: targetId }, "handed leadership over");
+    return this.leader();
+  }
+
+  /** Resolves when the entry `proposed` appended commits, or rejects when it cannot any more. */
+  private awaitCommit(proposed: Extract<ProposeResult, { ok: true }>): Promise<ProposalResult> {
     this.kick();
     const { commitTimeoutMs } = this.config;
     return new Promise<ProposalResult>((resolve, reject) => {
@@ -514,6 +661,14 @@ export class RaftNode {
         return encodeBytesReply(await this.leaderRequestHandler(request.data));
       }
       if (request.kind === RequestKind.ReadIndex) return encodeJsonReply({ index: await this.readIndexLocally() });
+      if (request.kind === RequestKind.ConfigChange) {
+        const change = JSON.parse(Buffer.from(request.data).toString()) as ConfigChange;
+        return encodeProposalReply(await this.changeMembershipLocally(change));
+      }
+      if (request.kind === RequestKind.Transfer) {
+        const { targetId } = JSON.parse(Buffer.from(request.data).toString()) as { targetId: NodeId };
+        return encodeJsonReply(await this.transferLocally(targetId));
+      }
       return encodeProposalReply(await this.proposeLocally(request.data));
     } catch (error) {
       if (error instanceof NodeError) return encodeErrorReply(error);
@@ -562,13 +717,59 @@ export class RaftNode {
     // Wait for the role change itself (or give up after a bound): the target campaigns at once.
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, shutdownTransferWaitMs);
-      this.onSoftStateChange((softState) => {
+      const stopListening = this.onSoftStateChange((softState) => {
         if (softState.role === Role.Leader) return;
         clearTimeout(timer);
+        stopListening();
         resolve();
       });
     });
     this.logger.info({ term: this.raft.softStateNow().currentTerm, target: targetId, transferred: !this.isLeader() }, "handed leadership over before stopping");
+  }
+
+  /**
+   * Every other member's peer address: as this node's `--peers` names it (how this node reaches that
+   * member, which may differ from node to node, e.g. through a proxy), else from the configuration.
+   */
+  private memberAddresses(): Map<NodeId, Address> {
+    const addresses = new Map<NodeId, Address>();
+    for (const [id, text] of Object.entries(this.raft.status().config.addresses)) {
+      if (id === this.config.id) continue;
+      const local = this.config.peers.get(id);
+      if (local !== undefined) {
+        addresses.set(id, local);
+        continue;
+      }
+      try {
+        addresses.set(id, parseAddress("peers", text));
+      } catch {
+        this.logger.warn({ peerId: id, address: text }, "the configuration holds an address that does not parse; this node cannot dial that member");
+      }
+    }
+    return addresses;
+  }
+
+  /**
+   * Follows the configuration in force (pitfall 18: from the moment its entry is appended): dials new
+   * members, drops removed ones, and notices when this node itself was removed.
+   */
+  private syncPeers(): void {
+    const { config, configIndex, commitIndex } = this.raft.status();
+    if (isMember(config, this.config.id)) {
+      this.wasMember = true;
+    } else if (this.wasMember && configIndex <= commitIndex && !this.removed) {
+      // Only a removed leader learns of its own removal: the leader stops replicating to a removed follower.
+      this.removed = true;
+      this.logger.warn({ term: this.raft.softStateNow().currentTerm, configIndex }, "this node was removed from the cluster; stop it");
+    }
+    const transport = this.transport;
+    if (transport === null || configIndex === this.peersSyncedAtConfigIndex) return;
+    this.peersSyncedAtConfigIndex = configIndex;
+    const wanted = this.memberAddresses();
+    for (const [id, address] of wanted) transport.addPeer(id, address);
+    for (const id of transport.peerIds()) {
+      if (!wanted.has(id) && !isMember(config, id)) transport.removePeer(id);
+    }
   }
 
   private whenIdle(): Promise<void> {

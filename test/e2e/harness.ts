@@ -141,6 +141,18 @@ export class E2eCluster {
     return ["--id", id, "--data-dir", node.dataDir, "--peer-listen", `127.0.0.1:${node.peerPort}`, "--http-listen", `127.0.0.1:${node.httpPort}`, "--resp-listen", `127.0.0.1:${node.respPort}`, "--peers", peers, ...this.extraArgs];
   }
 
+  /**
+   * Starts a new node that joins the running cluster through `viaId`'s HTTP address (`--join`). It is
+   * reached directly, without proxies: the members learn its address from the replicated configuration.
+   */
+  async join(id: string, viaId: string): Promise<NodeHandle> {
+    const node: NodeHandle = { id, peerPort: await freePort(), httpPort: await freePort(), respPort: await freePort(), dataDir: join(this.root, id), process: null, output: "" };
+    this.nodes.set(id, node);
+    const args = ["--id", id, "--data-dir", node.dataDir, "--peer-listen", `127.0.0.1:${node.peerPort}`, "--http-listen", `127.0.0.1:${node.httpPort}`];
+    this.launch(id, [...args, "--resp-listen", `127.0.0.1:${node.respPort}`, "--join", `127.0.0.1:${this.node(viaId).httpPort}`, ...this.extraArgs]);
+    return node;
+  }
+
   /** Starts `id`'s process (again). */
   launch(id: string, args: string[] = this.startArgs(id)): ChildProcess {
     const node = this.node(id);

@@ -8,6 +8,7 @@ import { CoordinationError, type CoordinationService } from "../../node/coordina
 import { NodeError } from "../../node/forwarding.js";
 import type { RaftNode } from "../../node/node.js";
 import { BadRequestError, coordinationRouter } from "./coordination-routes.js";
+import { memberRouter } from "./member-routes.js";
 
 /** Seconds a client should wait before retrying when there is no leader. */
 export const retryAfterSeconds = 1;
@@ -24,6 +25,9 @@ const statusOfCode: Record<NodeError["code"], number> = {
   LEADERLOST: 504,
   NOTCOMMITTED: 409,
   TOOLARGE: 413,
+  MEMBERSHIP: 409,
+  CHANGEPENDING: 409,
+  NOTCAUGHTUP: 409,
 };
 
 /** HTTP status of each coordination error code. */
@@ -47,6 +51,7 @@ export function createHttpApp(
   }
   app.use(express.json({ limit: httpBodyBytesMax }));
   if (coordination !== undefined) app.use(coordinationRouter(coordination.service, coordination.fsm));
+  app.use(memberRouter(node));
 
   app.get("/healthz", (_request, response) => {
     response.json({ status: "ok" });

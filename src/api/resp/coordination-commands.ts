@@ -167,7 +167,7 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
           ["leader", bulkOrNull(status.leader ?? null)],
           ["commit", integer(status.commitIndex ?? 0)],
           ["applied", integer(status.appliedIndex ?? 0)],
-          ["members", array([...node.config.peers.keys()].map((id) => bulk(id)))],
+          ["members", array(node.localMembership().members.map((member) => bulk(member.id)))],
         ]);
       }),
     ],
