@@ -51,4 +51,36 @@ describe("raftlock start configuration", () => {
     expect(errorOf([...base, "--id"])).toContain("--id needs a value");
     expect(errorOf(["n1"])).toContain('unexpected argument "n1"');
   });
+
+  it("--join starts a node without --peers that joins a running cluster, and refuses both together", () => {
+    const joining = ["--id", "n4", "--data-dir", "/d", "--peer-listen", "10.0.0.4:7001", "--http-listen", "0.0.0.0:8381"];
+    const config = parseStartConfig([...joining, "--join", "10.0.0.1:8381,http://10.0.0.2:8381"], {});
+    expect(config.peers.size).toBe(0);
+    expect(config.join).toEqual(["http://10.0.0.1:8381", "http://10.0.0.2:8381"]);
+    expect(config.peerAdvertise).toEqual({ host: "10.0.0.4", port: 7001 });
+    expect(errorOf(joining)).toContain("--peers is required");
+    expect(errorOf([...base, "--join", "10.0.0.1:8381"])).toContain("not both");
+    const wildcard = ["--id", "n4", "--data-dir", "/d", "--peer-listen", "0.0.0.0:7001", "--http-listen", "0.0.0.0:8381", "--join", "10.0.0.1:8381"];
+    expect(errorOf(wildcard)).toContain("--peer-advertise");
+    expect(parseStartConfig([...wildcard, "--peer-advertise", "pod-4.svc:7001"], {}).peerAdvertise).toEqual({ host: "pod-4.svc", port: 7001 });
+  });
+
+  it("--peers dns: with --replicas: the first ordinals bootstrap the cluster, higher ones join it", () => {
+    const pod = (ordinal: number): string[] => ["--id", `raftlock-${ordinal}`, "--data-dir", "/d", "--peer-listen", "0.0.0.0:7001", "--http-listen", "0.0.0.0:8381", "--peers", "dns:raftlock.ns.svc:7001", "--replicas", "3"];
+    const first = parseStartConfig(pod(0), {});
+    expect([...first.peers]).toEqual([
+      ["raftlock-0", { host: "raftlock-0.raftlock.ns.svc", port: 7001 }],
+      ["raftlock-1", { host: "raftlock-1.raftlock.ns.svc", port: 7001 }],
+      ["raftlock-2", { host: "raftlock-2.raftlock.ns.svc", port: 7001 }],
+    ]);
+    expect(first.join).toEqual([]);
+    expect(first.peerAdvertise).toEqual({ host: "raftlock-0.raftlock.ns.svc", port: 7001 });
+    const scaledUp = parseStartConfig(pod(3), {});
+    expect(scaledUp.peers.size).toBe(0);
+    expect(scaledUp.join).toEqual(["http://raftlock-0.raftlock.ns.svc:8381", "http://raftlock-1.raftlock.ns.svc:8381", "http://raftlock-2.raftlock.ns.svc:8381"]);
+    expect(scaledUp.peerAdvertise).toEqual({ host: "raftlock-3.raftlock.ns.svc", port: 7001 });
+    expect(errorOf(pod(0).slice(0, -2))).toContain("--replicas");
+    expect(errorOf(["--id", "n1", ...pod(0).slice(2)])).toContain("<statefulset>-<ordinal>");
+    expect(errorOf([...base, "--replicas", "3"])).toContain("dns:");
+  });
 });
