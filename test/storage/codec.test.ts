@@ -79,4 +79,22 @@ describe("snapshot file format", () => {
     newer.writeUInt16LE(9, 4);
     expect(decodeSnapshotFile(newer, 1)).toEqual({ ok: false, problem: "the snapshot is in format version 9; this raftlock reads versions 1 and 2" });
   });
+
+  it("reads a version 1 file (before member addresses were stored) as a configuration without addresses", () => {
+    // Version 1, hand-assembled: header, voters ["n1"], learners [], 2 bytes of data, CRC.
+    const config = Buffer.from([1, 0, 2, 0, ...Buffer.from("n1"), 0, 0]);
+    const data = Buffer.from("ok");
+    const header = Buffer.alloc(4 + 2 + 2 + 8 + 8 + 4 + 4);
+    header.writeUInt32LE(0x4e_53_4c_52, 0);
+    header.writeUInt16LE(1, 4);
+    header.writeUInt32LE(7, 8); // index, low word of the u53
+    header.writeUInt32LE(2, 16); // term
+    header.writeUInt32LE(config.length, 24);
+    header.writeUInt32LE(data.length, 28);
+    const body = Buffer.concat([header, config, data]);
+    const trailer = Buffer.alloc(4);
+    trailer.writeUInt32LE(crc32(body));
+    const read = decodeSnapshotFile(Buffer.concat([body, trailer]), 7);
+    expect(read).toMatchObject({ ok: true, snapshot: { meta: { index: 7, term: 2, config: { voters: ["n1"], learners: [], addresses: {} } } } });
+  });
 });
