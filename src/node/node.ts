@@ -37,6 +37,8 @@ export const shutdownTransferWaitMs = 3_000;
 export const readTimeoutMs = 5_000;
 /** Reads waiting on this node at once (for a read point, or for the state machine to reach it). */
 export const pendingReadsMax = 100_000;
+/** How long a removed member stays connected after its removal committed, in election timeouts. */
+export const removedPeerGraceElectionTimeouts = 2;
 /** How long `transferLeadership` waits for the target to take over, in election timeouts. */
 export const transferWaitElectionTimeouts = 2;
 
@@ -108,8 +110,10 @@ export class RaftNode {
   private idleWaiters: (() => void)[] = [];
   private readonly clusterConfig: ClusterConfig;
   private readonly softStateListeners = new Set<(softState: SoftState) => void>();
-  /** The configuration index the transport's peers were last synced to. */
-  private peersSyncedAtConfigIndex = -1;
+  /** The configuration index whose members the transport last dialed. */
+  private peersAddedAtConfigIndex = -1;
+  /** The committed configuration index whose departed members the transport last let go of. */
+  private peersPrunedAtConfigIndex = -1;
   /** Set once a committed configuration no longer lists this node. */
   private removed = false;
   /** Whether a configuration this node held ever listed it (a joining node's first ones do not). */
@@ -253,12 +257,17 @@ export class RaftNode {
     const leaderId = await this.waitForLeader();
     if (leaderId === this.config.id) return this.changeMembershipLocally(change);
     const payload = encodeRequest({ kind: RequestKind.ConfigChange, data: Buffer.from(JSON.stringify(change)) });
+    let committed: ProposalResult;
     try {
-      return decodeProposalReply(await this.transport!.request(leaderId, payload, this.config.commitTimeoutMs));
+      committed = decodeProposalReply(await this.transport!.request(leaderId, payload, this.config.commitTimeoutMs));
     } catch (error) {
       if (error instanceof NodeError) throw error;
       throw new NodeError("LEADERLOST", "the leader did not answer before the membership change committed; outcome unknown, check the member list");
     }
+    // So that `localMembership()` here shows the change once this resolves. A node that removed itself
+    // is not sent the entry that removes it: it cannot wait for it.
+    if (!(change.type === "remove" && change.nodeId === this.config.id)) await this.appliedUpTo(committed.index);
+    return committed;
   }
 
   /** Hands leadership to voter `targetId` and resolves with the new leader once the old one stepped down. */
@@ -751,7 +760,8 @@ export class RaftNode {
 
   /**
    * Follows the configuration in force (pitfall 18: from the moment its entry is appended): dials new
-   * members, drops removed ones, and notices when this node itself was removed.
+   * members at once, and lets go of removed ones only a grace period after their removal committed, so
+   * that a removed leader can still commit its removal, hand over and answer what was forwarded to it.
    */
   private syncPeers(): void {
     const { config, configIndex, commitIndex } = this.raft.status();
@@ -763,12 +773,20 @@ export class RaftNode {
       this.logger.warn({ term: this.raft.softStateNow().currentTerm, configIndex }, "this node was removed from the cluster; stop it");
     }
     const transport = this.transport;
-    if (transport === null || configIndex === this.peersSyncedAtConfigIndex) return;
-    this.peersSyncedAtConfigIndex = configIndex;
-    const wanted = this.memberAddresses();
-    for (const [id, address] of wanted) transport.addPeer(id, address);
-    for (const id of transport.peerIds()) {
-      if (!wanted.has(id) && !isMember(config, id)) transport.removePeer(id);
+    if (transport === null) return;
+    if (configIndex !== this.peersAddedAtConfigIndex) {
+      this.peersAddedAtConfigIndex = configIndex;
+      for (const [id, address] of this.memberAddresses()) transport.addPeer(id, address);
+    }
+    if (configIndex <= commitIndex && configIndex !== this.peersPrunedAtConfigIndex) {
+      this.peersPrunedAtConfigIndex = configIndex;
+      const departed = transport.peerIds().filter((id) => !isMember(config, id));
+      if (departed.length === 0) return;
+      const timer = setTimeout(() => {
+        const current = this.raft.status().config;
+        for (const id of departed) if (!isMember(current, id)) transport.removePeer(id);
+      }, this.config.electionTimeoutMaxMs * removedPeerGraceElectionTimeouts);
+      timer.unref();
     }
   }
 

@@ -14,7 +14,9 @@ export function memberRouter(node: RaftNode): express.Router {
   const change = (build: (request: Request) => ConfigChange) => async (request: Request, response: Response, next: NextFunction) => {
     try {
       const { index } = await node.changeMembership(build(request));
-      response.json({ ...(await node.members()), committedIndex: index });
+      // This node applied the change (changeMembership waits for it): its own view includes it, and a
+      // linearizable read could fail right after a removed leader stepped down.
+      response.json({ ...node.localMembership(), committedIndex: index });
     } catch (error) {
       next(error);
     }
