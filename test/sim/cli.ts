@@ -1,4 +1,4 @@
-// npm run sim -- --seeds N --steps M [--seed S] [--seed-start S0] [--nodes 3|5|7] [--workers K] [--verbose]
+// npm run sim -- --seeds N --steps M [--seed S] [--seed-start S0] [--nodes 3|5|7] [--membership W] [--workers K] [--verbose]
 // Random exploration of the cluster under faults, one seed per run, on worker threads.
 
 import { isMainThread, parentPort, Worker } from "node:worker_threads";
@@ -11,6 +11,8 @@ interface CliOptions {
   steps: number;
   seed: number | undefined;
   nodes: number | undefined;
+  /** Weight of membership changes for every seed (0: none); each seed draws its own when not given. */
+  membership: number | undefined;
   workers: number;
   verbose: boolean;
 }
@@ -28,12 +30,13 @@ interface WorkerJob {
   readonly seed: number | null;
   readonly steps: number;
   readonly nodes: number | undefined;
+  readonly membership: number | undefined;
 }
 
-const usage = "usage: npm run sim -- [--seeds N] [--seed-start S0] [--steps M] [--seed S] [--nodes 3|5|7] [--workers K] [--verbose]";
+const usage = "usage: npm run sim -- [--seeds N] [--seed-start S0] [--steps M] [--seed S] [--nodes 3|5|7] [--membership W] [--workers K] [--verbose]";
 
 function parseArgs(argv: readonly string[]): CliOptions {
-  const options: CliOptions = { seeds: 100, seedStart: 1, steps: 20_000, seed: undefined, nodes: undefined, workers: 2, verbose: false };
+  const options: CliOptions = { seeds: 100, seedStart: 1, steps: 20_000, seed: undefined, nodes: undefined, membership: undefined, workers: 2, verbose: false };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === "--verbose") {
@@ -51,6 +54,7 @@ function parseArgs(argv: readonly string[]): CliOptions {
       case "--steps": options.steps = value; break;
       case "--seed": options.seed = value; break;
       case "--nodes": options.nodes = value; break;
+      case "--membership": options.membership = value; break;
       case "--workers": options.workers = Math.max(1, value); break;
       default: throw new Error(`unknown option ${flag}\n${usage}`);
     }
@@ -58,9 +62,9 @@ function parseArgs(argv: readonly string[]): CliOptions {
   return options;
 }
 
-function runSeed(seed: number, steps: number, nodes: number | undefined): SeedResult {
+function runSeed(seed: number, steps: number, nodes: number | undefined, membershipWeight: number | undefined): SeedResult {
   try {
-    return { seed, ok: true, summary: explore({ seed, steps, nodes }) };
+    return { seed, ok: true, summary: explore({ seed, steps, nodes, membershipWeight }) };
   } catch (error) {
     const err = error instanceof Error ? error : new Error(String(error));
     const cause = err.cause instanceof Error ? `\ncaused by: ${err.cause.stack ?? err.cause.message}` : "";
@@ -70,7 +74,8 @@ function runSeed(seed: number, steps: number, nodes: number | undefined): SeedRe
 
 function replayCommand(seed: number, options: CliOptions): string {
   const nodes = options.nodes === undefined ? "" : ` --nodes ${options.nodes}`;
-  return `npm run sim -- --seed ${seed} --steps ${options.steps}${nodes}`;
+  const membership = options.membership === undefined ? "" : ` --membership ${options.membership}`;
+  return `npm run sim -- --seed ${seed} --steps ${options.steps}${nodes}${membership}`;
 }
 
 function report(result: SeedResult, options: CliOptions): void {
@@ -94,7 +99,7 @@ async function runOnWorkers(seeds: readonly number[], options: CliOptions): Prom
         const worker = new Worker(bootstrapUrl, { workerData: { entryUrl: import.meta.url } });
         const sendNext = (): void => {
           const seed = next < seeds.length ? (seeds[next++] as number) : null;
-          const job: WorkerJob = { seed, steps: options.steps, nodes: options.nodes };
+          const job: WorkerJob = { seed, steps: options.steps, nodes: options.nodes, membership: options.membership };
           worker.postMessage(job);
           if (seed === null) resolve();
         };
@@ -123,7 +128,7 @@ function workerMain(): void {
       port.close();
       return;
     }
-    port.postMessage(runSeed(job.seed, job.steps, job.nodes));
+    port.postMessage(runSeed(job.seed, job.steps, job.nodes, job.membership));
   });
   port.postMessage("ready");
 }
@@ -131,7 +136,7 @@ function workerMain(): void {
 async function main(): Promise<number> {
   const options = parseArgs(process.argv.slice(2));
   if (options.seed !== undefined) {
-    const result = runSeed(options.seed, options.steps, options.nodes);
+    const result = runSeed(options.seed, options.steps, options.nodes, options.membership);
     if (result.ok) {
       console.log(JSON.stringify(result.summary, null, 2));
       console.log("1 passed, 0 failed");
@@ -147,7 +152,7 @@ async function main(): Promise<number> {
   const startedMs = performance.now();
   const results =
     options.workers > 1 ? await runOnWorkers(seeds, options) : seeds.map((seed) => {
-      const result = runSeed(seed, options.steps, options.nodes);
+      const result = runSeed(seed, options.steps, options.nodes, options.membership);
       report(result, options);
       return result;
     });

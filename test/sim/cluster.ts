@@ -5,7 +5,17 @@
 //   cluster.isolate(cluster.leader()!); ...
 
 import type { Raft } from "../../src/raft/raft.js";
-import { Role, type Entry, type Message, type MessageType, type NodeId, type RejectReason } from "../../src/raft/types.js";
+import type { ConfigChange } from "../../src/raft/cluster-config.js";
+import {
+  Role,
+  type ClusterConfig,
+  type Entry,
+  type Message,
+  type MessageType,
+  type NodeId,
+  type ProposeResult,
+  type RejectReason,
+} from "../../src/raft/types.js";
 import { Clients, type ClientRejectReason, type Proposal, type ReadRequest } from "./clients.js";
 import { diskDefaults, type CrashOutcome, type DiskOptions } from "./disk.js";
 import { InvariantViolation, Invariants } from "./invariants.js";
@@ -83,10 +93,17 @@ const clockOffsetMaxMs = 100_000;
 /** A node reports a lost peer to its core at most this often, like a transport's reconnect backoff. */
 const unreachableReportIntervalMs = 50;
 
+/** What a machine that joins knows before it hears from a leader: no members at all, so it never campaigns. */
+const joinerBootstrapConfig: ClusterConfig = { voters: [], learners: [], addresses: {} };
+
+/** A change proposed at one node: the core's answer, or why the node could not answer. */
+export type ConfigChangeResult = ProposeResult | { readonly ok: false; readonly reason: "node-down" | "node-paused"; readonly detail?: string };
+
 export class Cluster implements NodeHost {
   readonly seed: number;
-  readonly ids: readonly NodeId[];
-  readonly invariants = new Invariants();
+  /** The nodes present at creation; `ids` adds the nodes started since and drops the discarded ones. */
+  readonly initialIds: readonly NodeId[];
+  readonly invariants = new Invariants((nodeId, index, term) => this.durablyHolds(nodeId, index, term));
   readonly network: Network;
   readonly clients: Clients;
   readonly crashOutcomes = new Map<CrashOutcome, number>();
@@ -101,6 +118,14 @@ export class Cluster implements NodeHost {
   private readonly unreachableReportedMs = new Map<string, number>();
   /** A scenario's message filter: messages it rejects are lost, checked at send and at delivery. */
   private keepMessage: ((message: Message) => boolean) | null = null;
+  /** Every node not discarded, in the order they were started. */
+  private liveIds: NodeId[] = [];
+  private readonly discardedIds = new Set<NodeId>();
+  private readonly options: ClusterOptions;
+  /** Streams for nodes started after creation; forked last, so existing seeds replay as before. */
+  private readonly joinRandom: Prng;
+  private nodeNumberNext: number;
+  private committedConfigSeen: { readonly commitIndex: number; readonly config: ClusterConfig } | null = null;
 
   static create(options: ClusterOptions = {}): Cluster {
     return new Cluster(options);
@@ -108,6 +133,7 @@ export class Cluster implements NodeHost {
 
   private constructor(options: ClusterOptions) {
     this.seed = options.seed ?? 1;
+    this.options = options;
     this.clients = new Clients(this.invariants);
     const root = new Prng(this.seed);
     this.clientRandom = root.fork("client");
@@ -116,27 +142,38 @@ export class Cluster implements NodeHost {
     this.tickIntervalMs = options.tickIntervalMs ?? 10;
     const nodeCount = options.nodes ?? 3;
     const ids = Array.from({ length: nodeCount }, (_, i) => `n${i + 1}`);
-    this.ids = ids;
+    this.initialIds = ids;
+    this.nodeNumberNext = nodeCount + 1;
     for (const id of ids) {
-      const node = new SimNode(
-        id,
-        this,
-        {
-          raftTunables: { ...simRaftDefaults, ...options.raft },
-          bootstrapConfig: { voters: ids, learners: [], addresses: {} },
-          compactEveryEntries: options.compactEveryEntries ?? 0,
-          retainedEntries: options.retainedEntries ?? 5,
-          retainedEntriesMax: Math.max(options.retainedEntries ?? 5, options.retainedEntriesMax ?? 100),
-          disk: { ...diskDefaults, ...options.disk },
-        },
-        root.fork(`raft-${id}`),
-        root.fork(`disk-${id}`),
-        this.nodeRandom.next() * clockOffsetMaxMs,
-        options.clockRates?.[id] ?? 1 + (this.nodeRandom.next() * 2 - 1) * (options.clockDriftMax ?? 0),
-      );
-      this.nodes.set(id, node);
+      const clockOffsetMs = this.nodeRandom.next() * clockOffsetMaxMs;
+      const clockRate = options.clockRates?.[id] ?? 1 + (this.nodeRandom.next() * 2 - 1) * (options.clockDriftMax ?? 0);
+      this.createNode(id, { voters: ids, learners: [], addresses: {} }, root, clockOffsetMs, clockRate);
     }
+    this.joinRandom = root.fork("joiners");
     for (const id of ids) this.guard(() => this.startNode(this.node(id)));
+  }
+
+  private createNode(id: NodeId, bootstrapConfig: ClusterConfig, random: Prng, clockOffsetMs: number, clockRate: number): SimNode {
+    const options = this.options;
+    const node = new SimNode(
+      id,
+      this,
+      {
+        raftTunables: { ...simRaftDefaults, ...options.raft },
+        bootstrapConfig,
+        compactEveryEntries: options.compactEveryEntries ?? 0,
+        retainedEntries: options.retainedEntries ?? 5,
+        retainedEntriesMax: Math.max(options.retainedEntries ?? 5, options.retainedEntriesMax ?? 100),
+        disk: { ...diskDefaults, ...options.disk },
+      },
+      random.fork(`raft-${id}`),
+      random.fork(`disk-${id}`),
+      clockOffsetMs,
+      clockRate,
+    );
+    this.nodes.set(id, node);
+    this.liveIds = [...this.liveIds, id]; // a new array: callers may hold the old one
+    return node;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -198,10 +235,23 @@ export class Cluster implements NodeHost {
   // ------------------------------------------------------------------------------------------
   // Looking at the cluster
 
+  /** Every node that is not discarded (running or crashed), members or not, in the order they were started. */
+  get ids(): readonly NodeId[] {
+    return this.liveIds;
+  }
+
   node(id: NodeId): SimNode {
     const node = this.nodes.get(id);
     if (node === undefined) throw new Error(`no node ${id} in this cluster (nodes: ${this.ids.join(", ")})`);
     return node;
+  }
+
+  hasNode(id: NodeId): boolean {
+    return this.nodes.has(id) && !this.discardedIds.has(id);
+  }
+
+  isDiscarded(id: NodeId): boolean {
+    return this.discardedIds.has(id);
   }
 
   /** The core's status, or undefined while the node is crashed. */
@@ -242,15 +292,22 @@ export class Cluster implements NodeHost {
 
   /** One line per node: role, term, leader, log and apply positions; for failure messages. */
   describe(): string {
+    const initialVoters = [...this.initialIds].sort().join(",");
     return this.ids
       .map((id) => {
         const status = this.status(id);
         if (status === undefined) return `${id}: crashed`;
         const paused = this.isPaused(id) ? " paused" : "";
+        // Membership only once it differs from the initial one, so most failures read as before.
+        const { voters, learners } = status.config;
+        const config =
+          [...voters].sort().join(",") === initialVoters && learners.length === 0
+            ? ""
+            : ` config@${status.configIndex} voters [${voters.join(",")}]${learners.length > 0 ? ` learners [${learners.join(",")}]` : ""}`;
         return (
           `${id}: ${status.role} term ${status.currentTerm} leader ${status.leaderId ?? "-"} ` +
           `log [${status.firstIndex}, ${status.lastIndex}] snapshot ${status.snapshotIndex} ` +
-          `commit ${status.commitIndex} applied ${this.appliedIndex(id)}${paused}`
+          `commit ${status.commitIndex} applied ${this.appliedIndex(id)}${config}${paused}`
         );
       })
       .join("; ");
@@ -320,7 +377,35 @@ export class Cluster implements NodeHost {
   restart(id: NodeId): void {
     const node = this.node(id);
     if (node.isUp) throw new Error(`${id} is running; crash it first`);
+    if (this.discardedIds.has(id)) throw new Error(`${id} was discarded; start a new node instead`);
     this.guard(() => this.startNode(node));
+  }
+
+  /**
+   * Starts a new machine that is in no configuration yet: an empty disk and an empty bootstrap
+   * configuration, so it neither campaigns nor replicates until a leader's entries or snapshot reach it.
+   * Ids continue the initial numbering and are never reused. Returns the new node's id.
+   */
+  addNode(): NodeId {
+    const id = `n${this.nodeNumberNext++}`;
+    const random = this.joinRandom;
+    const clockOffsetMs = random.next() * clockOffsetMaxMs;
+    const clockRate = this.options.clockRates?.[id] ?? 1 + (random.next() * 2 - 1) * (this.options.clockDriftMax ?? 0);
+    const node = this.createNode(id, joinerBootstrapConfig, random, clockOffsetMs, clockRate);
+    this.guard(() => this.startNode(node));
+    return id;
+  }
+
+  /**
+   * Stops a node for good and forgets it, as an operator decommissions a removed machine: it leaves
+   * `ids`, and messages still addressed to it are lost.
+   */
+  discard(id: NodeId): void {
+    const node = this.node(id);
+    if (this.discardedIds.has(id)) return;
+    if (node.isUp) this.crash(id);
+    this.discardedIds.add(id);
+    this.liveIds = this.liveIds.filter((other) => other !== id);
   }
 
   /** Stalls the node's process (a long GC pause): timers, messages and fsync completions wait. */
@@ -380,6 +465,48 @@ export class Cluster implements NodeHost {
       this.afterInput(node);
     });
     return result;
+  }
+
+  /**
+   * Proposes one membership change at the current leader (one attempt: a real admin retries, see
+   * membership.ts). The leader's clock is the node's own.
+   */
+  proposeConfigChange(change: ConfigChange): ConfigChangeResult {
+    const leaderId = this.leader();
+    if (leaderId === undefined) return { ok: false, reason: "not-leader" };
+    return this.proposeConfigChangeAt(leaderId, change);
+  }
+
+  /** Proposes one membership change at `nodeId`, leader or not. */
+  proposeConfigChangeAt(nodeId: NodeId, change: ConfigChange): ConfigChangeResult {
+    const node = this.node(nodeId);
+    const raft = node.raft;
+    if (raft === null) return { ok: false, reason: "node-down" };
+    if (node.isPausedAt(this.nowMs)) return { ok: false, reason: "node-paused" };
+    let result: ConfigChangeResult = { ok: false, reason: "not-leader" };
+    this.guard(() => {
+      result = raft.proposeConfigChange(change, node.clockMs(this.nowMs));
+      this.afterInput(node);
+    });
+    return result;
+  }
+
+  /**
+   * The newest committed configuration known: the one in force at the highest commit index any node
+   * has reported to this observer (committed prefixes agree, so it is the latest). Remembered across
+   * calls, since the node that knew it may crash; an admin that asked only the node it thinks leads could
+   * be answered by a deposed leader with an older view. Undefined until some node committed an entry.
+   */
+  committedConfig(): ClusterConfig | undefined {
+    for (const id of this.liveIds) {
+      const raft = this.node(id).raft;
+      if (raft === null) continue;
+      const commitIndex = raft.status().commitIndex;
+      if (commitIndex > (this.committedConfigSeen?.commitIndex ?? 0)) {
+        this.committedConfigSeen = { commitIndex, config: raft.configAt(commitIndex) };
+      }
+    }
+    return this.committedConfigSeen?.config;
   }
 
   get proposals(): readonly Proposal[] {
@@ -502,6 +629,17 @@ export class Cluster implements NodeHost {
     raft.step(message, target.clockMs(this.nowMs));
     if (reportTo !== null) this.reportSnapshot(reportTo, message.to, true, 1);
     this.afterInput(target);
+  }
+
+  /** Whether `nodeId`'s disk holds entry (index, term), or a snapshot covering it: what survives a crash. */
+  private durablyHolds(nodeId: NodeId, index: number, term: number): boolean {
+    const node = this.nodes.get(nodeId);
+    if (node === undefined) return false;
+    const durable = node.disk.durable;
+    const first = durable.entries[0];
+    if (first !== undefined && index >= first.index) return durable.entries[index - first.index]?.term === term;
+    // Below its log only a snapshot can hold it; a snapshot covers committed entries only.
+    return durable.snapshot !== null && durable.snapshot.meta.index >= index;
   }
 
   private reportUnreachable(sender: SimNode, peerId: NodeId): void {

@@ -1,7 +1,9 @@
-// Random exploration: one seed picks a cluster size and a fault profile, then mixes client traffic
-// and faults over a number of simulator events, then checks that the cluster recovers.
+// Random exploration: one seed picks a cluster size and a fault profile, then mixes client traffic,
+// faults and (in half of the runs) membership changes over a number of simulator events, then checks
+// that the cluster recovers.
 
 import { Cluster, type ClusterOptions } from "./cluster.js";
+import { MembershipChurn } from "./explore-membership.js";
 import { checkLiveness } from "./liveness.js";
 import { Prng } from "./prng.js";
 
@@ -11,11 +13,15 @@ export interface ExploreOptions {
   readonly steps: number;
   /** Cluster size; the seed picks 3, 5 or 7 when not given. */
   readonly nodes?: number;
+  /** Weight of membership changes among the explorer's actions (0: none); the seed picks it when not given. */
+  readonly membershipWeight?: number;
 }
 
 export interface ExploreSummary {
   readonly seed: number;
   readonly nodes: number;
+  /** Voters of the newest committed configuration at the end (the initial nodes unless membership changed). */
+  readonly finalVoters: number;
   readonly steps: number;
   readonly virtualMs: number;
   readonly proposalsAcked: number;
@@ -49,7 +55,10 @@ interface Profile {
   readonly leaseReadShare: number;
 }
 
-type Action = "propose" | "read" | "partition" | "crash" | "pause" | "transfer" | "noise";
+type Action = "propose" | "read" | "partition" | "crash" | "pause" | "transfer" | "noise" | "membership";
+
+/** Share of runs in which the membership changes: the rest replay exactly as before membership existed. */
+const membershipRunShare = 0.5;
 
 function drawProfile(random: Prng, nodes: number | undefined): Profile {
   const noisy = random.chance(0.5);
@@ -92,10 +101,20 @@ function drawProfile(random: Prng, nodes: number | undefined): Profile {
       pause: random.pick([0, 1]),
       transfer: random.pick([0, 1, 2]),
       noise: random.pick([0, 1]),
+      membership: 0, // drawn from a stream of its own (drawMembershipWeight)
     },
     crashMajority: random.chance(0.2),
     leaseReadShare: random.pick([0, 0.5, 1]),
   };
+}
+
+/**
+ * The membership action's weight, from its own stream, so that a run without membership changes draws
+ * everything else exactly as it did before they existed (old seeds replay the same runs).
+ */
+function drawMembershipWeight(seed: number): number {
+  const random = new Prng(seed).fork("membership-profile");
+  return random.chance(membershipRunShare) ? random.pick([1, 2, 4]) : 0;
 }
 
 function pickAction(random: Prng, weights: Readonly<Record<Action, number>>): Action {
@@ -113,12 +132,15 @@ function pickAction(random: Prng, weights: Readonly<Record<Action, number>>): Ac
 /** Runs one seed; throws a SimulationError (naming the seed and step) when an invariant fails. */
 export function explore(options: ExploreOptions): ExploreSummary {
   const random = new Prng(options.seed).fork("explorer");
-  const profile = drawProfile(random, options.nodes);
+  const drawn = drawProfile(random, options.nodes);
+  const membership = options.membershipWeight ?? drawMembershipWeight(options.seed);
+  const profile: Profile = { ...drawn, weights: { ...drawn.weights, membership } };
   const cluster = Cluster.create({ ...profile.options, seed: options.seed });
   const faults: Record<string, number> = {};
   const count = (fault: string): void => {
     faults[fault] = (faults[fault] ?? 0) + 1;
   };
+  const churn = profile.weights.membership > 0 ? new MembershipChurn(cluster, new Prng(options.seed).fork("membership"), count) : null;
   /** Bumped by each new partition so that an older partition's timed heal does not end a newer one. */
   let partitionEpoch = 0;
   let valueNext = 1;
@@ -151,8 +173,11 @@ export function explore(options: ExploreOptions): ExploreSummary {
       }
       case "crash": {
         const up = ids.filter((id) => !cluster.isCrashed(id));
-        const downCount = ids.length - up.length;
-        const downWithQuorumMax = Math.floor((ids.length - 1) / 2);
+        // Keep a majority of the voters up (unless this profile crashes majorities): all nodes at first,
+        // the committed configuration's voters once membership changes.
+        const voters = churn?.voters ?? ids;
+        const downCount = voters.filter((id) => !cluster.hasNode(id) || cluster.isCrashed(id)).length;
+        const downWithQuorumMax = Math.floor((voters.length - 1) / 2);
         if (up.length === 0 || (!profile.crashMajority && downCount >= downWithQuorumMax)) break;
         // Leaders are crashed more often than their share: their loss starts elections.
         const leaderId = cluster.leader();
@@ -167,7 +192,7 @@ export function explore(options: ExploreOptions): ExploreSummary {
         // A quick restart comes back in the same term, where a forgotten vote would be cast twice.
         const downMs = random.chance(0.5) ? random.int(1, quickRestartMaxMs) : random.int(faultDurationMinMs, faultDurationMaxMs);
         cluster.after(downMs, () => {
-          if (cluster.isCrashed(id)) cluster.restart(id);
+          if (!cluster.isDiscarded(id) && cluster.isCrashed(id)) cluster.restart(id);
         });
         break;
       }
@@ -192,8 +217,13 @@ export function explore(options: ExploreOptions): ExploreSummary {
         });
         break;
       }
+      case "membership": {
+        churn?.step();
+        break;
+      }
     }
   }
+  churn?.stop();
   const stepsWithFaults = cluster.steps;
   checkLiveness(cluster, convergenceBudgetMs);
 
@@ -201,7 +231,8 @@ export function explore(options: ExploreOptions): ExploreSummary {
   for (const [type, sent] of cluster.network.sentByType) messagesByType[type] = sent;
   return {
     seed: options.seed,
-    nodes: cluster.ids.length,
+    nodes: cluster.initialIds.length,
+    finalVoters: cluster.committedConfig()?.voters.length ?? 0,
     steps: stepsWithFaults,
     virtualMs: cluster.nowMs,
     proposalsAcked: cluster.acknowledgedProposals().length,

@@ -5,6 +5,7 @@
 import type { Raft } from "../../src/raft/raft.js";
 import { Role, type Entry, type HardState, type Message, type NodeId, type SnapshotMeta } from "../../src/raft/types.js";
 import { hashBytes, hashNumbers } from "./hash.js";
+import { MembershipInvariants, type DurableLookup } from "./membership-invariants.js";
 
 /** A safety property does not hold. The cluster adds the seed and step number to the message. */
 export class InvariantViolation extends Error {
@@ -84,6 +85,12 @@ export class Invariants {
   private readonly tracks = new Map<NodeId, NodeTrack>();
   /** Highest log index of a write acknowledged to a client so far. */
   ackedIndexMax = 0;
+  private readonly membership: MembershipInvariants;
+
+  /** `durablyHolds` tells what a node's disk holds, for the check that a commit is backed by a majority. */
+  constructor(durablyHolds: DurableLookup = () => true) {
+    this.membership = new MembershipInvariants(durablyHolds, (index, term) => this.committedByIndex.get(index)?.term === term);
+  }
 
   private track(nodeId: NodeId): NodeTrack {
     let track = this.tracks.get(nodeId);
@@ -123,6 +130,8 @@ export class Invariants {
     track.lastApplied = 0;
     track.commitRecordedIndex = 0;
     track.leaderTerm = 0;
+    this.membership.onStart(nodeId);
+    if (snapshotMeta !== null) this.membership.onSnapshot(nodeId, snapshotMeta, "loaded");
   }
 
   private resetToSnapshot(nodeId: NodeId, track: NodeTrack, meta: SnapshotMeta): void {
@@ -179,7 +188,9 @@ export class Invariants {
   }
 
   /** The driver dropped the node's log below a new snapshot; fingerprints below it are no longer needed. */
-  onCompacted(nodeId: NodeId, snapshotIndex: number, retainFromIndex: number): void {
+  onCompacted(nodeId: NodeId, snapshotMeta: SnapshotMeta, retainFromIndex: number): void {
+    const snapshotIndex = snapshotMeta.index;
+    this.membership.onSnapshot(nodeId, snapshotMeta, "took");
     const track = this.track(nodeId);
     for (const index of track.prefixHashByIndex.keys()) {
       if (index < retainFromIndex - 1) track.prefixHashByIndex.delete(index);
@@ -200,9 +211,16 @@ export class Invariants {
     if (status.lastApplied > status.commitIndex) {
       violated(`${nodeId} applied ${status.lastApplied} beyond its commitIndex ${status.commitIndex}`);
     }
+    const commitAdvanced = status.commitIndex > track.commitIndex;
     track.commitIndex = status.commitIndex;
     track.lastApplied = status.lastApplied;
     this.recordCommitted(nodeId, track, raft, status.firstIndex, status.commitIndex, status.currentTerm);
+    // The leader of this term, or the one that just stepped down in it after committing its own removal.
+    if (commitAdvanced && (status.role === Role.Leader || track.leaderTerm === status.currentTerm)) {
+      const term = raft.termAt(status.commitIndex);
+      if (term !== undefined) this.membership.onLeaderCommitted(nodeId, status, term);
+    }
+    this.membership.onStatus(nodeId, raft, status);
 
     if (status.role !== Role.Leader) return;
     const leaderId = this.leaderByTerm.get(status.currentTerm);
@@ -230,6 +248,7 @@ export class Invariants {
       const entry = raft.entryAt(index);
       if (entry === undefined) continue;
       this.recordCommittedEntry(nodeId, entry.index, entry.term, contentHashOf(entry), currentTerm);
+      this.membership.onCommittedEntry(nodeId, entry);
     }
     track.commitRecordedIndex = Math.max(track.commitRecordedIndex, commitIndex);
   }
@@ -302,6 +321,7 @@ export class Invariants {
     const contentHash = contentHashOf(entry);
     // The applying node's term is not at hand here; its next status check supplies the bound.
     this.recordCommittedEntry(nodeId, entry.index, entry.term, contentHash, Number.POSITIVE_INFINITY);
+    this.membership.onCommittedEntry(nodeId, entry);
     const known = this.appliedByIndex.get(entry.index);
     if (known === undefined) {
       this.appliedByIndex.set(entry.index, { term: entry.term, contentHash, stateHash });
@@ -318,6 +338,7 @@ export class Invariants {
   /** A node restored its state machine from a snapshot: it must equal the state other nodes had there. */
   onRestored(nodeId: NodeId, meta: SnapshotMeta, stateHash: number): void {
     this.recordCommittedEntry(nodeId, meta.index, meta.term, undefined, Number.POSITIVE_INFINITY);
+    this.membership.onSnapshot(nodeId, meta, "restored");
     const known = this.appliedByIndex.get(meta.index);
     if (known === undefined) {
       this.appliedByIndex.set(meta.index, { term: meta.term, contentHash: undefined, stateHash });

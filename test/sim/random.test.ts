@@ -25,4 +25,10 @@ describe("random exploration under faults", () => {
     const second = explore({ seed: 4242, steps: 3_000 });
     expect(second).toEqual(first);
   });
+
+  it("a seed whose run changes the membership replays exactly", () => {
+    const first = explore({ seed: 1, steps: 5_000 });
+    expect(Object.keys(first.faults).filter((fault) => fault.startsWith("member-") && fault.endsWith("-done")).length).toBeGreaterThan(0);
+    expect(explore({ seed: 1, steps: 5_000 })).toEqual(first);
+  });
 });

@@ -7,13 +7,23 @@ export const electionMinMs = 150;
 export const electionMaxMs = 300;
 export const heartbeatMs = 30;
 
-/** Runs until a leader is elected that every running node follows; returns it. */
+/**
+ * The nodes of the newest committed configuration (voters and learners) that are not discarded; all
+ * nodes until a configuration commits. Removed nodes left running, and nodes never added, are not members.
+ */
+export function membersNow(cluster: Cluster): NodeId[] {
+  const config = cluster.committedConfig();
+  if (config === undefined) return [...cluster.ids];
+  return [...config.voters, ...config.learners].filter((id) => cluster.hasNode(id));
+}
+
+/** Runs until a leader is elected that every running member follows; returns it. */
 export function settledLeader(cluster: Cluster, withinMs = 5_000): NodeId {
   cluster.runUntil(
     () => {
       const leaderId = cluster.leader();
       if (leaderId === undefined || cluster.leaders().length !== 1) return false;
-      return cluster.ids.every((id) => cluster.isCrashed(id) || cluster.status(id)!.leaderId === leaderId);
+      return membersNow(cluster).every((id) => cluster.isCrashed(id) || cluster.status(id)!.leaderId === leaderId);
     },
     withinMs,
     "a leader that every running node follows",
@@ -36,16 +46,34 @@ export function valuesFrom(prefix: string, count: number): string[] {
   return Array.from({ length: count }, (_, k) => `${prefix}${k}`);
 }
 
-/** Runs until every running node has applied each of `values`. */
+/** Runs until every running member has applied each of `values`. */
 export function appliedEverywhere(cluster: Cluster, values: string[], withinMs = 10_000): void {
   cluster.runUntil(
-    () => cluster.ids.every((id) => cluster.isCrashed(id) || values.every((value) => cluster.node(id).stateMachine.has(value))),
+    () => membersNow(cluster).every((id) => cluster.isCrashed(id) || values.every((value) => cluster.node(id).stateMachine.has(value))),
     withinMs,
-    "every running node applied the values",
+    "every running member applied the values",
   );
 }
 
 /** The nodes other than `ids`. */
 export function othersThan(cluster: Cluster, ...ids: NodeId[]): NodeId[] {
   return cluster.ids.filter((id) => !ids.includes(id));
+}
+
+/**
+ * A client that proposes `prefix0`, `prefix1`, ... at whoever leads every `everyMs`, on timer events,
+ * until the returned function is called.
+ */
+export function keepWriting(cluster: Cluster, prefix: string, everyMs = 15): () => void {
+  let stopped = false;
+  let next = 0;
+  const write = (): void => {
+    if (stopped) return;
+    if (cluster.leader() !== undefined) cluster.propose(`${prefix}${next++}`);
+    cluster.after(everyMs, write);
+  };
+  write();
+  return () => {
+    stopped = true;
+  };
 }

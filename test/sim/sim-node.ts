@@ -230,6 +230,6 @@ export class SimNode {
     const retainFromIndex = Math.min(index + 1, Math.max(status.firstIndex, cappedFromIndex));
     this.disk.compact(snapshot, retainFromIndex);
     raft.compact(snapshot, retainFromIndex);
-    this.host.invariants.onCompacted(this.id, snapshot.meta.index, retainFromIndex);
+    this.host.invariants.onCompacted(this.id, snapshot.meta, retainFromIndex);
   }
 }
