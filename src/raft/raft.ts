@@ -123,7 +123,7 @@ export class Raft implements LeaderHost {
       if (!this.leader.tick(nowMs)) this.becomeFollower(this.currentTerm, null);
       return;
     }
-    if (nowMs >= this.electionDeadlineMs && this.isVoter(this.id)) this.preCampaign();
+    if (nowMs >= this.electionDeadlineMs && this.mayCampaign()) this.preCampaign();
   }
 
   /** Handles one message addressed to this node. */
@@ -560,7 +560,7 @@ export class Raft implements LeaderHost {
   }
 
   private handleTimeoutNow(): void {
-    if (this.role === Role.Leader || !this.isVoter(this.id)) return;
+    if (this.role === Role.Leader || !this.mayCampaign()) return;
     this.campaign(true); // a transfer skips PreVote: the old leader asked for it
   }
 
@@ -601,6 +601,17 @@ export class Raft implements LeaderHost {
 
   isVoter(nodeId: NodeId): boolean {
     return this.configs.current.voters.includes(nodeId);
+  }
+
+  /**
+   * Whether this node may start an election: it is a voter in its latest configuration, or it still is
+   * in the committed one and only an uncommitted entry removes it. Thesis §4.2.2: such a node may hold
+   * the only copy of its removal and must be able to lead long enough to commit it (it counts votes by
+   * its latest configuration, without its own, and steps down once the removal commits). Learners never
+   * campaign.
+   */
+  private mayCampaign(): boolean {
+    return this.isVoter(this.id) || this.configs.at(this.log.commitIndex).voters.includes(this.id);
   }
 
   /** Every member this node would replicate to if it led: voters and learners but itself. */
