@@ -278,13 +278,12 @@ describe("membership changes (simulated)", () => {
     expect(cluster.messagesSent("timeout-now")).toBeGreaterThan(0);
   });
 
-  // Core bug, found by `npm run sim -- --seed 5165 --steps 20000 --membership 8`: a node whose latest
-  // configuration leaves it out never campaigns (Raft.tick asks isVoter of the latest configuration), even
-  // while that configuration is uncommitted. When the removed leader is cut off after appending its own
-  // removal and more entries, it steps down (CheckQuorum) holding the only newest log; the remaining voter
-  // still has the committed two-voter configuration, needs its vote, and is refused as less up to date.
-  // No leader is elected ever again. The thesis (§4.2.2) has such a node still start elections, not
-  // counting its own vote, until the new configuration commits. Remove `.fails` once the core does so.
+  // Regression (found by `npm run sim -- --seed 5165 --steps 20000 --membership 8`): a node whose latest
+  // configuration left it out never campaigned, even while that configuration was uncommitted. A removed
+  // leader cut off after appending its own removal and more entries steps down (CheckQuorum) holding the
+  // only newest log; the remaining voter still has the committed two-voter configuration, needs its vote,
+  // and is refused as less up to date: no leader ever again. The thesis (§4.2.2) has such a node still
+  // start elections, not counting its own vote, until the new configuration commits.
   it("a leader cut off after appending its own removal is still elected when it alone holds the newest log (thesis §4.2.2)", () => {
     const cluster = Cluster.create({ nodes: 3, seed: 115 });
     const leaderId = settledLeader(cluster);
