@@ -3,10 +3,12 @@
 // alive on a second connection. Every operation goes to a JSON-lines history with its invocation and
 // completion time and its outcome: ok (with the value), fail (certainly not applied) or unknown.
 //
-//   tsx test/chaos/client.ts --id c1 --ports 6381,6382 --locks a,b --resource-port 9000 --seed 7 --out c1.jsonl
+//   tsx test/chaos/client.ts --id c1 --targets targets.json --locks a,b --resource-port 9000 --seed 7 --out c1.jsonl
 //
+// `--targets` names a file with the RESP ports of the cluster's voters, a JSON array that the run replaces
+// as membership changes: a client leaves a node that is no longer listed, and moves among those listed.
 // It stops cleanly on SIGTERM: the operation in flight completes (or times out) and the file is flushed.
-import { appendFileSync } from "node:fs";
+import { appendFileSync, readFileSync, statSync } from "node:fs";
 import { Redis } from "ioredis";
 import { Prng } from "../sim/prng.js";
 import { type ClientRecord, clientLockTtlMs, clientSessionTtlMs, type Outcome } from "./history.js";
@@ -24,7 +26,7 @@ function option(name: string): string {
 }
 
 const clientId = option("id");
-const ports = option("ports").split(",").map(Number);
+const targetsFile = option("targets");
 const locks = option("locks").split(",");
 const resourcePort = Number(option("resource-port"));
 const out = option("out");
@@ -51,18 +53,32 @@ function classify(error: unknown): Outcome {
   return { type: "unknown", error: message };
 }
 
+/** The targets file as last read, and which file it was (the run replaces it whole, so a new inode is a new list). */
+let targets: { inode: number; ports: number[] } = { inode: -1, ports: [] };
+
+/** The RESP ports of the cluster's voters now. */
+function currentPorts(): number[] {
+  try {
+    const inode = statSync(targetsFile).ino;
+    if (inode !== targets.inode) {
+      const ports = JSON.parse(readFileSync(targetsFile, "utf8")) as unknown;
+      if (Array.isArray(ports) && ports.length > 0 && ports.every((port) => Number.isInteger(port))) targets = { inode, ports: ports as number[] };
+    }
+  } catch {
+    // Being replaced right now: the list read before is still a good one.
+  }
+  if (targets.ports.length === 0) throw new Error(`${targetsFile} lists no RESP ports`);
+  return targets.ports;
+}
+
 class Connection {
   private redis: Redis;
-  private portIndex: number;
+  port: number;
   private failures = 0;
 
-  constructor(portIndex: number) {
-    this.portIndex = portIndex;
+  constructor() {
+    this.port = random.pick(currentPorts());
     this.redis = this.connect();
-  }
-
-  get port(): number {
-    return ports[this.portIndex % ports.length]!;
   }
 
   private connect(): Redis {
@@ -80,6 +96,11 @@ class Connection {
     return redis;
   }
 
+  /** Leaves a node that left the cluster (or is leaving it) before it stops answering. */
+  followTargets(): void {
+    if (!currentPorts().includes(this.port)) this.switchNode();
+  }
+
   async call(args: (string | number)[]): Promise<Outcome> {
     try {
       const value: unknown = await this.redis.call(String(args[0]), ...args.slice(1).map(String));
@@ -92,10 +113,12 @@ class Connection {
     }
   }
 
+  /** Moves to the next listed node after this one (the first listed, if this one is not listed). */
   private switchNode(): void {
     this.failures = 0;
     this.redis.disconnect();
-    this.portIndex++;
+    const ports = currentPorts();
+    this.port = ports[(ports.indexOf(this.port) + 1) % ports.length]!;
     this.redis = this.connect();
   }
 
@@ -111,6 +134,7 @@ function record(entry: Omit<ClientRecord, "client" | "seq">): void {
 }
 
 async function timed(connection: Connection, key: string, kind: ClientRecord["kind"], args: (string | number)[]): Promise<Outcome> {
+  connection.followTargets();
   const invokeMs = nowMs();
   const port = connection.port;
   const outcome = await connection.call(args);
@@ -140,7 +164,7 @@ function sleep(ms: number): Promise<void> {
 
 /** Session keepalives on their own connection, so they never wait behind a blocked acquire. */
 async function keepSessionAlive(): Promise<void> {
-  const connection = new Connection(random.int(0, ports.length - 1));
+  const connection = new Connection();
   let sessionId: number | null = null;
   while (!stopping) {
     if (sessionId === null) {
@@ -156,7 +180,7 @@ async function keepSessionAlive(): Promise<void> {
 }
 
 async function workOnLocks(): Promise<void> {
-  const connection = new Connection(random.int(0, ports.length - 1));
+  const connection = new Connection();
   while (!stopping) {
     const key = random.pick(locks);
     const waitMs = random.pick([0, 0, 500, 1_500]);

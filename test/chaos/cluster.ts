@@ -1,11 +1,15 @@
-// Real raftlock processes for the chaos harness: built `dist/cli.js`, a fault proxy on every peer link,
-// each node's JSON log kept in the run folder and read back for the Raft checks, and the operations the
-// nemesis performs (kill -9, restart, SIGSTOP/SIGCONT, partitions, one-way cuts, delays).
+// Real raftlock processes for the chaos harness: built `dist/cli.js`, every node behind a front door of
+// the fault network (fault-proxy.ts), each node's JSON log kept in the run folder and read back for the
+// Raft checks, and the operations the nemesis performs (kill -9, restart, SIGSTOP/SIGCONT, partitions,
+// one-way cuts, delays, and new nodes that join with --join and old ones discarded once removed).
+//
+// Node ids are never reused: a node that joins gets the next ordinal (n4, n5, ...), and a removed node's
+// id, log and data stay its own, so the checkers read every process's history without mixing two nodes.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { closeSync, cpSync, createWriteStream, existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync, type WriteStream } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "../support/ports.js";
-import { FaultProxy } from "./fault-proxy.js";
+import { FaultNetwork, type Link } from "./fault-proxy.js";
 
 const repoRoot = new URL("../..", import.meta.url).pathname;
 /** How long a killed or stopped process may take to exit. */
@@ -64,21 +68,29 @@ export interface NodeLogEvent {
 
 export interface ChaosNode {
   readonly id: string;
+  /** Where the node listens for peers; nobody dials it there directly. */
   readonly peerPort: number;
+  /** Its front door in the fault network: the peer address every other node dials. */
+  readonly doorPort: number;
   readonly httpPort: number;
   readonly respPort: number;
   readonly dataDir: string;
+  /** HTTP addresses its `--join` names, for a node that joined a running cluster; null for a first member. */
+  readonly joinTargets: readonly string[] | null;
   process: ChildProcess | null;
   life: number;
   paused: boolean;
+  /** Removed from the cluster and stopped for good: never restarted, its data never used again. */
+  removed: boolean;
   readonly log: WriteStream;
 }
 
 export class ChaosCluster {
+  /** Every node this run started, the removed ones included. */
   readonly nodes = new Map<string, ChaosNode>();
-  /** Keyed by `${lower}>${higher}`: the one stream between two nodes. */
-  private readonly proxies = new Map<string, FaultProxy>();
+  readonly network = new FaultNetwork();
   readonly logEvents: NodeLogEvent[] = [];
+  private nextOrdinal = 1;
 
   private constructor(
     readonly runDir: string,
@@ -87,31 +99,62 @@ export class ChaosCluster {
 
   static async start(runDir: string, size: number, features: ClusterFeatures): Promise<ChaosCluster> {
     const cluster = new ChaosCluster(runDir, features);
-    const ids = Array.from({ length: size }, (_, k) => `n${k + 1}`);
-    for (const id of ids) {
-      const dataDir = join(runDir, "data", id);
-      mkdirSync(dataDir, { recursive: true });
-      if (features.disk) execFileSync("mount", ["-t", "tmpfs", "-o", `size=${nodeDiskBytes}`, "tmpfs", dataDir]);
-      if (features.clock) cluster.setClock(id, "+0");
-      cluster.nodes.set(id, {
-        id,
-        peerPort: await freePort(),
-        httpPort: await freePort(),
-        respPort: await freePort(),
-        dataDir,
-        process: null,
-        life: -1,
-        paused: false,
-        log: createWriteStream(join(runDir, `${id}.log`), { flags: "a" }),
-      });
-    }
-    for (const [a, b] of pairs(ids)) cluster.proxies.set(`${a}>${b}`, await FaultProxy.start(a, b, cluster.node(b).peerPort));
-    for (const id of ids) cluster.launch(id);
+    for (let k = 0; k < size; k++) await cluster.createNode(null);
+    for (const id of cluster.ids) cluster.launch(id);
     return cluster;
   }
 
+  /**
+   * Starts a fresh node, with the next unused id, that joins the running cluster through the members
+   * at `joinVia` (`--join`); it advertises its front door, so its links are faulted like anyone's.
+   */
+  async join(joinVia: readonly string[]): Promise<string> {
+    if (joinVia.length === 0) throw new Error("a node joins through at least one member");
+    const id = await this.createNode(joinVia.map((member) => `http://127.0.0.1:${this.node(member).httpPort}`));
+    this.launch(id);
+    return id;
+  }
+
+  private async createNode(joinTargets: readonly string[] | null): Promise<string> {
+    const id = `n${this.nextOrdinal++}`;
+    const dataDir = join(this.runDir, "data", id);
+    mkdirSync(dataDir, { recursive: true });
+    if (this.features.disk) execFileSync("mount", ["-t", "tmpfs", "-o", `size=${nodeDiskBytes}`, "tmpfs", dataDir]);
+    if (this.features.clock) this.setClock(id, "+0");
+    const peerPort = await freePort();
+    this.nodes.set(id, {
+      id,
+      peerPort,
+      doorPort: await this.network.openDoor(id, peerPort),
+      httpPort: await freePort(),
+      respPort: await freePort(),
+      dataDir,
+      joinTargets,
+      process: null,
+      life: -1,
+      paused: false,
+      removed: false,
+      log: createWriteStream(join(this.runDir, `${id}.log`), { flags: "a" }),
+    });
+    return id;
+  }
+
+  /**
+   * Stops a node that left the cluster (or never made it in) for good: kill -9, its front door closed,
+   * its data kept in the run folder for a failure report but never used again.
+   */
+  async discard(id: string): Promise<void> {
+    const node = this.node(id);
+    if (node.removed) return;
+    node.removed = true;
+    await this.kill9(id);
+    await this.network.closeDoor(id);
+    if (this.features.disk) this.unmountDisk(node);
+  }
+
+  /** The nodes of the cluster now: its members and any node joining it, running or not; not the removed. */
   get ids(): string[] {
-    return [...this.nodes.keys()];
+    return [...this.nodes.values()].filter((node) => !node.removed).map((node) => node.id);
   }
 
   node(id: string): ChaosNode {
@@ -125,13 +168,20 @@ export class ChaosCluster {
     return child !== null && child.exitCode === null && child.signalCode === null;
   }
 
-  /** Starts `id` (again): it dials higher ids through their proxies. */
+  /**
+   * Starts `id` (again). A first member names every first member's front door in `--peers`; a node that
+   * joined keeps its `--join` (on a restart it is a member already and only waits to be a voter).
+   */
   launch(id: string): void {
     const node = this.node(id);
-    const peers = this.ids.map((peer) => `${peer}=127.0.0.1:${peer > id ? this.link(id, peer).port : this.node(peer).peerPort}`).join(",");
+    if (node.removed) throw new Error(`${id} was removed from the cluster; it is never started again`);
+    const membership =
+      node.joinTargets === null
+        ? ["--peers", [...this.nodes.values()].filter((peer) => peer.joinTargets === null).map((peer) => `${peer.id}=127.0.0.1:${peer.doorPort}`).join(",")]
+        : ["--join", node.joinTargets.join(","), "--peer-advertise", `127.0.0.1:${node.doorPort}`];
     const args = [
       join(repoRoot, "dist", "cli.js"), "start",
-      "--id", id, "--data-dir", node.dataDir, "--peers", peers,
+      "--id", id, "--data-dir", node.dataDir, ...membership,
       "--peer-listen", `127.0.0.1:${node.peerPort}`, "--http-listen", `127.0.0.1:${node.httpPort}`, "--resp-listen", `127.0.0.1:${node.respPort}`,
       ...chaosNodeFlags,
     ];
@@ -247,10 +297,8 @@ export class ChaosCluster {
     rmSync(this.ballastFile(id), { force: true });
   }
 
-  link(a: string, b: string): FaultProxy {
-    const proxy = this.proxies.get(a < b ? `${a}>${b}` : `${b}>${a}`);
-    if (proxy === undefined) throw new Error(`no link between ${a} and ${b}`);
-    return proxy;
+  link(a: string, b: string): Link {
+    return this.network.link(a, b);
   }
 
   /** Cuts every link between different groups; nodes in no group keep their links. */
@@ -270,7 +318,7 @@ export class ChaosCluster {
 
   /** Undoes every link fault. */
   healLinks(): void {
-    for (const proxy of this.proxies.values()) proxy.heal();
+    this.network.healAll();
   }
 
   /** Restarts dead nodes and continues paused ones, with their clocks and disks back to normal. */
@@ -284,7 +332,15 @@ export class ChaosCluster {
   }
 
   async httpGet<T>(id: string, path: string, timeoutMs = 2_000): Promise<{ status: number; body: T }> {
-    const response = await fetch(`http://127.0.0.1:${this.node(id).httpPort}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
+    return this.httpRequest<T>(id, "GET", path, undefined, timeoutMs);
+  }
+
+  async httpRequest<T>(id: string, method: string, path: string, body: unknown, timeoutMs: number): Promise<{ status: number; body: T }> {
+    const response = await fetch(`http://127.0.0.1:${this.node(id).httpPort}${path}`, {
+      method,
+      signal: AbortSignal.timeout(timeoutMs),
+      ...(body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+    });
     return { status: response.status, body: (await response.json()) as T };
   }
 
@@ -308,20 +364,20 @@ export class ChaosCluster {
   }
 
   async close(): Promise<void> {
-    for (const id of this.ids) {
-      if (this.node(id).paused) this.resume(id);
-      await this.kill9(id);
+    for (const node of this.nodes.values()) {
+      if (node.paused) this.resume(node.id);
+      await this.kill9(node.id);
     }
-    for (const proxy of this.proxies.values()) await proxy.close();
+    await this.network.close();
     await Promise.all([...this.nodes.values()].map((node) => new Promise<void>((resolve) => node.log.end(resolve))));
-    if (this.features.disk) {
-      for (const node of this.nodes.values()) {
-        // Keep a copy for a failure report: the tmpfs goes away with the mount.
-        this.freeDisk(node.id);
-        cpSync(node.dataDir, `${node.dataDir}.copy`, { recursive: true });
-        execFileSync("umount", [node.dataDir]);
-      }
-    }
+    if (this.features.disk) for (const node of this.nodes.values()) if (!node.removed) this.unmountDisk(node);
+  }
+
+  private unmountDisk(node: ChaosNode): void {
+    // Keep a copy for a failure report: the tmpfs goes away with the mount.
+    this.freeDisk(node.id);
+    cpSync(node.dataDir, `${node.dataDir}.copy`, { recursive: true });
+    execFileSync("umount", [node.dataDir]);
   }
 }
 

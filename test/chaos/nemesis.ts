@@ -1,12 +1,15 @@
 // The nemesis: every few seconds it picks a fault, alone or together with a second one, holds it, and
-// heals it. Every choice comes from the run's seed, so a seed replays the same schedule (the cluster's
-// own timing still varies from run to run: these are real processes).
+// heals it. Membership changes (`member`, membership.ts) run on a lane of their own beside these, so they
+// meet every other fault halfway through. Every choice comes from the run's seed, so a seed replays the
+// same schedule (the cluster's own timing still varies from run to run: these are real processes).
 import { appendFileSync } from "node:fs";
 import type { Prng } from "../sim/prng.js";
 import { type ChaosCluster, pairs } from "./cluster.js";
+import { type MembershipHooks, MembershipNemesis } from "./membership.js";
 
-export const faultKinds = ["kill", "pause", "partition", "oneway", "bridge", "ring", "slow", "clock", "disk"] as const;
+export const faultKinds = ["kill", "pause", "partition", "oneway", "bridge", "ring", "slow", "clock", "disk", "member"] as const;
 export type FaultKind = (typeof faultKinds)[number];
+type RoundFaultKind = Exclude<FaultKind, "member">;
 
 /** Pause between one fault's heal and the next fault. */
 const gapMs = { min: 500, max: 2_500 };
@@ -30,24 +33,41 @@ export class Nemesis {
   readonly counts = new Map<string, number>();
   /** Nodes that stopped on a full disk (and were restarted once it had room again). */
   diskStops = 0;
+  /** The membership lane, when `member` is among the faults. */
+  readonly membership: MembershipNemesis | null;
+  /** The faults held and healed in rounds: all but `member`. */
+  private readonly roundKinds: readonly RoundFaultKind[];
 
   constructor(
     private readonly cluster: ChaosCluster,
     private readonly random: Prng,
-    private readonly kinds: readonly FaultKind[],
+    kinds: readonly FaultKind[],
     private readonly logFile: string,
-  ) {}
+    membershipHooks: MembershipHooks,
+  ) {
+    this.roundKinds = kinds.filter((kind): kind is RoundFaultKind => kind !== "member");
+    // Its own stream of choices: the rounds' schedule stays the same with or without it.
+    this.membership = kinds.includes("member") ? new MembershipNemesis(cluster, random.fork("member"), (what, description) => this.note(what, description), membershipHooks) : null;
+  }
 
   /** Runs faults until `untilMs` (performance.now()), then heals everything. */
   async run(untilMs: number): Promise<void> {
+    await Promise.all([this.runRounds(untilMs), this.membership?.run(untilMs)]);
+    this.cluster.healLinks();
+    this.cluster.reviveAll();
+    if (this.membership !== null) this.counts.set("member", this.membership.started);
+  }
+
+  private async runRounds(untilMs: number): Promise<void> {
+    if (this.roundKinds.length === 0) return;
     while (performance.now() < untilMs) {
       await sleep(this.random.int(gapMs.min, gapMs.max));
       if (performance.now() >= untilMs) break;
-      const first = this.random.pick(this.kinds);
+      const first = this.random.pick(this.roundKinds);
       const active = [await this.apply(first)];
-      if (this.random.chance(mixedChance) && this.kinds.length > 1) {
+      if (this.random.chance(mixedChance) && this.roundKinds.length > 1) {
         await sleep(this.random.int(0, 500));
-        active.push(await this.apply(this.random.pick(this.kinds.filter((kind) => kind !== first))));
+        active.push(await this.apply(this.random.pick(this.roundKinds.filter((kind) => kind !== first))));
       }
       const hold = first === "pause" ? this.random.int(pauseMs.min, pauseMs.max) : this.random.int(holdMs.min, holdMs.max);
       await sleep(Math.min(hold, Math.max(0, untilMs - performance.now())));
@@ -56,15 +76,13 @@ export class Nemesis {
         this.note("healed", fault.description);
       }
     }
-    this.cluster.healLinks();
-    this.cluster.reviveAll();
   }
 
   private note(what: string, description: string): void {
     appendFileSync(this.logFile, `${JSON.stringify({ atMs: performance.timeOrigin + performance.now(), what, description })}\n`);
   }
 
-  private async apply(kind: FaultKind): Promise<ActiveFault> {
+  private async apply(kind: RoundFaultKind): Promise<ActiveFault> {
     const cluster = this.cluster;
     const ids = cluster.ids;
     const leader = (await cluster.someLeader()) ?? this.random.pick(ids);
@@ -80,7 +98,8 @@ export class Nemesis {
         fault = {
           description: `kill -9 ${variant}: ${victims.join(",")}`,
           heal: async () => {
-            for (const id of victims) if (!cluster.running(id)) cluster.launch(id);
+            // A victim removed from the cluster meanwhile stays down for good.
+            for (const id of victims) if (!cluster.node(id).removed && !cluster.running(id)) cluster.launch(id);
           },
         };
         break;
@@ -156,6 +175,7 @@ export class Nemesis {
         fault = {
           description: `disk full on ${victim}${victim === leader ? " (leader)" : ""}`,
           heal: async () => {
+            if (cluster.node(victim).removed) return;
             cluster.freeDisk(victim);
             if (!cluster.running(victim)) {
               this.diskStops++;

@@ -1,13 +1,15 @@
-// One chaos run: a real cluster behind fault proxies, client processes, watch streams and the fenced
-// resource; the nemesis for the given time; then heal, settle, and check everything that was recorded.
+// One chaos run: a real cluster behind its fault network, client processes, watch streams and the fenced
+// resource; the nemesis (membership changes included) for the given time; then heal, settle the
+// membership, and check everything that was recorded.
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, existsSync, readFileSync } from "node:fs";
+import { createWriteStream, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Prng } from "../sim/prng.js";
 import { type ClientRecord, clientSessionTtlMs } from "./history.js";
 import { ChaosCluster } from "./cluster.js";
 import { checkClientsAgainstHistory, checkLockHistories } from "./checkers/locks.js";
 import { checkLockHistory, type HistoryOp, type Outcome as LinearOutcome } from "./checkers/linearizability.js";
+import { checkMembershipHistory } from "./checkers/membership.js";
 import { checkRaftLogs, leadersSeen } from "./checkers/raft-logs.js";
 import { checkSessions } from "./checkers/sessions.js";
 import { checkWatchStreams, mergeWatchHistories } from "./checkers/watch.js";
@@ -55,15 +57,24 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
   const clients: ChildProcess[] = [];
   const violations: string[] = [];
   const stats: Record<string, number | string> = {};
+  // Every node is watched from its first start; a node's streams end when it is discarded.
+  const watch = (id: string): void => {
+    for (const channel of ["raft:leader", ...locks.map((lock) => `lock:${lock}`)]) watchers.push(new Watcher(id, () => cluster.node(id).httpPort, channel));
+  };
+  const closing: Promise<void>[] = [];
+  const targetsFile = join(options.runDir, "targets.json");
+  const writeTargets = (ids: readonly string[]): void => {
+    // Replaced whole, so a client never reads half a list.
+    writeFileSync(`${targetsFile}.next`, JSON.stringify(ids.map((id) => cluster.node(id).respPort)));
+    renameSync(`${targetsFile}.next`, targetsFile);
+  };
   try {
     await waitFor(async () => (await cluster.agreedLeader()) ?? undefined, settleMs, "a first leader");
-    for (const id of cluster.ids) {
-      for (const channel of ["raft:leader", ...locks.map((lock) => `lock:${lock}`)]) watchers.push(new Watcher(id, () => cluster.node(id).httpPort, channel));
-    }
-    const ports = cluster.ids.map((id) => cluster.node(id).respPort);
+    for (const id of cluster.ids) watch(id);
+    writeTargets(cluster.ids);
     for (let k = 1; k <= options.clients; k++) {
       const clientId = `c${k}`;
-      const args = ["--import", "tsx", join(repoRoot, "test", "chaos", "client.ts"), "--id", clientId, "--ports", random.shuffle(ports).join(","), "--locks", locks.join(","),
+      const args = ["--import", "tsx", join(repoRoot, "test", "chaos", "client.ts"), "--id", clientId, "--targets", targetsFile, "--locks", locks.join(","),
         "--resource-port", String(resource.port), "--seed", String(random.nextUint32()), "--out", join(options.runDir, `${clientId}.jsonl`)];
       const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
       const output = createWriteStream(join(options.runDir, `${clientId}.out`));
@@ -72,14 +83,29 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       clients.push(child);
     }
 
-    const nemesis = new Nemesis(cluster, random.fork("nemesis"), options.faults, join(options.runDir, "nemesis.jsonl"));
+    const nemesis = new Nemesis(cluster, random.fork("nemesis"), options.faults, join(options.runDir, "nemesis.jsonl"), {
+      started: watch,
+      targetsChanged: writeTargets,
+      discarded: (id) => {
+        for (const watcher of watchers) if (watcher.nodeId === id) closing.push(watcher.close());
+      },
+    });
     log(`faults for ${options.timeS} s: ${options.faults.join(", ")}`);
     await nemesis.run(performance.now() + options.timeS * 1000);
     stats["faults"] = [...nemesis.counts].map(([kind, count]) => `${kind} ${count}`).join(", ");
     if (options.faults.includes("disk")) stats["nodes stopped by a full disk"] = nemesis.diskStops;
 
-    // Healed: a leader again, and lock cycles succeed again.
+    // Healed: the membership settled (every member a running voter, every running node a member: a node
+    // whose removal committed after the nemesis gave up on it would never agree on the leader), a leader
+    // again, and lock cycles succeed again.
     const healedAtMs = performance.timeOrigin + performance.now();
+    const membership = nemesis.membership;
+    if (membership !== null) {
+      const settled = await membership.reconcile(performance.now() + settleMs);
+      if (settled === null) violations.push(`liveness: the membership did not settle within ${settleMs / 1000} s of healing (see nemesis.jsonl)`);
+      else stats["members at the end"] = settled.members.map((member) => member.id).join(",");
+      stats["membership changes"] = [...membership.counts].map(([what, count]) => `${what} ${count}`).join(", ");
+    }
     await waitFor(async () => (await cluster.agreedLeader()) ?? undefined, settleMs, "a leader after healing").catch((error: Error) => violations.push(`liveness: ${error.message}`));
     await sleep(recoveryMs);
     for (const child of clients) child.kill("SIGTERM");
@@ -99,6 +125,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     const drained = (): boolean => {
       const lastOfChannel = new Map<string, string>();
       for (const watcher of watchers) {
+        if (!watcher.open) continue;
         const last = lastOfChannel.get(watcher.channel);
         if (last === undefined) lastOfChannel.set(watcher.channel, watcher.lastEventId);
         else if (last !== watcher.lastEventId) return false;
@@ -107,6 +134,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     };
     await waitFor(drained, watchDrainMs, "every watch stream delivers the last events").catch(() => undefined);
     for (const watcher of watchers) await watcher.close();
+    await Promise.all(closing);
 
     const records = readClientRecords(options);
     const afterHeal = records.filter((record) => record.kind === "acquire" && record.outcome.type === "ok" && record.completeMs > healedAtMs);
@@ -114,11 +142,19 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
 
     const streams = watchers.map((watcher) => ({ nodeId: watcher.nodeId, channel: watcher.channel, segments: watcher.segments }));
     const merged = mergeWatchHistories(streams);
+    // The cluster's record, for a failure report: one event per line, in log order.
+    for (const [channel, events] of merged.histories) {
+      writeFileSync(join(options.runDir, `watch-${channel.replace(/[^a-z0-9-]/gi, "_")}.jsonl`), events.map((event) => `${event.data}\n`).join(""));
+    }
     violations.push(...merged.violations, ...checkWatchStreams(streams, merged.histories));
     const lockCheck = checkLockHistories(merged.histories);
     violations.push(...lockCheck.violations, ...checkClientsAgainstHistory(records, resource.writes, lockCheck.grants));
     violations.push(...checkRaftLogs(cluster.logEvents));
     violations.push(...checkSessions(records, clientSessionTtlMs));
+    if (membership !== null) {
+      violations.push(...checkMembershipHistory(membership.observations), ...membership.unexpected.map((answer) => `unexpected answer to a membership request: ${answer}`));
+      stats["membership reads and changes"] = membership.observations.length;
+    }
     for (const lock of locks) {
       const verdict = checkLockHistory(linearHistory(records.filter((record) => record.key === lock)));
       if (verdict.result === "violation") violations.push(`${lock} is not linearizable: ${verdict.message}`);
@@ -132,7 +168,9 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     stats["watch events"] = [...merged.histories.values()].reduce((sum, events) => sum + events.length, 0);
     stats["watch reconnects"] = watchers.reduce((sum, watcher) => sum + watcher.segments.length - 1, 0);
     stats["leaders elected"] = leadersSeen(cluster.logEvents);
-    stats["node restarts"] = [...cluster.nodes.values()].reduce((sum, node) => sum + node.life, 0);
+    stats["node restarts"] = [...cluster.nodes.values()].reduce((sum, node) => sum + Math.max(0, node.life), 0);
+    stats["nodes started"] = cluster.nodes.size;
+    if (cluster.network.unidentified > 0) stats["peer connections without a Hello (closed)"] = cluster.network.unidentified;
     return { violations, stats };
   } finally {
     for (const child of clients) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");

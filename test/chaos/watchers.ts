@@ -94,6 +94,11 @@ export class Watcher {
     return this.lastId;
   }
 
+  /** Whether the stream is still followed (not closed). */
+  get open(): boolean {
+    return !this.stop.signal.aborted;
+  }
+
   async close(): Promise<void> {
     this.stop.abort();
     await this.done;

@@ -4,6 +4,7 @@ import type { NodeLogEvent } from "../cluster.js";
 import type { ClientRecord } from "../history.js";
 import type { WatchedEvent, WatchSegment } from "../watchers.js";
 import { checkClientsAgainstHistory, checkLockHistories } from "./locks.js";
+import { checkMembershipHistory, type MembershipObservation } from "./membership.js";
 import { checkRaftLogs } from "./raft-logs.js";
 import { checkSessions } from "./sessions.js";
 import { checkWatchStreams, mergeWatchHistories } from "./watch.js";
@@ -91,6 +92,19 @@ describe("the Raft log checker", () => {
     expect(checkRaftLogs(events)).toEqual([]);
   });
 
+  it("reads nodes that came and went on their own: a removed leader's terms do not bind the node that joined after it", () => {
+    const events = [
+      event("n3", 0, "node started", 0),
+      event("n3", 0, "raft state changed", 2, "leader"),
+      // n3 removed and discarded; n4 joins with an empty disk, so it starts at term 0.
+      event("n4", 0, "node started", 0, undefined, 0),
+      event("n4", 0, "raft state changed", 2, "follower"),
+      event("n4", 0, "raft state changed", 3, "leader"),
+      event("n4", 1, "node started", 3, undefined, 40),
+    ];
+    expect(checkRaftLogs(events)).toEqual([]);
+  });
+
   it("catches two leaders in a term, a leader term lost across a restart, and a term going down", () => {
     const events = [
       event("n1", 0, "raft state changed", 4, "leader"),
@@ -135,3 +149,38 @@ describe("the session checker", () => {
   });
 });
 
+
+describe("the membership history checker", () => {
+  const observation = (what: string, invokeMs: number, configIndex: number, voters: string[], change?: { committedIndex: number; removed?: string }): MembershipObservation => ({
+    what,
+    invokeMs,
+    completeMs: invokeMs + 10,
+    configIndex,
+    voters,
+    learners: [],
+    ...change,
+  });
+
+  it("passes reads that follow acknowledged changes, and an uncommitted configuration a new leader overwrote", () => {
+    const history = [
+      observation("GET via n1", 0, 3, ["n1", "n2", "n3"]),
+      observation("DELETE n3 via n1", 20, 9, ["n1", "n2", "n4"], { committedIndex: 9, removed: "n3" }),
+      observation("GET via n2", 40, 12, ["n1", "n2", "n4", "n5"]),
+      // Overlaps nothing acknowledged: an older configuration is fine once the later one was never committed.
+      observation("GET via n4", 60, 9, ["n1", "n2", "n4"]),
+    ];
+    expect(checkMembershipHistory(history)).toEqual([]);
+  });
+
+  it("catches a committed configuration lost, a removed node listed again, and a removal whose answer still lists it", () => {
+    const history = [
+      observation("DELETE n3 via n1", 0, 9, ["n1", "n2", "n3"], { committedIndex: 9, removed: "n3" }),
+      observation("GET via n2", 40, 7, ["n1", "n2", "n3"]),
+    ];
+    expect(checkMembershipHistory(history)).toEqual([
+      "DELETE n3 via n1 was acknowledged, but its answer still lists n3 (configuration 9)",
+      "GET via n2 showed configuration 7, older than the 9 that DELETE n3 via n1 had committed before it began",
+      "GET via n2 listed n3 (configuration 7) after DELETE n3 via n1 had removed it",
+    ]);
+  });
+});
