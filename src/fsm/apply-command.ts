@@ -4,8 +4,8 @@
 import { assert } from "../util/assert.js";
 import type { Command } from "./commands.js";
 import type { FsmLimits } from "./limits.js";
-import { errorResult, type CommandResult } from "./results.js";
-import type { CoordinationState, Resource, ResourceKind, Session, Waiter } from "./state.js";
+import { decodeResult, errorResult, type CommandResult } from "./results.js";
+import { type CoordinationState, grantedWaiterKey, type Resource, type ResourceKind, type Session, type Waiter } from "./state.js";
 
 /** An acquire or a campaign: the same request against a lock or an election. */
 interface AcquireRequest {
@@ -205,12 +205,18 @@ function refreshLock(state: CoordinationState, name: string, owner: string, ttlM
 /** Apply order decides: a waiter granted before its cancel applied keeps the grant, and its client gets the token. */
 function cancelWaiter(state: CoordinationState, kind: ResourceKind, name: string, waiterId: string): CommandResult {
   const resource = state.resources(kind).get(name);
-  if (resource === undefined) return { kind: "not-waiting" };
+  if (resource === undefined) return cancelledTooLate(state, waiterId);
   if (resource.holder?.waiterId === waiterId) return { kind: "already-granted", token: resource.holder.token };
   const position = resource.waiters.findIndex((waiter) => waiter.waiterId === waiterId);
-  if (position < 0) return { kind: "not-waiting" };
+  if (position < 0) return cancelledTooLate(state, waiterId);
   state.dropWaiter(resource, position, "cancelled");
   return { kind: "cancelled" };
+}
+
+/** A cancel of `waiterId` whose waiter is no longer queued: granted earlier (perhaps expired since), or not. */
+function cancelledTooLate(state: CoordinationState, waiterId: string): CommandResult {
+  const granted = state.requestResults.get(grantedWaiterKey(waiterId));
+  return granted === undefined ? { kind: "not-waiting" } : decodeResult(granted);
 }
 
 function proclaim(state: CoordinationState, election: string, candidate: string, value: string): CommandResult {

@@ -7,6 +7,7 @@
 import { LRUCache } from "lru-cache";
 import { assert } from "../util/assert.js";
 import { makeEvent, type DropReason, type EventBody, type FsmEvent, type ReleaseReason } from "./events.js";
+import { encodeResult } from "./results.js";
 import type { FsmLimits } from "./limits.js";
 import { WatchHistory } from "./watch-history.js";
 
@@ -220,7 +221,10 @@ export class CoordinationState {
     }
     this.removeWaiterAt(resource, 0);
     const sessionId = head.sessionId ?? this.openSession(head.requestIndex, head.ttlMs, null, true).sessionId;
-    this.grant(resource, head.owner, sessionId, head.waiterId, head.value);
+    const holder = this.grant(resource, head.owner, sessionId, head.waiterId, head.value);
+    // A waiter's cancel may be applied after its grant has come and gone (it expired, or was released):
+    // the cancel must still answer with the grant, which clients and readers may have seen.
+    this.requestResults.set(grantedWaiterKey(head.waiterId), encodeResult({ kind: "already-granted", token: holder.token }));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -318,4 +322,12 @@ export class CoordinationState {
 function compareResources(a: Resource, b: Resource): number {
   if (a.kind !== b.kind) return a.kind === "lock" ? -1 : 1;
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/**
+ * Where the grant of a queued waiter is remembered, next to the results of requests (and bounded with
+ * them). Request ids never contain ":", so the two never collide.
+ */
+export function grantedWaiterKey(waiterId: string): string {
+  return `granted:${waiterId}`;
 }

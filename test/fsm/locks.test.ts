@@ -151,6 +151,24 @@ describe("locks", () => {
       expect(h.fsm.lockInfo("orders")).toMatchObject({ owner: "bob", token });
     });
 
+    it("a cancel applied after the grant was released answers the token too, also after a snapshot restore", () => {
+      // Found by the chaos linearizability check: a follower cut off while its client waited sent the
+      // cancel late; the grant had come and gone (readers saw it), yet the client was told "not acquired".
+      const h = new FsmHarness();
+      h.acquire("orders", "alice");
+      h.acquire("orders", "bob", { wait: true, waiterId: "bob-1" });
+      h.run({ type: "lock-release", name: "orders", owner: "alice" });
+      const token = h.fsm.lockInfo("orders")!.token;
+      h.run({ type: "lock-release", name: "orders", owner: "bob" });
+      expect(h.fsm.lockInfo("orders")).toBeUndefined();
+      const restored = new FsmHarness();
+      restored.fsm.restore(h.fsm.snapshot());
+      restored.skip(h.lastIndex);
+      for (const harness of [h, restored]) {
+        expect(harness.run({ type: "lock-cancel", name: "orders", waiterId: "bob-1" })).toEqual({ kind: "already-granted", token });
+      }
+    });
+
     it("a cancel of an unknown waiter answers not-waiting", () => {
       const h = new FsmHarness();
       expect(h.run({ type: "lock-cancel", name: "orders", waiterId: "ghost" })).toEqual({ kind: "not-waiting" });
