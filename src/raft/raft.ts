@@ -165,6 +165,9 @@ export class Raft implements LeaderHost {
     const refused = this.leader.refusesProposals();
     if (refused !== null) return { ok: false, reason: refused };
     if (data.length > this.config.proposalBytesMax) return { ok: false, reason: "proposal-too-large" };
+    // A leader that removed itself takes nothing new: once its removal commits, the voters that
+    // committed it hold its whole log, so one of them can take over at once (pitfall 20).
+    if (!this.isVoter(this.id)) return { ok: false, reason: "transferring" };
     return this.appendOwn(EntryType.Normal, data);
   }
 

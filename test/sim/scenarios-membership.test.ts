@@ -260,13 +260,11 @@ describe("membership changes (simulated)", () => {
     checkLiveness(cluster);
   });
 
-  // Core gap: a removed leader sends TimeoutNow only to a voter that holds its whole log when the removal
-  // commits (Leader.handOver: bestMatch === lastIndex). While clients keep writing, no follower ever
-  // does (entries after the removal are still in flight), so no TimeoutNow goes out and the cluster waits
-  // out an election timeout plus PreVote: 200-450 ms here instead of a round trip. Handing over to the
-  // most up-to-date voter anyway is safe (it loses only the uncommitted tail), as would be refusing
-  // proposals once the leader's removal is appended, as a transfer does. Remove `.fails` once handled.
-  it.fails("removing the leader while clients keep writing still hands over at once (TimeoutNow to the most up-to-date voter)", () => {
+  // Regression: a removed leader sent TimeoutNow only to a voter holding its whole log when the removal
+  // committed, and while clients kept writing none did, so the cluster waited out an election timeout.
+  // A leader that removed itself now refuses new proposals (as during a transfer): the voters that
+  // commit its removal hold its whole log.
+  it("removing the leader while clients keep writing still hands over at once (TimeoutNow to the most up-to-date voter)", () => {
     const cluster = Cluster.create({ nodes: 5, seed: 116 });
     const oldLeaderId = settledLeader(cluster);
     const stopWriting = keepWriting(cluster, "w", 5);
