@@ -129,6 +129,8 @@ describe("membership changes through the log (pitfalls 18-20)", () => {
     const term = net.node("n1").status().currentTerm;
     const sentBefore = net.sent.length;
     expect(net.node("n1").proposeConfigChange({ type: "remove", nodeId: "n1" }, net.nowMs)).toMatchObject({ ok: true });
+    // Leaving, it takes nothing new: the voters that commit its removal then hold its whole log.
+    expect(net.node("n1").propose(bytes("late"))).toEqual({ ok: false, reason: "transferring" });
     net.deliverAll();
     expect(net.node("n1").status().role).toBe("follower");
     expect(net.sentOfType("timeout-now")).toHaveLength(1);
