@@ -1,7 +1,7 @@
 import { randomInt } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
-import { type Address, formatAddress, type NodeConfig, parseAddress } from "../config.js";
+import { formatAddress, type NodeConfig } from "../config.js";
 import { type ConfigChange, isMember } from "../raft/cluster-config.js";
 import { raftConfigDefaults } from "../raft/config.js";
 import { Raft } from "../raft/raft.js";
@@ -23,6 +23,7 @@ import {
   type ProposalResult,
   RequestKind,
 } from "./forwarding.js";
+import { MemberLinks } from "./member-links.js";
 import type { StateMachine } from "./state-machine.js";
 
 /** How long a request waits for a leader to be elected before it is refused. */
@@ -110,14 +111,7 @@ export class RaftNode {
   private idleWaiters: (() => void)[] = [];
   private readonly clusterConfig: ClusterConfig;
   private readonly softStateListeners = new Set<(softState: SoftState) => void>();
-  /** The configuration index whose members the transport last dialed. */
-  private peersAddedAtConfigIndex = -1;
-  /** The committed configuration index whose departed members the transport last let go of. */
-  private peersPrunedAtConfigIndex = -1;
-  /** Set once a committed configuration no longer lists this node. */
-  private removed = false;
-  /** Whether a configuration this node held ever listed it (a joining node's first ones do not). */
-  private wasMember = false;
+  private readonly memberLinks: MemberLinks;
   private leaderRequestHandler: ((data: Uint8Array) => Promise<Uint8Array>) | null = null;
 
   private constructor(
@@ -142,6 +136,8 @@ export class RaftNode {
       nowMs(),
     );
     const status = this.raft.status();
+    const departedGraceMs = config.electionTimeoutMaxMs * removedPeerGraceElectionTimeouts;
+    this.memberLinks = new MemberLinks(config.id, config.peers, departedGraceMs, () => this.raft.configNow().config, logger);
     this.appliedIndex = status.lastApplied;
     this.snapshotIndex = status.snapshotIndex;
     this.lastSoftState = { role: status.role, leaderId: status.leaderId, currentTerm: status.currentTerm };
@@ -156,7 +152,7 @@ export class RaftNode {
     const node = new RaftNode(config, logger, storage, stateMachine, recovered);
     // The log's configuration knows members added since bootstrap; --peers fills in the rest at first start.
     const peers = new Map([...config.peers].filter(([id]) => id !== config.id));
-    for (const [id, address] of node.memberAddresses()) peers.set(id, address);
+    for (const [id, address] of node.memberLinks.addresses(node.raft.configNow().config)) peers.set(id, address);
     node.transport = await Transport.start({
       nodeId: config.id,
       clusterId: config.clusterId,
@@ -178,7 +174,8 @@ export class RaftNode {
       },
       onRequest: (fromPeerId, payload) => node.handlePeerRequest(fromPeerId, payload),
     });
-    node.syncPeers();
+    node.memberLinks.attach(node.transport);
+    node.followConfig();
     const tickIntervalMs = Math.max(5, Math.floor(config.heartbeatIntervalMs / 5));
     node.tickTimer = setInterval(() => {
       node.raft.tick(nowMs());
@@ -290,7 +287,7 @@ export class RaftNode {
 
   /** The membership in the configuration this node holds now (no round trip; may trail the leader's). */
   localMembership(): Membership {
-    const { config, configIndex } = this.raft.status();
+    const { config, configIndex } = this.raft.configNow();
     const members = [...config.voters.map((id) => ({ id, voter: true })), ...config.learners.map((id) => ({ id, voter: false }))];
     return { configIndex, members: members.map((member) => ({ ...member, address: config.addresses[member.id] ?? null })) };
   }
@@ -325,7 +322,7 @@ export class RaftNode {
 
   /** This node's status, and every other member's as it answers (unreachable ones say so). */
   async clusterStatus(): Promise<MemberStatus[]> {
-    const config = this.raft.status().config;
+    const config = this.raft.configNow().config;
     const ids = [...config.voters, ...config.learners];
     if (!ids.includes(this.config.id)) ids.unshift(this.config.id); // a joining or removed node still reports itself
     const members = ids.map(async (id): Promise<MemberStatus> => {
@@ -343,24 +340,17 @@ export class RaftNode {
 
   /** Dials the members a join reply named, before their configuration reaches this node through the log. */
   learnPeers(membership: Membership): void {
-    for (const member of membership.members) {
-      if (member.id === this.config.id || member.address === null) continue;
-      try {
-        this.transport?.addPeer(member.id, parseAddress("peers", member.address));
-      } catch {
-        this.logger.warn({ peerId: member.id, address: member.address }, "a member's address does not parse; waiting for the log's configuration");
-      }
-    }
+    this.memberLinks.learn(membership.members);
   }
 
   /** Whether the configuration this node holds lists it as a voter. */
   isVoter(): boolean {
-    return this.raft.status().config.voters.includes(this.config.id);
+    return this.raft.configNow().config.voters.includes(this.config.id);
   }
 
   /** Whether the configuration this node holds lists it at all (a joining node is not listed yet). */
   isMember(): boolean {
-    return isMember(this.raft.status().config, this.config.id);
+    return isMember(this.raft.configNow().config, this.config.id);
   }
 
   localStatus(): MemberStatus {
@@ -386,7 +376,7 @@ export class RaftNode {
 
   /** `/readyz`: a leader is known and this node applied what was committed when it first learned of one. */
   isReady(): boolean {
-    return !this.stopping && !this.removed && this.startupCommitIndex !== null && this.appliedIndex >= this.startupCommitIndex && this.leader() !== null;
+    return !this.stopping && !this.memberLinks.removed && this.startupCommitIndex !== null && this.appliedIndex >= this.startupCommitIndex && this.leader() !== null;
   }
 
   /** Takes a snapshot now (it also happens every `snapshotEveryEntries` applied entries). */
@@ -457,7 +447,7 @@ export class RaftNode {
       this.settleReads(ready);
       this.raft.advance(ready);
       this.observeSoftState(ready);
-      this.syncPeers();
+      this.followConfig();
       if (this.appliedIndex - this.snapshotIndex >= this.config.snapshotEveryEntries) await this.takeSnapshot();
     } catch (error) {
       // A failed write or fsync leaves the disk in an unknown state (fsyncgate): stop rather than guess.
@@ -736,58 +726,9 @@ export class RaftNode {
     this.logger.info({ term: this.raft.softStateNow().currentTerm, target: targetId, transferred: !this.isLeader() }, "handed leadership over before stopping");
   }
 
-  /**
-   * Every other member's peer address: as this node's `--peers` names it (how this node reaches that
-   * member, which may differ from node to node, e.g. through a proxy), else from the configuration.
-   */
-  private memberAddresses(): Map<NodeId, Address> {
-    const addresses = new Map<NodeId, Address>();
-    for (const [id, text] of Object.entries(this.raft.status().config.addresses)) {
-      if (id === this.config.id) continue;
-      const local = this.config.peers.get(id);
-      if (local !== undefined) {
-        addresses.set(id, local);
-        continue;
-      }
-      try {
-        addresses.set(id, parseAddress("peers", text));
-      } catch {
-        this.logger.warn({ peerId: id, address: text }, "the configuration holds an address that does not parse; this node cannot dial that member");
-      }
-    }
-    return addresses;
-  }
-
-  /**
-   * Follows the configuration in force (pitfall 18: from the moment its entry is appended): dials new
-   * members at once, and lets go of removed ones only a grace period after their removal committed, so
-   * that a removed leader can still commit its removal, hand over and answer what was forwarded to it.
-   */
-  private syncPeers(): void {
-    const { config, configIndex, commitIndex } = this.raft.status();
-    if (isMember(config, this.config.id)) {
-      this.wasMember = true;
-    } else if (this.wasMember && configIndex <= commitIndex && !this.removed) {
-      // Only a removed leader learns of its own removal: the leader stops replicating to a removed follower.
-      this.removed = true;
-      this.logger.warn({ term: this.raft.softStateNow().currentTerm, configIndex }, "this node was removed from the cluster; stop it");
-    }
-    const transport = this.transport;
-    if (transport === null) return;
-    if (configIndex !== this.peersAddedAtConfigIndex) {
-      this.peersAddedAtConfigIndex = configIndex;
-      for (const [id, address] of this.memberAddresses()) transport.addPeer(id, address);
-    }
-    if (configIndex <= commitIndex && configIndex !== this.peersPrunedAtConfigIndex) {
-      this.peersPrunedAtConfigIndex = configIndex;
-      const departed = transport.peerIds().filter((id) => !isMember(config, id));
-      if (departed.length === 0) return;
-      const timer = setTimeout(() => {
-        const current = this.raft.status().config;
-        for (const id of departed) if (!isMember(current, id)) transport.removePeer(id);
-      }, this.config.electionTimeoutMaxMs * removedPeerGraceElectionTimeouts);
-      timer.unref();
-    }
+  private followConfig(): void {
+    const { config, configIndex, commitIndex, currentTerm } = this.raft.configNow();
+    this.memberLinks.follow(config, configIndex, commitIndex, currentTerm);
   }
 
   private whenIdle(): Promise<void> {

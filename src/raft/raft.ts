@@ -331,6 +331,11 @@ export class Raft implements LeaderHost {
     return this.log.termOf(index);
   }
 
+  /** The configuration in force with what decides whether it committed: cheap enough for every batch. */
+  configNow(): { config: ClusterConfig; configIndex: number; commitIndex: number; currentTerm: number } {
+    return { config: this.configs.current, configIndex: this.configs.currentIndex, commitIndex: this.log.commitIndex, currentTerm: this.currentTerm };
+  }
+
   /** The configuration in force at `index` (at or above the snapshot): what a snapshot taken there records. */
   configAt(index: number): ClusterConfig {
     return this.configs.at(index);
