@@ -1,6 +1,6 @@
-// The peer wire format, version 1. Every WebSocket binary message is one frame:
+// The peer wire format, version 2 (version 1 had no member addresses in a snapshot's meta). Every WebSocket binary message is one frame:
 //
-//   u8 version (1) | u8 frame type | body
+//   u8 version (2) | u8 frame type | body
 //
 // Integers are big-endian; 8-byte (u53) fields carry JavaScript safe integers; strings are a u16 byte length
 // and UTF-8; byte arrays are a u32 length and the bytes. A frame must be consumed exactly (no trailing bytes).
@@ -14,7 +14,7 @@ import { clusterTokenBytesMax, CodecError, decodeWire, encodeWire, idBytesMax, r
 
 export { addressBytesMax, clusterTokenBytesMax, CodecError, idBytesMax, reasonBytesMax } from "./wire.js";
 
-export const wireVersion = 1;
+export const wireVersion = 2;
 
 /** Default for the largest frame a peer may send; the transport may configure another limit. */
 export const frameBytesMaxDefault = 4 << 20;

@@ -95,7 +95,7 @@ function expectCodecError(bytes: Uint8Array, limit?: number): CodecError {
   throw new Error(`decoded without error: ${Buffer.from(bytes).toString("hex")}`);
 }
 
-describe("wire codec, version 1", () => {
+describe("wire codec, version 2", () => {
   it("round-trips every message type in one batch frame, in order", () => {
     const frame = encodeMessages(everyMessageType);
     expect(frame[0]).toBe(wireVersion);
@@ -161,8 +161,8 @@ describe("wire codec, version 1", () => {
   it("names what is wrong: version, frame type, size, trailing bytes", () => {
     const valid = encodeFrame({ kind: "welcome", clusterId: "c", nodeId: "n2" });
     const otherVersion = Uint8Array.from(valid);
-    otherVersion[0] = 2;
-    expect(expectCodecError(otherVersion).message).toMatch(/unsupported wire version 2/);
+    otherVersion[0] = 1; // version 1 lacked member addresses in snapshot metas
+    expect(expectCodecError(otherVersion).message).toMatch(/unsupported wire version 1/);
     expect(expectCodecError(Uint8Array.from([wireVersion, 99])).message).toMatch(/unknown frame type 99/);
     expect(expectCodecError(new Uint8Array(0)).message).toMatch(/empty/);
     expect(expectCodecError(new Uint8Array(1025), 1024).message).toMatch(/1025 bytes; the limit is 1024/);
