@@ -13,6 +13,7 @@ import { scriptCommandTable } from "./api/resp/scripts.js";
 import { RespServer } from "./api/resp/server.js";
 import { clientCommands, clientUsage, RequestFailedError } from "./cli-admin.js";
 import { ConfigError, envName, parseStartConfig, startFlags } from "./config.js";
+import { NodeMetrics } from "./metrics.js";
 import { RaftNode } from "./node/node.js";
 import { CoordinationStateMachine } from "./fsm/coordination.js";
 import { fsmLimitsDefaults, ttlMsMinFor } from "./fsm/limits.js";
@@ -45,9 +46,11 @@ async function start(argv: string[]): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { nodeId: config.id } });
   // Every member derives the same TTL floor from the same election timeout: replicated decisions use it.
   const fsm = new CoordinationStateMachine({ ...fsmLimitsDefaults, ttlMsMin: ttlMsMinFor(config.electionTimeoutMaxMs) });
-  const node = await RaftNode.start(config, logger, fsm);
-  const service = new CoordinationService(node, fsm, logger);
-  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, config.authPassword), config.httpListen);
+  const metrics = new NodeMetrics();
+  const node = await RaftNode.start(config, logger, fsm, metrics);
+  const service = new CoordinationService(node, fsm, logger, metrics);
+  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, config.authPassword, metrics), config.httpListen);
+  metrics.countConnections("http", () => new Promise((resolve) => server.getConnections((error, count) => resolve(error === null ? count : 0))));
   const password = config.authPassword;
   attachWatchSocket(server, fsm, (request) => password === undefined || bearerMatches(request, password));
   const resp =
@@ -64,6 +67,7 @@ async function start(argv: string[]): Promise<void> {
             scriptCommandTable(service),
           ),
           ...(password === undefined ? {} : { authPassword: password }),
+          metrics,
         });
   logger.info({ http: config.httpListen, peer: config.peerListen, resp: config.respListen ?? null }, "serving");
   const joining = new AbortController();

@@ -196,6 +196,19 @@ export class CoordinationStateMachine implements StateMachine {
     return position < 0 ? { state: "gone" } : { state: "queued", position: position + 1 };
   }
 
+  /** How much the applied state holds, for `GET /metrics` (walks the tables: call it per scrape, not per request). */
+  census(): { sessions: number; locksHeld: number; lockWaiters: number; electionLeaders: number } {
+    let locksHeld = 0;
+    let lockWaiters = 0;
+    for (const lock of this.state.locks.values()) {
+      if (lock.holder !== null) locksHeld++;
+      lockWaiters += lock.waiters.length;
+    }
+    let electionLeaders = 0;
+    for (const election of this.state.elections.values()) if (election.holder !== null) electionLeaders++;
+    return { sessions: this.state.sessions.size, locksHeld, lockWaiters, electionLeaders };
+  }
+
   /** The Raft leader as last recorded by a `leader-changed` entry. */
   raftLeader(): RaftLeader | null {
     return this.state.raftLeader;

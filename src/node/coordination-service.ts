@@ -6,6 +6,7 @@ import type { CoordinationStateMachine, ElectionLeaderView, LockView } from "../
 import type { FsmEvent } from "../fsm/events.js";
 import { LeaseKeeper } from "../fsm/lease-keeper.js";
 import { type CommandResult, decodeResult } from "../fsm/results.js";
+import type { NodeMetrics } from "../metrics.js";
 import type { SoftState } from "../raft/types.js";
 import { NodeError } from "./forwarding.js";
 import type { RaftNode } from "./node.js";
@@ -94,6 +95,7 @@ export class CoordinationService {
     private readonly node: RaftNode,
     private readonly fsm: CoordinationStateMachine,
     private readonly logger: Logger,
+    private readonly metrics?: NodeMetrics,
   ) {
     this.keeper = new LeaseKeeper(10 * expiryCheckIntervalMs);
     // Waiter ids must never repeat across restarts of this node: a random boot id sees to it.
@@ -104,6 +106,14 @@ export class CoordinationService {
     node.onSoftStateChange((softState) => this.leadershipChanged(softState));
     node.setLeaderRequestHandler((data) => Promise.resolve(this.answerLeaseRequest(data)));
     this.expiryTimer = setInterval(() => this.expireDueSessions(), expiryCheckIntervalMs);
+    if (metrics !== undefined) {
+      metrics.watchCoordination(() => {
+        const census = fsm.census();
+        return { sessionsActive: census.sessions, locksHeld: census.locksHeld, lockWaiters: census.lockWaiters, electionLeaders: census.electionLeaders };
+      });
+      fsm.subscribe((event) => metrics.fsmEvent(event, nowMs()));
+      fsm.onRestore(() => metrics.restored((name, token) => fsm.fenceCheck(name, token)));
+    }
   }
 
   stop(): void {
@@ -144,6 +154,7 @@ export class CoordinationService {
       (waiterId) => ({ type: "lock-cancel", name, waiterId }),
       waitMs,
       signal,
+      (waitedMs) => this.metrics?.lockWaited(waitedMs / 1000),
     );
   }
 
@@ -242,6 +253,7 @@ export class CoordinationService {
     cancel: (waiterId: string) => Command,
     waitMs: number,
     signal: AbortSignal | undefined,
+    onGranted?: (waitedMs: number) => void,
   ): Promise<Grant | null> {
     if (!(Number.isSafeInteger(waitMs) && waitMs >= 0 && waitMs <= waitMsMax)) {
       throw new CoordinationError("ERR", `wait must be an integer number of milliseconds between 0 and ${waitMsMax}`);
@@ -258,15 +270,21 @@ export class CoordinationService {
     this.waiters.set(waiterId, waiter);
     try {
       const result = await this.execute(command(waiterId));
-      if (result.kind === "granted") return { token: result.token, ttlMs: result.ttlMs };
+      if (result.kind === "granted") {
+        onGranted?.(0);
+        return { token: result.token, ttlMs: result.ttlMs };
+      }
       if (result.kind !== "queued") return null;
+      const queuedAtMs = nowMs();
       const giveUp = (): void => void this.giveUp(waiterId, cancel(waiterId));
       waiter.giveUp = giveUp;
       const timer = setTimeout(giveUp, waitMs);
       signal?.addEventListener("abort", giveUp, { once: true });
       if (signal?.aborted === true) giveUp();
       try {
-        return await settled;
+        const grant = await settled;
+        if (grant !== null) onGranted?.(nowMs() - queuedAtMs);
+        return grant;
       } finally {
         clearTimeout(timer);
         signal?.removeEventListener("abort", giveUp);

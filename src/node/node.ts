@@ -5,7 +5,8 @@ import { formatAddress, type NodeConfig } from "../config.js";
 import { type ConfigChange, isMember } from "../raft/cluster-config.js";
 import { raftConfigDefaults } from "../raft/config.js";
 import { Raft } from "../raft/raft.js";
-import { type ClusterConfig, type Entry, EntryType, type NodeId, type ProposeResult, type Ready, Role, type Snapshot, type SoftState } from "../raft/types.js";
+import { type ClusterConfig, type Entry, EntryType, type Message, type NodeId, type ProposeResult, type Ready, Role, type Snapshot, type SoftState } from "../raft/types.js";
+import type { NodeMetrics, RaftGauges } from "../metrics.js";
 import { Storage } from "../storage/storage.js";
 import { PeerUnavailableError, Transport } from "../transport/transport.js";
 import { assert } from "../util/assert.js";
@@ -120,6 +121,7 @@ export class RaftNode {
     private readonly storage: Storage,
     private readonly stateMachine: StateMachine,
     recovered: Awaited<ReturnType<typeof Storage.open>>["recovered"],
+    private readonly metrics: NodeMetrics | null,
   ) {
     this.clusterConfig = { voters: [...config.peers.keys()], learners: [], addresses: Object.fromEntries([...config.peers].map(([id, address]) => [id, formatAddress(address)])) };
     if (recovered.snapshot !== null) stateMachine.restore(recovered.snapshot.data);
@@ -144,12 +146,13 @@ export class RaftNode {
   }
 
   /** Opens storage, recovers, joins the peers and starts ticking. */
-  static async start(config: NodeConfig, logger: Logger, stateMachine: StateMachine): Promise<RaftNode> {
+  static async start(config: NodeConfig, logger: Logger, stateMachine: StateMachine, metrics?: NodeMetrics): Promise<RaftNode> {
     const { storage, recovered, repairedTail } = await Storage.open({ dir: config.dataDir });
     if (repairedTail !== null) {
       logger.warn({ file: repairedTail.file, bytesCut: repairedTail.bytesCut }, "cut a torn tail off the write-ahead log");
     }
-    const node = new RaftNode(config, logger, storage, stateMachine, recovered);
+    const node = new RaftNode(config, logger, storage, stateMachine, recovered, metrics ?? null);
+    metrics?.watchRaft(() => node.raftGauges());
     // The log's configuration knows members added since bootstrap; --peers fills in the rest at first start.
     const peers = new Map([...config.peers].filter(([id]) => id !== config.id));
     for (const [id, address] of node.memberLinks.addresses(node.raft.configNow().config)) peers.set(id, address);
@@ -175,6 +178,8 @@ export class RaftNode {
       onRequest: (fromPeerId, payload) => node.handlePeerRequest(fromPeerId, payload),
     });
     node.memberLinks.attach(node.transport);
+    const transport = node.transport;
+    metrics?.countConnections("peer", () => transport.connectedPeers().length);
     node.followConfig();
     const tickIntervalMs = Math.max(5, Math.floor(config.heartbeatIntervalMs / 5));
     node.tickTimer = setInterval(() => {
@@ -368,6 +373,24 @@ export class RaftNode {
     };
   }
 
+  /** What `GET /metrics` reports of the consensus state, read at scrape time. */
+  raftGauges(): RaftGauges {
+    const status = this.raft.status();
+    const followerLagEntries = new Map<NodeId, number>();
+    if (status.role === Role.Leader) {
+      for (const [peerId, progress] of status.progress) if (peerId !== this.config.id) followerLagEntries.set(peerId, Math.max(0, status.lastIndex - progress.matchIndex));
+    }
+    return {
+      isLeader: status.role === Role.Leader,
+      hasLeader: status.leaderId !== null,
+      term: status.currentTerm,
+      commitIndex: status.commitIndex,
+      appliedIndex: this.appliedIndex,
+      proposalsPending: this.pending.size,
+      followerLagEntries,
+    };
+  }
+
   /** The leader this node knows of, with its term, or null. */
   leader(): { id: NodeId; term: number } | null {
     const soft = this.raft.softStateNow();
@@ -437,11 +460,13 @@ export class RaftNode {
     this.processing = true;
     try {
       const ready = this.raft.ready();
-      for (const message of ready.leaderMessages) this.transport!.send(message);
+      for (const message of ready.leaderMessages) this.send(message);
       if (ready.hardState !== null || ready.snapshot !== null || ready.entries.length > 0) {
+        const startedMs = nowMs();
         await this.storage.save({ hardState: ready.hardState, snapshot: ready.snapshot, entries: ready.entries });
+        this.metrics?.walSaved((nowMs() - startedMs) / 1000);
       }
-      for (const message of ready.messages) this.transport!.send(message);
+      for (const message of ready.messages) this.send(message);
       if (ready.snapshot !== null) this.restoreSnapshot(ready.snapshot);
       for (const entry of ready.committedEntries) this.apply(entry);
       this.settleReads(ready);
@@ -457,6 +482,11 @@ export class RaftNode {
       this.processing = false;
     }
     this.kick();
+  }
+
+  private send(message: Message): void {
+    if (message.type === "append") this.metrics?.appendEntriesSent(message.entries.length);
+    this.transport!.send(message);
   }
 
   private apply(entry: Entry): void {
@@ -555,7 +585,9 @@ export class RaftNode {
     const snapshot: Snapshot = { meta: { index, term, config: this.raft.configAt(index) }, data: this.stateMachine.snapshot() };
     const wantedFromIndex = Math.min(index + 1 - this.config.retainedEntries, this.raft.retentionFloor());
     const retainFromIndex = Math.max(1, this.raft.status().firstIndex, Math.min(index + 1, wantedFromIndex));
+    const startedMs = nowMs();
     await this.storage.saveSnapshot(snapshot, retainFromIndex);
+    this.metrics?.snapshotSaved((nowMs() - startedMs) / 1000);
     this.raft.compact(snapshot, retainFromIndex);
     this.snapshotIndex = index;
     this.logger.info({ index, term, retainFromIndex }, "took a snapshot");
@@ -564,6 +596,7 @@ export class RaftNode {
   private observeSoftState(ready: Ready): void {
     const soft = ready.softState;
     const previous = this.lastSoftState;
+    if (soft.leaderId !== null && soft.leaderId !== previous.leaderId) this.metrics?.leaderChanged();
     if (soft.role !== previous.role || soft.leaderId !== previous.leaderId || soft.currentTerm !== previous.currentTerm) {
       this.logger.info({ term: soft.currentTerm, role: soft.role, leader: soft.leaderId }, "raft state changed");
       this.lastSoftState = soft;
@@ -579,6 +612,26 @@ export class RaftNode {
   // Helpers
 
   private proposeLocally(data: Uint8Array): Promise<ProposalResult> {
+    return this.counted(this.appendProposal(data));
+  }
+
+  /** Counts a proposal made on this node in proposals_committed_total or proposals_failed_total. */
+  private counted(proposal: Promise<ProposalResult>): Promise<ProposalResult> {
+    const metrics = this.metrics;
+    if (metrics === null) return proposal;
+    return proposal.then(
+      (result) => {
+        metrics.proposalCommitted();
+        return result;
+      },
+      (error: unknown) => {
+        metrics.proposalFailed(error instanceof NodeError ? error.code : "OTHER");
+        throw error;
+      },
+    );
+  }
+
+  private appendProposal(data: Uint8Array): Promise<ProposalResult> {
     if (this.pending.size >= pendingProposalsMax) {
       return Promise.reject(new NodeError("UNAVAILABLE", `${pendingProposalsMax} proposals are already waiting to commit; retry later`));
     }
@@ -606,7 +659,7 @@ export class RaftNode {
       }
     }
     this.logger.info({ term: proposed.term, index: proposed.index, change }, "proposed a membership change");
-    return this.awaitCommit(proposed);
+    return this.counted(this.awaitCommit(proposed));
   }
 
   private async transferLocally(targetId: NodeId): Promise<{ id: NodeId; term: number } | null> {

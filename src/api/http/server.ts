@@ -7,6 +7,7 @@ import type { CoordinationStateMachine } from "../../fsm/coordination.js";
 import { CoordinationError, type CoordinationService } from "../../node/coordination-service.js";
 import { NodeError } from "../../node/forwarding.js";
 import type { RaftNode } from "../../node/node.js";
+import type { NodeMetrics } from "../../metrics.js";
 import { BadRequestError, coordinationRouter } from "./coordination-routes.js";
 import { memberRouter } from "./member-routes.js";
 
@@ -39,9 +40,11 @@ export function createHttpApp(
   logger: Logger,
   coordination?: { service: CoordinationService; fsm: CoordinationStateMachine },
   authPassword?: string,
+  metrics?: NodeMetrics,
 ): express.Express {
   const app = express();
   app.disable("x-powered-by");
+  if (metrics !== undefined) app.use(countRequests(metrics));
   if (authPassword !== undefined) {
     app.use((request, response, next) => {
       // Probes stay open: an orchestrator checks liveness without the application's secret.
@@ -67,6 +70,18 @@ export function createHttpApp(
       leader === null ? "no leader is known yet" : "still applying what was committed when this node started";
     response.status(503).set("Retry-After", String(retryAfterSeconds)).json({ error: { code: "NOTREADY", message } });
   });
+
+  if (metrics !== undefined) {
+    // Behind --auth-password like every other route: Prometheus sends it with `authorization: {credentials: ...}`.
+    app.get("/metrics", async (_request, response, next) => {
+      try {
+        const { contentType, text } = await metrics.scrape();
+        response.set("Content-Type", contentType).send(text);
+      } catch (error) {
+        next(error);
+      }
+    });
+  }
 
   app.get("/v1/cluster", async (_request, response, next) => {
     try {
@@ -143,6 +158,25 @@ export function createHttpApp(
     response.status(500).json({ error: { code: "INTERNAL", message: "internal error; the node logged the details" } });
   });
   return app;
+}
+
+/**
+ * Counts every response in http_requests_total by its route pattern, read once the response finished:
+ * express sets `request.route` to the route that matched (`/v1/locks/:name`), never the raw path, so
+ * lock names do not become label values. A request no route matched (404, refused authentication) is
+ * "unmatched".
+ */
+function countRequests(metrics: NodeMetrics): express.RequestHandler {
+  return (request, response, next) => {
+    const startedNs = process.hrtime.bigint();
+    // "close", not "finish": a watch stream or long poll the client abandons is counted too.
+    response.once("close", () => {
+      const pattern = (request.route as { path?: unknown } | undefined)?.path;
+      const route = typeof pattern === "string" ? `${request.baseUrl}${pattern}` : "unmatched";
+      metrics.httpAnswered(route, request.method, response.statusCode, Number(process.hrtime.bigint() - startedNs) / 1e9);
+    });
+    next();
+  };
 }
 
 /** Whether `request` carries `Authorization: Bearer <password>`, compared in constant time. */

@@ -6,12 +6,13 @@ import { createHash } from "node:crypto";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { Address } from "../../config.js";
+import type { NodeMetrics } from "../../metrics.js";
 import { assert } from "../../util/assert.js";
-import { type CommandTable, type RespServerInfo, validateCommandTable } from "./command-table.js";
+import { type CommandContext, type CommandTable, type RespServerInfo, validateCommandTable } from "./command-table.js";
 import { closeLingerMs, RespConnection } from "./connection.js";
 import { executeCommand } from "./execute.js";
 import { type RespLimits, resolveRespLimits } from "./limits.js";
-import { err } from "./reply.js";
+import { err, type Reply } from "./reply.js";
 import { encodeReply } from "./writer.js";
 
 export interface RespServerOptions {
@@ -22,6 +23,8 @@ export interface RespServerOptions {
   /** When set, every command but AUTH, HELLO … AUTH and QUIT answers `-NOAUTH` until the client authenticates. */
   readonly authPassword?: string;
   readonly limits?: Partial<RespLimits>;
+  /** Counts requests by command and outcome, and open connections. */
+  readonly metrics?: NodeMetrics;
 }
 
 export class RespServer implements RespServerInfo {
@@ -35,6 +38,7 @@ export class RespServer implements RespServerInfo {
   private readonly logger: Logger;
   /** Only a digest of the password is kept, and compared in constant time. */
   private readonly passwordDigest: Buffer | null;
+  private readonly metrics: NodeMetrics | null;
 
   private constructor(
     private readonly netServer: Server,
@@ -44,6 +48,9 @@ export class RespServer implements RespServerInfo {
     this.limits = resolveRespLimits(options.limits);
     this.logger = options.logger.child({ component: "resp" });
     this.passwordDigest = options.authPassword === undefined ? null : createHash("sha256").update(options.authPassword).digest();
+    this.metrics = options.metrics ?? null;
+    this.metrics?.labelRespCommands(this.commands.keys());
+    this.metrics?.countConnections("resp", () => this.connections.size);
   }
 
   /** Listens on `options.listen` (port 0 picks a free port; see `address()`). */
@@ -89,6 +96,19 @@ export class RespServer implements RespServerInfo {
     await closed;
   }
 
+  private execute(ctx: CommandContext, args: readonly Buffer[]): Reply | Promise<Reply> {
+    const metrics = this.metrics;
+    if (metrics === null) return executeCommand(this.commands, ctx, args, this.logger);
+    const startedNs = process.hrtime.bigint();
+    const count = (reply: Reply): Reply => {
+      const command = args[0]?.toString().toLowerCase() ?? "";
+      metrics.respAnswered(command, reply.type !== "error", Number(process.hrtime.bigint() - startedNs) / 1e9);
+      return reply;
+    };
+    const result = executeCommand(this.commands, ctx, args, this.logger);
+    return result instanceof Promise ? result.then(count) : count(result);
+  }
+
   private accept(socket: Socket): void {
     if (this.connections.size >= this.limits.connectionsMax) {
       this.logger.warn({ connectionsMax: this.limits.connectionsMax, remote: socket.remoteAddress }, "refused a RESP connection: too many clients");
@@ -106,7 +126,7 @@ export class RespServer implements RespServerInfo {
       limits: this.limits,
       server: this,
       passwordDigest: this.passwordDigest,
-      execute: (ctx, args) => executeCommand(this.commands, ctx, args, this.logger),
+      execute: (ctx, args) => this.execute(ctx, args),
       logger: this.logger,
     });
     this.connections.add(connection);
