@@ -118,8 +118,10 @@ describe.each(deploySources)("$name", ({ name, manifests: load }) => {
     // SIGTERM already hands leadership over; a preStop would only delay it.
     expect(raftlock.lifecycle).toBeUndefined();
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(15);
-    // No scrape annotations until the node serves /metrics (issue 7): Prometheus would list it as down.
-    expect(sts.template.metadata.annotations?.["prometheus.io/scrape"]).toBeUndefined();
+    const annotations = sts.template.metadata.annotations ?? {};
+    expect(annotations["prometheus.io/scrape"]).toBe("true");
+    expect(Number(annotations["prometheus.io/port"])).toBe(httpPort);
+    expect(annotations["prometheus.io/path"]).toBe("/metrics");
   });
 
   it("governs the pods with a headless Service that publishes pods before they are ready, named in --peers", () => {
@@ -298,7 +300,8 @@ describe("helm/raftlock", () => {
     const statefulSet = templates.find((template) => template.file.endsWith("/statefulset.yaml"))!.text;
     expect(statefulSet).toContain("podManagementPolicy: Parallel");
     expect(statefulSet).toContain("serviceName: {{ include \"raftlock.peersService\" . }}");
-    expect(statefulSet).not.toContain("prometheus.io");
+    expect(statefulSet).toContain("prometheus.io/port: {{ .Values.ports.http | quote }}");
+    expect(statefulSet).toContain("prometheus.io/path: /metrics");
     const services = templates.find((template) => template.file.endsWith("/services.yaml"))!.text;
     expect(services).toContain("publishNotReadyAddresses: true");
   });
