@@ -28,6 +28,13 @@ export interface CoordinationGauges {
   readonly electionLeaders: number;
 }
 
+/** Bytes exchanged with one peer since its link was made. */
+export interface PeerTraffic {
+  readonly peerId: string;
+  readonly sentBytes: number;
+  readonly receivedBytes: number;
+}
+
 /** The protocols whose open connections are counted. */
 export type ConnectionProtocol = "http" | "resp" | "peer";
 
@@ -50,6 +57,7 @@ export class NodeMetrics {
   private raftSource: (() => RaftGauges) | null = null;
   private coordinationSource: (() => CoordinationGauges) | null = null;
   private readonly connectionSources = new Map<ConnectionProtocol, () => number | Promise<number>>();
+  private peerTrafficSource: (() => readonly PeerTraffic[]) | null = null;
   /** Fencing token → the lock and when this node applied its grant (ms, monotonic), for lock_hold_seconds. */
   private readonly grants = new Map<number, { readonly name: string; readonly grantedAtMs: number }>();
   /** RESP command names that get their own label value; anything else is "other". */
@@ -69,6 +77,7 @@ export class NodeMetrics {
   private readonly respSeconds: Histogram<"command" | "outcome">;
   private readonly httpRequests: Counter<"route" | "method" | "status">;
   private readonly httpSeconds: Histogram<"route" | "method" | "status">;
+  private readonly peerRoundTripSeconds: Histogram<"peer">;
 
   constructor() {
     const registers = [this.registry];
@@ -129,6 +138,31 @@ export class NodeMetrics {
       async collect() {
         for (const [protocol, count] of sources.connectionSources) this.set({ protocol }, await count());
       },
+    });
+
+    const trafficCounter = (name: string, help: string, read: (traffic: PeerTraffic) => number): void => {
+      new Counter({
+        name: metricPrefix + name,
+        help,
+        labelNames: ["peer"],
+        registers,
+        collect() {
+          // Totals kept by the transport: set from them at each scrape (a removed peer's series goes away).
+          this.reset();
+          const source = sources.peerTrafficSource;
+          if (source === null) return;
+          for (const traffic of source()) this.inc({ peer: traffic.peerId }, read(traffic));
+        },
+      });
+    };
+    trafficCounter("peer_sent_bytes_total", "Frame bytes this node sent to the peer (WebSocket framing not counted).", (traffic) => traffic.sentBytes);
+    trafficCounter("peer_received_bytes_total", "Frame bytes this node received from the peer (WebSocket framing not counted).", (traffic) => traffic.receivedBytes);
+    this.peerRoundTripSeconds = new Histogram({
+      name: `${metricPrefix}peer_round_trip_seconds`,
+      help: "Leader only: time from sending a heartbeat to the follower's answer to it (includes the follower's loop turn).",
+      labelNames: ["peer"],
+      buckets: latencyBuckets,
+      registers,
     });
 
     this.leaderChanges = new Counter({ name: `${metricPrefix}leader_changes_seen_total`, help: "Times this node learned of a new leader.", registers });
@@ -214,6 +248,10 @@ export class NodeMetrics {
     this.connectionSources.set(protocol, count);
   }
 
+  watchPeerTraffic(source: () => readonly PeerTraffic[]): void {
+    this.peerTrafficSource = source;
+  }
+
   /** The command names that are label values; any other command is counted as "other". */
   labelRespCommands(names: Iterable<string>): void {
     this.respCommandNames = new Set(names);
@@ -245,6 +283,11 @@ export class NodeMetrics {
 
   appendEntriesSent(entries: number): void {
     this.appendBatchEntries.observe(entries);
+  }
+
+  /** `peer` is a member id: bounded by the cluster size. */
+  peerRoundTrip(peer: string, seconds: number): void {
+    this.peerRoundTripSeconds.observe({ peer }, seconds);
   }
 
   lockWaited(seconds: number): void {

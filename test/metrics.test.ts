@@ -118,6 +118,23 @@ describe("NodeMetrics", () => {
     expect(sampleValue(families, "raftlock_append_entries_batch_entries_bucket", { le: "0" })).toBe(1);
   });
 
+  it("reports each peer's bytes from the transport's totals, and heartbeat round trips by member id", async () => {
+    const metrics = new NodeMetrics();
+    let traffic = [{ peerId: "n2", sentBytes: 100, receivedBytes: 40 }, { peerId: "n3", sentBytes: 7, receivedBytes: 0 }];
+    metrics.watchPeerTraffic(() => traffic);
+    metrics.peerRoundTrip("n2", 0.003);
+    let families = await scrape(metrics);
+    expect(sampleValue(families, "raftlock_peer_sent_bytes_total", { peer: "n2" })).toBe(100);
+    expect(sampleValue(families, "raftlock_peer_received_bytes_total", { peer: "n2" })).toBe(40);
+    expect(sampleValue(families, "raftlock_peer_sent_bytes_total", { peer: "n3" })).toBe(7);
+    expect(sampleValue(families, "raftlock_peer_round_trip_seconds_count", { peer: "n2" })).toBe(1);
+    // n3 was removed from the cluster: its series go with its link.
+    traffic = [{ peerId: "n2", sentBytes: 150, receivedBytes: 60 }];
+    families = await scrape(metrics);
+    expect(sampleValue(families, "raftlock_peer_sent_bytes_total", { peer: "n2" })).toBe(150);
+    expect(sampleValue(families, "raftlock_peer_sent_bytes_total", { peer: "n3" })).toBeUndefined();
+  });
+
   it("reports connections by protocol and the process metrics, each node in its own registry", async () => {
     const first = new NodeMetrics();
     const second = new NodeMetrics();

@@ -114,6 +114,8 @@ export class RaftNode {
   private readonly softStateListeners = new Set<(softState: SoftState) => void>();
   private readonly memberLinks: MemberLinks;
   private leaderRequestHandler: ((data: Uint8Array) => Promise<Uint8Array>) | null = null;
+  /** Per follower, the last heartbeat round sent and when: its answer gives peer_round_trip_seconds. */
+  private readonly heartbeatsSent = new Map<NodeId, { readonly round: number; readonly atMs: number }>();
 
   private constructor(
     readonly config: NodeConfig,
@@ -164,6 +166,7 @@ export class RaftNode {
       ...(config.clusterToken === undefined ? {} : { clusterToken: config.clusterToken }),
       logger,
       onMessage: (message) => {
+        node.observeHeartbeatAnswer(message);
         node.raft.step(message, nowMs());
         node.kick();
       },
@@ -180,6 +183,7 @@ export class RaftNode {
     node.memberLinks.attach(node.transport);
     const transport = node.transport;
     metrics?.countConnections("peer", () => transport.connectedPeers().length);
+    metrics?.watchPeerTraffic(() => transport.peerTraffic());
     node.followConfig();
     const tickIntervalMs = Math.max(5, Math.floor(config.heartbeatIntervalMs / 5));
     node.tickTimer = setInterval(() => {
@@ -486,7 +490,28 @@ export class RaftNode {
 
   private send(message: Message): void {
     if (message.type === "append") this.metrics?.appendEntriesSent(message.entries.length);
+    if (message.type === "heartbeat" && this.metrics !== null) this.probeRoundTrip(message.to, message.round);
     this.transport!.send(message);
+  }
+
+  /**
+   * Times one heartbeat per follower at a time: a new probe starts only once the last was answered or
+   * given up (after an election timeout), so round trips longer than the heartbeat interval are measured
+   * too instead of being replaced by the next heartbeat.
+   */
+  private probeRoundTrip(peerId: NodeId, round: number): void {
+    const atMs = nowMs();
+    const outstanding = this.heartbeatsSent.get(peerId);
+    if (outstanding !== undefined && atMs - outstanding.atMs < this.config.electionTimeoutMaxMs) return;
+    this.heartbeatsSent.set(peerId, { round, atMs });
+  }
+
+  private observeHeartbeatAnswer(message: Message): void {
+    if (message.type !== "heartbeat-response" || this.metrics === null) return;
+    const sent = this.heartbeatsSent.get(message.from);
+    if (sent === undefined || sent.round !== message.round) return; // an older round's answer, or none asked
+    this.heartbeatsSent.delete(message.from);
+    this.metrics.peerRoundTrip(message.from, (nowMs() - sent.atMs) / 1000);
   }
 
   private apply(entry: Entry): void {

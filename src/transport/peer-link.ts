@@ -51,6 +51,9 @@ const transferIdMax = 0xffff_ffff;
 
 export class PeerLink {
   connection: PeerConnection | null = null;
+  /** Frame bytes handed to this peer's sockets, and read from them once open (for metrics; WebSocket framing not counted). */
+  bytesSent = 0;
+  bytesReceived = 0;
 
   private raftQueue: Uint8Array[] = [];
   private raftQueuedBytes = 0;
@@ -303,6 +306,7 @@ export class PeerLink {
   }
 
   private write(connection: PeerConnection, frame: Uint8Array, onWritten?: (written: boolean) => void): void {
+    this.bytesSent += frame.length;
     connection.ws.send(frame, { binary: true }, (error) => {
       onWritten?.(error == null);
       if (this.connection === connection && this.hasOutbound()) this.scheduleFlush();

@@ -216,6 +216,11 @@ export class Transport {
       .sort();
   }
 
+  /** Frame bytes sent to and received from each peer this node holds a link for, since the link was made. */
+  peerTraffic(): { peerId: string; sentBytes: number; receivedBytes: number }[] {
+    return [...this.links.values()].map((link) => ({ peerId: link.peerId, sentBytes: link.bytesSent, receivedBytes: link.bytesReceived }));
+  }
+
   /** Where the peer port listens (the bound port when `listen.port` was 0). */
   address(): PeerAddress {
     const address = this.httpServer.address() as AddressInfo;
@@ -431,9 +436,10 @@ export class Transport {
       this.fail(connection, CloseCode.UnsupportedData, "text frame; peers speak binary frames only");
       return;
     }
+    const bytes = rawBytes(data);
     let frame: Frame;
     try {
-      frame = decodeFrame(rawBytes(data), this.limits.frameBytesMax);
+      frame = decodeFrame(bytes, this.limits.frameBytesMax);
     } catch (error) {
       if (!(error instanceof CodecError)) throw error;
       this.fail(connection, CloseCode.ProtocolError, `malformed frame: ${error.message}`);
@@ -446,6 +452,7 @@ export class Transport {
       return;
     }
     assert(link !== undefined && link.connection === connection, "an open connection without its link");
+    link.bytesReceived += bytes.length;
     link.receive(connection, frame);
   }
 

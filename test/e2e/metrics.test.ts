@@ -98,6 +98,7 @@ describe("GET /metrics on a real cluster", { timeout: e2eTimeoutMs }, () => {
       "every node applied both grants and both releases",
     );
 
+    const leaderId = ((await (await call("n1", "GET", "/v1/cluster/leader")).json()) as { id: string }).id;
     const texts: string[] = [];
     for (const id of ids) {
       const { text, families } = await scrape(id);
@@ -108,11 +109,17 @@ describe("GET /metrics on a real cluster", { timeout: e2eTimeoutMs }, () => {
       expect(sampleValue(families, "raftlock_applied_index")).toBeGreaterThan(0);
       expect(sampleValue(families, "raftlock_connections", { protocol: "peer" })).toBe(2);
       const isLeader = sampleValue(families, "raftlock_is_leader") === 1;
+      // Raft traffic flows between the leader and each follower; followers do not talk to each other.
+      for (const peer of isLeader ? ids.filter((other) => other !== id) : [leaderId]) {
+        expect(sampleValue(families, "raftlock_peer_sent_bytes_total", { peer })).toBeGreaterThan(0);
+        expect(sampleValue(families, "raftlock_peer_received_bytes_total", { peer })).toBeGreaterThan(0);
+      }
       // Only the leader appends proposals and sends AppendEntries with entries; it reports each follower's lag.
       if (isLeader) {
         expect(sampleValue(families, "raftlock_proposals_committed_total")).toBeGreaterThanOrEqual(4);
         expect(families.get("raftlock_follower_lag_entries")!.samples.map((sample) => sample.labels.peer).sort()).toEqual(ids.filter((other) => other !== id));
         expect(sampleValue(families, "raftlock_append_entries_batch_entries_count")).toBeGreaterThan(0);
+        for (const peer of ids.filter((other) => other !== id)) expect(sampleValue(families, "raftlock_peer_round_trip_seconds_count", { peer })).toBeGreaterThan(0);
       }
     }
     const leaderCount = await Promise.all(ids.map(async (id) => sampleValue((await scrape(id)).families, "raftlock_is_leader")));
