@@ -10,6 +10,8 @@ import { E2eCluster, fastTimeouts, waitFor } from "./harness.js";
 const e2eTimeoutMs = 90_000;
 const password = "metrics-e2e-pw-51c2";
 const ids = ["n1", "n2", "n3"];
+/** Just above the shortest TTL fastTimeouts allow (1.5 x their 600 ms maximum election timeout). */
+const expiringTtlMs = 1_000;
 const promtoolPresent = spawnSync("promtool", ["--version"]).status === 0;
 
 let cluster: E2eCluster | null = null;
@@ -83,19 +85,37 @@ describe("GET /metrics on a real cluster", { timeout: e2eTimeoutMs }, () => {
     expect((await call("n1", "POST", `/v1/locks/${lockName}/acquire`, { owner: "alice", ttlMs: 5_000 })).status).toBe(200);
     const bobWaits = call("n3", "POST", `/v1/locks/${lockName}/acquire`, { owner: "bob", ttlMs: 5_000, waitMs: 20_000 });
     await waitFor(async () => ((await (await call("n1", "GET", `/v1/locks/${lockName}`)).json()) as { waiters?: number }).waiters === 1, 10_000, "bob queued");
+    await waitFor(
+      async () => {
+        const families = (await scrape("n2")).families;
+        return sampleValue(families, "raftlock_locks_held") === 1 && sampleValue(families, "raftlock_lock_waiters") === 1 && sampleValue(families, "raftlock_sessions_active")! >= 1;
+      },
+      10_000,
+      "n2 applied alice's grant and bob's wait",
+    );
     expect((await call("n2", "POST", `/v1/locks/${lockName}/release`, { owner: "alice" })).status).toBe(200);
     expect((await bobWaits).status).toBe(200);
     expect((await call("n3", "POST", `/v1/locks/${lockName}/release`, { owner: "bob" })).status).toBe(200);
+    // A lock nobody refreshes: its lease expires, through the log, on the leader's clock.
+    expect((await call("n2", "POST", "/v1/locks/abandoned/acquire", { owner: "gone", ttlMs: expiringTtlMs })).status).toBe(200);
+    expect((await call("n1", "POST", "/v1/elections/metrics-e2e-election/campaign", { candidate: "c1", ttlMs: 30_000 })).status).toBe(200);
+    expect((await call("n3", "POST", "/v1/cluster/snapshot")).status).toBe(200);
     const pong = await resp(cluster.node("n2").respPort, [`AUTH ${password}`, "PING", "NOSUCHCOMMAND x"], 3);
     expect(pong).toContain("+PONG");
 
     await waitFor(
       async () => {
         const scraped = await Promise.all(ids.map(async (id) => (await scrape(id)).families));
-        return scraped.every((families, k) => sampleValue(families, "raftlock_lock_grants_total")! >= grantsBefore[k]! + 2 && sampleValue(families, "raftlock_lock_hold_seconds_count")! >= 2);
+        return scraped.every(
+          (families, k) =>
+            sampleValue(families, "raftlock_lock_grants_total")! >= grantsBefore[k]! + 3 &&
+            sampleValue(families, "raftlock_lock_hold_seconds_count")! >= 3 &&
+            sampleValue(families, "raftlock_session_expired_total")! >= 1 &&
+            sampleValue(families, "raftlock_election_leaders") === 1,
+        );
       },
-      10_000,
-      "every node applied both grants and both releases",
+      20_000,
+      "every node applied the three grants, both releases, the expiry and the election",
     );
 
     const leaderId = ((await (await call("n1", "GET", "/v1/cluster/leader")).json()) as { id: string }).id;
@@ -126,6 +146,7 @@ describe("GET /metrics on a real cluster", { timeout: e2eTimeoutMs }, () => {
     expect(leaderCount.filter((value) => value === 1)).toHaveLength(1);
 
     const n3 = parseExposition(texts[2]!);
+    expect(sampleValue(n3, "raftlock_snapshot_save_duration_seconds_count")).toBe(1);
     // bob's acquire was served by n3 and queued: its wait is measured there.
     expect(sampleValue(n3, "raftlock_lock_wait_seconds_count")).toBeGreaterThanOrEqual(1);
     expect(sampleValue(n3, "raftlock_http_requests_total", { route: "/v1/locks/:name/acquire", method: "POST", status: "2xx" })).toBe(1);
