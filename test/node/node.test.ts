@@ -8,6 +8,9 @@ import { parseStartConfig } from "../../src/config.js";
 import { NodeError } from "../../src/node/forwarding.js";
 import { RaftNode } from "../../src/node/node.js";
 import { JournalStateMachine } from "../support/journal-state-machine.js";
+import { parseExposition, sampleValue } from "../support/exposition.js";
+import { NodeMetrics } from "../../src/metrics.js";
+import { raftConfigDefaults } from "../../src/raft/config.js";
 import { freePort, waitFor } from "../e2e/harness.js";
 
 const ids = ["n1", "n2", "n3"];
@@ -82,5 +85,31 @@ describe("the node driver", { timeout: 30_000 }, () => {
     const snapshotIndex = await nodes.get("n3")!.node.snapshotNow();
     expect(snapshotIndex).toBeGreaterThanOrEqual(index);
     expect(nodes.get("n3")!.node.localStatus().snapshotIndex).toBe(snapshotIndex);
+  });
+});
+
+describe("the node driver's metrics", { timeout: 30_000 }, () => {
+  it("counts a committed proposal and a refused one by its error code, and times the WAL saves", async () => {
+    root = mkdtempSync(join(tmpdir(), "raftlock-node-metrics-"));
+    const port = await freePort();
+    const config = parseStartConfig(
+      ["--id", "n1", "--data-dir", join(root, "n1"), "--peer-listen", `127.0.0.1:${port}`, "--http-listen", "127.0.0.1:1", "--peers", `n1=127.0.0.1:${port}`,
+        "--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600", "--heartbeat-interval-ms", "50"],
+      {},
+    );
+    const metrics = new NodeMetrics();
+    const node = await RaftNode.start(config, pino({ level: "silent" }), new JournalStateMachine(), metrics);
+    running.push(node);
+    await waitFor(() => node.isLeader(), 10_000, "the single node leading");
+    await node.propose(new TextEncoder().encode("w"));
+    await expect(node.propose(new Uint8Array(raftConfigDefaults.proposalBytesMax + 1))).rejects.toMatchObject({ code: "TOOLARGE" });
+    const families = parseExposition((await metrics.scrape()).text);
+    expect(sampleValue(families, "raftlock_is_leader")).toBe(1);
+    expect(sampleValue(families, "raftlock_leader_changes_seen_total")).toBe(1);
+    expect(sampleValue(families, "raftlock_proposals_committed_total")).toBe(1);
+    expect(sampleValue(families, "raftlock_proposals_failed_total", { reason: "TOOLARGE" })).toBe(1);
+    expect(sampleValue(families, "raftlock_proposals_pending")).toBe(0);
+    expect(sampleValue(families, "raftlock_wal_fsync_duration_seconds_count")).toBeGreaterThanOrEqual(2);
+    expect(sampleValue(families, "raftlock_applied_index")).toBeGreaterThanOrEqual(2);
   });
 });
