@@ -78,6 +78,8 @@ export class MemberLinks {
     const transport = this.transport;
     if (transport === null) return;
     if (configIndex !== this.addedAtConfigIndex) {
+      // Once per configuration this node takes on (when appended: it may still be undone before it commits).
+      if (this.addedAtConfigIndex !== -1) this.logger.info({ term, configIndex, voters: config.voters, learners: config.learners }, "cluster configuration changed");
       this.addedAtConfigIndex = configIndex;
       for (const [id, address] of this.addresses(config)) transport.addPeer(id, address);
     }
