@@ -91,6 +91,9 @@ export class RespConnection implements CommandContext {
     return this.options.passwordDigest !== null;
   }
 
+  /** Whether this connection's first refused AUTH was logged already. */
+  private authFailureLogged = false;
+
   get authenticated(): boolean {
     return !this.authRequired || this.hasAuthenticated;
   }
@@ -102,6 +105,11 @@ export class RespConnection implements CommandContext {
     const passwordMatches = digest === null || timingSafeEqual(createHash("sha256").update(password).digest(), digest);
     const matches = username === "default" && passwordMatches;
     if (matches) this.hasAuthenticated = true;
+    else if (!this.authFailureLogged) {
+      // Once per connection: a client retrying a wrong password must not flood the log. Never the password.
+      this.authFailureLogged = true;
+      this.logger.warn({ username }, "refused a RESP client's authentication (wrong username or password)");
+    }
     return matches;
   }
 

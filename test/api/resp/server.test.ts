@@ -354,6 +354,10 @@ describe("RESP server: authentication", () => {
     expect(await client.ask(command("PING"), noAuth)).toBe(noAuth);
     expect(await client.ask(command("AUTH", password), "+OK\r\n")).toBe("+OK\r\n");
     expect(await client.ask(command("PING"), "+PONG\r\n")).toBe("+PONG\r\n");
+    // Two refusals on one connection: logged once, with the username and never a password.
+    const refusals = server.logs.filter((line) => String(line.msg).startsWith("refused a RESP client's authentication"));
+    expect(refusals).toHaveLength(1);
+    expect(JSON.stringify(refusals)).not.toContain("guess");
     const other = await connectTo(server);
     expect(await other.ask(command("AUTH", "default", password), "+OK\r\n")).toBe("+OK\r\n");
     const syntax = "-ERR syntax error\r\n";
