@@ -10,6 +10,7 @@ import type { RaftNode } from "../../node/node.js";
 import type { NodeMetrics } from "../../metrics.js";
 import { BadRequestError, coordinationRouter } from "./coordination-routes.js";
 import { memberRouter } from "./member-routes.js";
+import { statusPageRouter } from "./status-page.js";
 
 /** Seconds a client should wait before retrying when there is no leader. */
 export const retryAfterSeconds = 1;
@@ -45,6 +46,7 @@ export function createHttpApp(
   const app = express();
   app.disable("x-powered-by");
   if (metrics !== undefined) app.use(countRequests(metrics));
+  if (coordination !== undefined) app.use(statusPageRouter(coordination.fsm, authPassword)); // before auth: the page itself holds no data
   if (authPassword !== undefined) {
     app.use((request, response, next) => {
       // Probes stay open: an orchestrator checks liveness without the application's secret.
