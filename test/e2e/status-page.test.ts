@@ -64,6 +64,8 @@ describe("status page", () => {
       cluster = await E2eCluster.start(3);
       await cluster.leader();
       expect((await cluster.post("n1", "/v1/locks/jobs/acquire", { owner: "worker-<i>1</i>", ttlMs: lockTtlMs })).status).toBe(200);
+      // A second client queues behind the holder; its long poll may end with the failover, answered or not.
+      void cluster.post("n1", "/v1/locks/jobs/acquire", { owner: "worker-2", ttlMs: lockTtlMs, waitMs: 60_000 }).catch(() => undefined);
 
       const screenshotDir = mkdtempSync(join(tmpdir(), "raftlock-status-page-"));
       // A fresh profile in the test's temp dir: nothing of another run's browser state is reused.
@@ -96,6 +98,7 @@ describe("status page", () => {
           return cells[0] === "jobs" ? cells : undefined;
         }, 15_000, "the lock jobs in the locks table");
         expect(lockRow[1]).toBe("worker-<i>1</i>");
+        await waitFor(async () => (await page.textContent("#locks tbody tr td:nth-child(6)")) === "worker-2", 15_000, "worker-2 among the lock's waiters");
         expect(await page.$$("#locks i")).toHaveLength(0);
         await waitFor(async () => (await page.$$eval("#changes tbody td:nth-child(3)", (tds) => tds.map((td) => td.textContent))).includes(first.id), 15_000, "the first leader among the recent leader changes");
 
@@ -115,4 +118,26 @@ describe("status page", () => {
       }
     },
   );
+
+  it.skipIf(!existsSync(chromiumPath))("behind --auth-password the page asks for the password once and then lists what it shows", { timeout: e2eTimeoutMs }, async () => {
+    cluster = await E2eCluster.start(1, [...fastTimeouts, "--auth-password", "s3cret"]);
+    const { httpPort } = cluster.node("n1");
+    await waitFor(async () => (await getText(httpPort, "/readyz")).status === 200, 15_000, "n1 ready");
+    const profileDir = mkdtempSync(join(tmpdir(), "raftlock-status-page-auth-"));
+    const browser = await chromium.launchPersistentContext(join(profileDir, "profile"), { executablePath: chromiumPath, args: chromiumArgs });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://127.0.0.1:${httpPort}/`);
+      await page.waitForSelector("#auth:not([hidden])", { timeout: 15_000 });
+      expect(await page.textContent("#conn")).toContain("--auth-password");
+      await page.fill("#password", "s3cret");
+      await page.click("#auth button");
+      await waitFor(async () => (await page.$$eval("#members tbody tr td:first-child", (cells) => cells.map((cell) => cell.textContent))).join(",") === "n1", 15_000, "the members table after the password was given");
+      // The field is cleared once used: the password lives only in the tab's sessionStorage.
+      expect(await page.inputValue("#password")).toBe("");
+      expect(await page.isHidden("#auth")).toBe(true);
+    } finally {
+      await browser.close();
+    }
+  });
 });
