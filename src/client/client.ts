@@ -154,7 +154,7 @@ export class RaftlockClient {
     return connection.call(args);
   }
 
-  /** Acquires `name`, waiting up to `waitMs`; null when not acquired in time. The lock is kept alive until release() or loss. */
+  /** Acquires `name`, waiting up to `waitMs`; null when not acquired in time (or lost before it could be confirmed). The lock is kept alive until release() or loss. */
   async lock(name: string, options: LockOptions): Promise<LockHandle | null> {
     const owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID()}`;
     const waitMs = options.waitMs ?? 0;
@@ -167,10 +167,17 @@ export class RaftlockClient {
       return tokenOrNull(waitMs > 0 ? await this.blocking(args, waitMs) : await this.command(args), "LOCK.ACQUIRE");
     });
     if (token === null) return null;
-    const keepalive = new Keepalive(`lock "${name}" (token ${token})`, options.ttlMs, sentAtMs, async (): Promise<RefreshOutcome> => {
+    const refresh = async (): Promise<RefreshOutcome> => {
       const reply = await this.command(["LOCK.REFRESH", name, owner, options.ttlMs]);
       return integerReply(reply, "LOCK.REFRESH") === 1 ? "held" : "lost";
-    });
+    };
+    if (waitMs > 0) {
+      // The lease began at the grant, somewhere within the wait: only a refresh sent now gives a time the
+      // client can count from (the send time of the acquire may be longer ago than the TTL).
+      sentAtMs = performance.now();
+      if ((await this.idempotent(refresh)) === "lost") return null;
+    }
+    const keepalive = new Keepalive(`lock "${name}" (token ${token})`, options.ttlMs, sentAtMs, refresh);
     this.keepalives.add(keepalive);
     return {
       name,

@@ -66,11 +66,16 @@ describe("raftlock/client", () => {
       const b = clientOf("n3");
       const held = (await a.lock("client-queue", { ttlMs }))!;
       const waiting = b.lock("client-queue", { ttlMs, waitMs: 20_000 });
+      const queuedAtMs = performance.now();
       await waitFor(async () => (await waitersOf(a, "client-queue")) === 1, 10_000, "b queued behind a");
+      // Wait longer than one TTL in the queue: the grant must still come with a live keepalive.
+      await waitFor(() => performance.now() - queuedAtMs > ttlMs && !held.signal.aborted, 10_000, "a TTL in the queue");
       expect(await held.release()).toBe(true);
       const granted = (await waiting)!;
       expect(granted).not.toBeNull();
       expect(granted.token).toBeGreaterThan(held.token);
+      await waitFor(async () => (await b.command(["FENCE.CHECK", "client-queue", granted.token])) === 1 && performance.now() - queuedAtMs > 2 * ttlMs, 10_000, "the grant kept alive");
+      expect(granted.signal.aborted).toBe(false);
       expect(await granted.release()).toBe(true);
     },
     e2eTimeoutMs,
@@ -176,6 +181,42 @@ describe("raftlock/client", () => {
       expect(events).toEqual([`${first} started`, `${first} stopped`, `${second} started`, `${second} stopped`]);
       await waitFor(() => observed.at(-1) === null, 10_000, "the observer to see the election vacant");
       observer.close();
+    },
+    e2eTimeoutMs,
+  );
+
+  it(
+    "a leader whose node is paused stops leading within its TTL (signal LOCKLOST, onStoppedLeading) and the other campaigner takes over",
+    async () => {
+      const c = await startCluster();
+      const raftLeader = await c.leader();
+      const others = [...c.nodes.keys()].filter((id) => id !== raftLeader.id);
+      const events: string[] = [];
+      const signals = new Map<string, AbortSignal>();
+      const tokens = new Map<string, number>();
+      const callbacks = (candidate: string) => ({
+        onStartedLeading: (token: number, signal: AbortSignal) => {
+          events.push(`${candidate} started`);
+          tokens.set(candidate, token);
+          signals.set(candidate, signal);
+        },
+        onStoppedLeading: () => events.push(`${candidate} stopped`),
+      });
+      // alice talks to a node that will be paused; bob campaigns only once alice leads, so alice leads first.
+      const alice = clientOf(others[0]!).campaign("client-failover", "alice", { ttlMs }, callbacks("alice"));
+      await waitFor(() => alice.leading, 15_000, "alice leading");
+      const bob = clientOf(others[1]!).campaign("client-failover", "bob", { ttlMs }, callbacks("bob"));
+      const pausedAtMs = performance.now();
+      c.node(others[0]!).process!.kill("SIGSTOP");
+      await waitFor(() => events.includes("alice stopped"), ttlMs + 2_000, "alice to stop leading");
+      expect(performance.now() - pausedAtMs).toBeLessThanOrEqual(ttlMs + 500);
+      expect((signals.get("alice")!.reason as RaftlockError).code).toBe("LOCKLOST");
+      await waitFor(() => bob.leading, 20_000, "bob to take over");
+      expect(tokens.get("bob")!).toBeGreaterThan(tokens.get("alice")!);
+      expect(events.slice(0, 3)).toEqual(["alice started", "alice stopped", "bob started"]);
+      c.node(others[0]!).process!.kill("SIGCONT");
+      await bob.stop();
+      await alice.stop();
     },
     e2eTimeoutMs,
   );
