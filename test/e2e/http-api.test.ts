@@ -192,7 +192,7 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
     expect(grants.some((grant) => grant.fromMs > Date.now() - 3_000)).toBe(true); // grants went on after the kill
   });
 
-  it("with --auth-password, every route but the probes wants the bearer token, the WebSocket watch too", async () => {
+  it("with --auth-password, every route but the probes and the status page wants the bearer token, the WebSocket watch too", async () => {
     const password = "s3cret-e2e";
     cluster = await E2eCluster.start(3, [...fastTimeouts, "--auth-password", password]);
     const port = cluster.node("n1").httpPort;
