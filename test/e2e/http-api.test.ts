@@ -203,6 +203,11 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
     expect(await refused.json()).toEqual({ error: { code: "NOAUTH", message: "authentication required: send Authorization: Bearer <password>" } });
     expect((await fetch(`http://127.0.0.1:${port}/v1/cluster/leader`, { headers: { authorization: "Bearer wrong" } })).status).toBe(401);
     expect((await fetch(`http://127.0.0.1:${port}/v1/cluster/leader`, { headers: { authorization: `Bearer ${password}` } })).status).toBe(200);
+    // The node says so once (two refusals within the interval), without any token in the line.
+    await waitFor(() => cluster!.node("n1").output.includes("refused HTTP requests without the right bearer token"), 5_000, "the refusal logged");
+    const refusalLines = cluster.node("n1").output.split("\n").filter((line) => line.includes("refused HTTP requests"));
+    expect(refusalLines).toHaveLength(1);
+    expect(refusalLines[0]).not.toMatch(/wrong|s3cret/);
     // The WebSocket watch: refused without the token, and with it delivers history in log order.
     const unauthorized = new WebSocket(`ws://127.0.0.1:${port}/v1/ws`);
     unauthorized.on("error", () => undefined); // the refused upgrade also surfaces as an error event

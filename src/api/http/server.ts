@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, Server } from "node:http";
+import { performance } from "node:perf_hooks";
 import express, { type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import type { Address } from "../../config.js";
@@ -14,6 +15,8 @@ import { statusPageRouter } from "./status-page.js";
 
 /** Seconds a client should wait before retrying when there is no leader. */
 export const retryAfterSeconds = 1;
+/** At most one log line per this interval about refused (unauthenticated) HTTP requests. */
+export const authRefusalLogIntervalMs = 10_000;
 /** Largest request body the HTTP API reads. */
 export const httpBodyBytesMax = 64 * 1024;
 /** Command bytes of a barrier entry: the state machine skips it, the log still orders it. */
@@ -48,9 +51,20 @@ export function createHttpApp(
   if (metrics !== undefined) app.use(countRequests(metrics));
   if (coordination !== undefined) app.use(statusPageRouter(coordination.fsm, authPassword)); // before auth: the page itself holds no data
   if (authPassword !== undefined) {
+    let refusalsUnlogged = 0;
+    let refusalLoggedAtMs = Number.NEGATIVE_INFINITY;
     app.use((request, response, next) => {
       // Probes stay open: an orchestrator checks liveness without the application's secret.
       if (request.path === "/healthz" || request.path === "/readyz" || bearerMatches(request, authPassword)) return next();
+      // Logged once per interval with a count, not per request: a misconfigured scraper would flood the log.
+      refusalsUnlogged++;
+      const nowMs = performance.now();
+      if (nowMs - refusalLoggedAtMs >= authRefusalLogIntervalMs) {
+        const withToken = request.headers.authorization !== undefined;
+        logger.warn({ remote: request.socket.remoteAddress, path: request.path, withToken, refusals: refusalsUnlogged }, "refused HTTP requests without the right bearer token");
+        refusalsUnlogged = 0;
+        refusalLoggedAtMs = nowMs;
+      }
       response.status(401).set("WWW-Authenticate", "Bearer").json({ error: { code: "NOAUTH", message: "authentication required: send Authorization: Bearer <password>" } });
     });
   }
