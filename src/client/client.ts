@@ -290,13 +290,7 @@ export class RaftlockClient {
 
   /** Calls `onNewLeader` with the election's leader now and at every change (null: vacant). */
   observe(election: string, onNewLeader: (leader: ElectionLeader | null) => void): Watch {
-    let last: string | undefined;
-    const deliver = (leader: ElectionLeader | null): void => {
-      const key = JSON.stringify(leader);
-      if (key === last) return;
-      last = key;
-      onNewLeader(leader);
-    };
+    const deliver = changesOnly(onNewLeader);
     const listener: ChannelListener = {
       onEvent: (event) => {
         if (event.type === "election-leader") deliver({ candidate: String(event.candidate), value: (event.value as string | null) ?? null, token: Number(event.token) });
@@ -317,13 +311,7 @@ export class RaftlockClient {
 
   /** Calls `onLeader` with the cluster's Raft leader now and at every change (channel raft:leader). */
   watchLeader(onLeader: (leader: RaftLeader | null) => void): Watch {
-    let last: string | undefined;
-    const deliver = (leader: RaftLeader | null): void => {
-      const key = JSON.stringify(leader);
-      if (key === last) return;
-      last = key;
-      onLeader(leader);
-    };
+    const deliver = changesOnly(onLeader);
     const listener: ChannelListener = {
       onEvent: (event) => {
         if (event.type === "raft-leader") deliver({ id: String(event.leaderId), term: Number(event.term) });
@@ -394,4 +382,15 @@ export class RaftlockClient {
     this.subscriber ??= new Subscriber(this.options);
     return this.subscriber;
   }
+}
+
+/** Wraps `callback` so that it hears a value only when it differs from the last one it heard. */
+function changesOnly<T>(callback: (value: T) => void): (value: T) => void {
+  let last: string | undefined;
+  return (value) => {
+    const key = JSON.stringify(value);
+    if (key === last) return;
+    last = key;
+    callback(value);
+  };
 }
