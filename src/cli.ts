@@ -2,6 +2,7 @@
 // The `raftlock` command: `start` runs one node; `status`, `members` and `transfer-leader` (cli-admin.ts)
 // administer a running cluster.
 import { pino } from "pino";
+import pretty from "pino-pretty";
 import { bearerMatches, createHttpApp, listenHttp } from "./api/http/server.js";
 import { attachWatchSocket } from "./api/http/watch-socket.js";
 import { mergeCommandTables } from "./api/resp/command-table.js";
@@ -43,7 +44,9 @@ async function start(argv: string[]): Promise<void> {
     return;
   }
   const config = parseStartConfig(argv, process.env);
-  const logger = pino({ level: config.logLevel, base: { nodeId: config.id } });
+  // JSON lines for log collectors; readable lines for a person at a terminal (same fields, same events).
+  const destination = process.stdout.isTTY ? pretty({ colorize: true, singleLine: true, sync: true, translateTime: "SYS:HH:MM:ss.l" }) : undefined;
+  const logger = pino({ level: config.logLevel, base: { nodeId: config.id } }, destination);
   // Every member derives the same TTL floor from the same election timeout: replicated decisions use it.
   const fsm = new CoordinationStateMachine({ ...fsmLimitsDefaults, ttlMsMin: ttlMsMinFor(config.electionTimeoutMaxMs) });
   const metrics = new NodeMetrics();
