@@ -27,6 +27,17 @@ export type EventListener = (event: FsmEvent) => void;
 export type RestoreListener = (restore: { readonly previousAppliedIndex: number; readonly eventsMissed: boolean }) => void;
 
 /** `LOCK.INFO`: the configured TTL, not the remaining time (that is the leader's LeaseKeeper.remainingMs). */
+/** A held lock as the status page lists it; `sessionId` is null for a lock's own implicit lease. */
+export interface HeldLockView {
+  readonly name: string;
+  readonly owner: string;
+  readonly token: number;
+  readonly sessionId: number | null;
+  readonly ttlMs: number;
+  readonly waiterCount: number;
+  readonly waiters: readonly { readonly owner: string; readonly sessionId: number | null }[];
+}
+
 export interface LockView {
   readonly owner: string;
   readonly token: number;
@@ -162,6 +173,29 @@ export class CoordinationStateMachine implements StateMachine {
     if (lock === undefined || holder === undefined || holder === null) return undefined;
     const session = this.sessionOf(holder.sessionId);
     return { owner: holder.owner, token: holder.token, ttlMs: session.ttlMs, sessionId: holder.sessionId, implicitLease: session.implicit, waiters: lock.waiters.length };
+  }
+
+  /**
+   * Held locks sorted by name, at most `locksMax` (`truncated` when there were more), each with its first
+   * `waitersMax` waiters: for the status page.
+   */
+  heldLocks(locksMax: number, waitersMax: number): { locks: HeldLockView[]; truncated: boolean } {
+    const held = [...this.state.locks.values()].filter((lock) => lock.holder !== null);
+    held.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const locks = held.slice(0, locksMax).map((lock): HeldLockView => {
+      const holder = lock.holder!;
+      const session = this.sessionOf(holder.sessionId);
+      return {
+        name: lock.name,
+        owner: holder.owner,
+        token: holder.token,
+        sessionId: session.implicit ? null : holder.sessionId,
+        ttlMs: session.ttlMs,
+        waiterCount: lock.waiters.length,
+        waiters: lock.waiters.slice(0, waitersMax).map((waiter) => ({ owner: waiter.owner, sessionId: waiter.sessionId })),
+      };
+    });
+    return { locks, truncated: held.length > locks.length };
   }
 
   /** `FENCE.CHECK`: whether `token` is the current grant of lock `name` (Chubby's CheckSequencer). */

@@ -4,8 +4,6 @@
 // password field and kept in sessionStorage (per tab, gone when the tab closes).
 import express from "express";
 import type { CoordinationStateMachine } from "../../fsm/coordination.js";
-import { decodeState } from "../../fsm/snapshot.js";
-import type { CoordinationState } from "../../fsm/state.js";
 import { bearerMatches } from "./server.js";
 
 /** Locks, and sessions, one list answer names at most; the answer says `truncated` when there were more. */
@@ -23,47 +21,9 @@ interface LockListing {
   readonly waiters: { owner: string; session: number | null }[];
 }
 
-/**
- * The state machine exposes no walk over its lock table, only its snapshot: the lists decode it, once per
- * applied index (a page polling every 2 s on an idle cluster decodes nothing).
- */
-function decodedStateOf(fsm: CoordinationStateMachine): () => CoordinationState {
-  let cached: { index: number; state: CoordinationState } | null = null;
-  return () => {
-    if (cached === null || cached.index !== fsm.appliedIndex) cached = { index: fsm.appliedIndex, state: decodeState(fsm.snapshot(), fsm.limits) };
-    return cached.state;
-  };
-}
-
-function lockListing(state: CoordinationState): { locks: LockListing[]; truncated: boolean } {
-  const locks: LockListing[] = [];
-  let truncated = false;
-  for (const lock of state.locks.values()) {
-    const holder = lock.holder;
-    if (holder === null) continue;
-    if (locks.length >= statusListEntriesMax) {
-      truncated = true;
-      break;
-    }
-    const session = state.sessions.get(holder.sessionId);
-    locks.push({
-      name: lock.name,
-      owner: holder.owner,
-      token: holder.token,
-      session: session?.implicit === false ? holder.sessionId : null,
-      ttlMs: session?.ttlMs ?? 0,
-      waiterCount: lock.waiters.length,
-      waiters: lock.waiters.slice(0, statusWaitersPerLockMax).map((waiter) => ({ owner: waiter.owner, session: waiter.sessionId })),
-    });
-  }
-  locks.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return { locks, truncated };
-}
-
 /** The page and its lists; registered before the authentication middleware, so the lists check the password themselves. */
 export function statusPageRouter(fsm: CoordinationStateMachine, authPassword?: string): express.Router {
   const router = express.Router();
-  const stateNow = decodedStateOf(fsm);
   const authorized: express.RequestHandler = (request, response, next) => {
     if (authPassword === undefined || bearerMatches(request, authPassword)) return next();
     response.status(401).set("WWW-Authenticate", "Bearer").json({ error: { code: "NOAUTH", message: "authentication required: send Authorization: Bearer <password>" } });
@@ -79,7 +39,13 @@ export function statusPageRouter(fsm: CoordinationStateMachine, authPassword?: s
   });
 
   router.get("/v1/locks", authorized, (_request, response) => {
-    const { locks, truncated } = lockListing(stateNow());
+    const held = fsm.heldLocks(statusListEntriesMax, statusWaitersPerLockMax);
+    const truncated = held.truncated;
+    const locks = held.locks.map(({ sessionId, waiters, ...lock }): LockListing => ({
+      ...lock,
+      session: sessionId,
+      waiters: waiters.map((waiter) => ({ owner: waiter.owner, session: waiter.sessionId })),
+    }));
     response.json({ index: fsm.appliedIndex, locks, truncated, max: statusListEntriesMax });
   });
 
