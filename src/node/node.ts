@@ -110,7 +110,6 @@ export class RaftNode {
   private startupCommitIndex: number | null = null;
   private readonly leaderWaiters = new Set<() => void>();
   private idleWaiters: (() => void)[] = [];
-  private readonly clusterConfig: ClusterConfig;
   private readonly softStateListeners = new Set<(softState: SoftState) => void>();
   private readonly memberLinks: MemberLinks;
   private leaderRequestHandler: ((data: Uint8Array) => Promise<Uint8Array>) | null = null;
@@ -125,7 +124,8 @@ export class RaftNode {
     recovered: Awaited<ReturnType<typeof Storage.open>>["recovered"],
     private readonly metrics: NodeMetrics | null,
   ) {
-    this.clusterConfig = { voters: [...config.peers.keys()], learners: [], addresses: Object.fromEntries([...config.peers].map(([id, address]) => [id, formatAddress(address)])) };
+    // The bootstrap configuration: used only until the log or a snapshot holds one.
+    const bootstrapConfig: ClusterConfig = { voters: [...config.peers.keys()], learners: [], addresses: Object.fromEntries([...config.peers].map(([id, address]) => [id, formatAddress(address)])) };
     if (recovered.snapshot !== null) stateMachine.restore(recovered.snapshot.data);
     this.raft = new Raft(
       {
@@ -136,7 +136,7 @@ export class RaftNode {
         heartbeatIntervalMs: config.heartbeatIntervalMs,
         random: () => randomInt(0, 1 << 30) / (1 << 30),
       },
-      { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries, config: this.clusterConfig },
+      { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries, config: bootstrapConfig },
       nowMs(),
     );
     const status = this.raft.status();
