@@ -117,10 +117,11 @@ export class LeaseKeeper {
     return deadline.ttlMs;
   }
 
-  /** Time left before the session is due (0 when past), or undefined when unknown: `ttl-ms` of LOCK.INFO, PTTL. */
+  /** Whole milliseconds left before the session is due (0 when past), or undefined when unknown: `ttl-ms` of LOCK.INFO, PTTL. */
   remainingMs(sessionId: number, nowMs: number): number | undefined {
     const deadline = this.deadlines.get(sessionId);
-    return deadline === undefined ? undefined : Math.max(0, deadline.deadlineMs - nowMs);
+    // Rounded down: an answer must never promise more time than the leader will give.
+    return deadline === undefined ? undefined : Math.max(0, Math.floor(deadline.deadlineMs - nowMs));
   }
 
   deadlineMs(sessionId: number): number | undefined {

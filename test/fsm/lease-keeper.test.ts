@@ -20,6 +20,8 @@ describe("LeaseKeeper", () => {
     expect(keeper.expired(5_999)).toEqual([]);
     expect(keeper.keepalive(session, 4_000)).toBe(5_000);
     expect(keeper.remainingMs(session, 4_000)).toBe(5_000);
+    // Clocks have sub-millisecond parts; clients see whole milliseconds, never more than the leader gives.
+    expect(keeper.remainingMs(session, 4_000.25)).toBe(4_999);
     expect(keeper.expired(8_999)).toEqual([]);
     expect(keeper.expired(9_000)).toEqual([session]);
   });
