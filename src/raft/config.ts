@@ -26,6 +26,14 @@ export interface RaftConfig {
   readonly proposalBytesMax: number;
   /** A learner is promoted only when its log is within this many entries of the leader's (pitfall 19). */
   readonly promoteLagEntriesMax: number;
+  /**
+   * When the transport reports its stream to the leader lost, a follower campaigns (PreVote first) within
+   * this many ms, at a random point, instead of after a whole election timeout; null waits the timeout.
+   * A killed leader's sockets close at once, so this cuts failover from seconds to milliseconds. It also
+   * stops shielding that leader from other candidates, so it must stay null while lease reads are served:
+   * a live leader behind a broken link may still be trusting its lease (readIndex asserts this).
+   */
+  readonly leaderLossCampaignWithinMs: number | null;
   /** Uniform in [0, 1). Injected so that simulations replay exactly from a seed. */
   readonly random: () => number;
 }
@@ -42,6 +50,7 @@ export const raftConfigDefaults = {
   pendingReadsMax: 10_000,
   proposalBytesMax: 1 << 20,
   promoteLagEntriesMax: 1000,
+  leaderLossCampaignWithinMs: null,
 } as const;
 
 /** Checks the relations between tunables that the protocol's safety arguments rely on. */
@@ -61,4 +70,8 @@ export function validateRaftConfig(config: RaftConfig): void {
   assert(config.inflightBytesMax >= config.appendBytesMax, "in-flight bytes must fit one full append");
   assert(config.pendingReadsMax > 0 && config.proposalBytesMax > 0, "read and proposal limits must be positive");
   assert(config.promoteLagEntriesMax >= 0, "promotion lag must not be negative");
+  assert(
+    config.leaderLossCampaignWithinMs === null || (config.leaderLossCampaignWithinMs > 0 && config.leaderLossCampaignWithinMs <= config.electionTimeoutMinMs),
+    "a campaign after losing the leader must come within (0, minimum election timeout]",
+  );
 }

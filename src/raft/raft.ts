@@ -200,6 +200,7 @@ export class Raft implements LeaderHost {
    */
   readIndex(context: unknown, nowMs: number, useLease: boolean): void {
     this.advanceClock(nowMs);
+    assert(!useLease || this.config.leaderLossCampaignWithinMs === null, "lease read while followers campaign as soon as they lose the leader");
     const refused = this.leader === null ? "not-leader" : this.leader.readIndex(context, nowMs, useLease);
     if (refused !== null) this.failRead(context, refused);
   }
@@ -220,9 +221,20 @@ export class Raft implements LeaderHost {
     if (this.snapshotLatest === null || snapshot.meta.index > this.snapshotLatest.meta.index) this.snapshotLatest = snapshot;
   }
 
-  /** The transport lost its stream to `peerId`: messages in flight to it may be gone. */
-  reportUnreachable(peerId: NodeId): void {
+  /**
+   * The transport lost its stream to `peerId`: messages in flight to it may be gone. When that is this
+   * follower's leader and `leaderLossCampaignWithinMs` is set, it forgets the leader and campaigns soon.
+   */
+  reportUnreachable(peerId: NodeId, nowMs: number): void {
+    this.advanceClock(nowMs);
     this.leader?.reportUnreachable(peerId);
+    const withinMs = this.config.leaderLossCampaignWithinMs;
+    if (withinMs === null || this.role !== Role.Follower || this.leaderId !== peerId) return;
+    // Other followers lose the same stream when the leader dies; forgetting it lets us grant their
+    // PreVotes, and a random point in the window keeps two of us from splitting the vote.
+    this.leaderId = null;
+    this.stickyUntilMs = Number.NEGATIVE_INFINITY;
+    this.electionDeadlineMs = Math.min(this.electionDeadlineMs, this.nowMs + Math.floor(this.config.random() * withinMs));
   }
 
   /** The transport finished (or gave up) sending a snapshot to `peerId`. */

@@ -90,7 +90,7 @@ describe("leadership transfer (pitfall 21)", () => {
     for (let k = 0; k < 5; k++) net.node("n1").propose(bytes(`v${k}`));
     net.deliverAll();
     net.isolated.delete("n3");
-    net.node("n1").reportUnreachable("n3");
+    net.node("n1").reportUnreachable("n3", net.nowMs);
     net.node("n1").transferLeadership("n3", net.nowMs);
     expect(net.node("n1").propose(bytes("refused"))).toEqual({ ok: false, reason: "transferring" });
     expect(net.node("n1").leaseValid(net.nowMs)).toBe(false);
@@ -123,7 +123,7 @@ describe("snapshots (pitfall 16)", () => {
     leader.compact(snapshot, appliedIndex - 2);
     expect(leader.status().firstIndex).toBe(appliedIndex - 2);
     net.isolated.delete("n3");
-    leader.reportUnreachable("n3");
+    leader.reportUnreachable("n3", net.nowMs);
     net.advance(heartbeatMs * 3);
     const sent = net.sent.filter((m): m is SnapshotRequest => m.type === "snapshot" && m.to === "n3");
     expect(sent).toHaveLength(1);

@@ -16,7 +16,7 @@ describe("replication recovers from what the network and disks do", () => {
     const applied = leader.status().lastApplied;
     leader.compact({ meta: { index: applied, term: leader.termAt(applied)!, config: { voters, learners: [], addresses: {} } }, data: bytes("s") }, applied + 1);
     net.isolated.delete("n3");
-    leader.reportUnreachable("n3");
+    leader.reportUnreachable("n3", net.nowMs);
     net.advance(heartbeatMs * 3);
     expect(net.sent.some((m) => m.type === "snapshot" && m.to === "n3")).toBe(true);
     leader.reportSnapshot("n3", true);
@@ -41,7 +41,7 @@ describe("replication recovers from what the network and disks do", () => {
   it("a caught-up follower put back into probe returns to replicate instead of ping-ponging probes", () => {
     const net = new TestNet(voters);
     net.elect("n1");
-    net.node("n1").reportUnreachable("n2");
+    net.node("n1").reportUnreachable("n2", net.nowMs);
     const before = net.sentOfType("append").length;
     net.deliverAll();
     expect(net.sentOfType("append").length - before).toBeLessThanOrEqual(1);

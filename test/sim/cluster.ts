@@ -63,6 +63,7 @@ export const simRaftDefaults: RaftTunables = {
   pendingReadsMax: 1000,
   proposalBytesMax: 4096,
   promoteLagEntriesMax: 20,
+  leaderLossCampaignWithinMs: null,
 };
 
 type SimEvent =
@@ -116,6 +117,8 @@ export class Cluster implements NodeHost {
   private readonly clientRandom: Prng;
   private readonly nodeRandom: Prng;
   private readonly unreachableReportedMs = new Map<string, number>();
+  /** Per link `from>to`: when the last message sent on it is delivered (a stream closes after its data). */
+  private readonly lastDeliveryMs = new Map<string, number>();
   /** A scenario's message filter: messages it rejects are lost, checked at send and at delivery. */
   private keepMessage: ((message: Message) => boolean) | null = null;
   /** Every node not discarded, in the order they were started. */
@@ -371,6 +374,13 @@ export class Cluster implements NodeHost {
     const outcome = node.crash();
     this.crashOutcomes.set(outcome, (this.crashOutcomes.get(outcome) ?? 0) + 1);
     this.clients.onCrash(id);
+    // A dead process's sockets close at once: every running peer's transport reports its stream lost,
+    // after the bytes already on their way (TCP delivers a stream's data before its end).
+    for (const other of this.nodes.values()) {
+      if (!other.isUp || other.id === id) continue;
+      const closedAtMs = Math.max(this.nowMs, this.lastDeliveryMs.get(`${id}>${other.id}`) ?? 0) + 1;
+      this.queue.push(closedAtMs, { kind: "unreachable", nodeId: other.id, incarnation: other.incarnation, peerId: id });
+    }
     return outcome;
   }
 
@@ -554,6 +564,8 @@ export class Cluster implements NodeHost {
       // Only the first copy of a snapshot reports its outcome: the transport sent one stream.
       const reportSnapshotIncarnation = isSnapshot && i === 0 ? sender.incarnation : null;
       this.queue.push(this.nowMs + delayMs, { kind: "deliver", message, reportSnapshotIncarnation });
+      const link = `${message.from}>${message.to}`;
+      this.lastDeliveryMs.set(link, Math.max(this.lastDeliveryMs.get(link) ?? 0, this.nowMs + delayMs));
     }
   }
 
@@ -601,7 +613,7 @@ export class Cluster implements NodeHost {
         node.completeSync();
         break;
       case "unreachable":
-        raft.reportUnreachable(event.peerId);
+        raft.reportUnreachable(event.peerId, node.clockMs(this.nowMs));
         break;
       case "snapshot-status":
         raft.reportSnapshot(event.peerId, event.ok);

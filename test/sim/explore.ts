@@ -135,7 +135,11 @@ export function explore(options: ExploreOptions): ExploreSummary {
   const drawn = drawProfile(random, options.nodes);
   const membership = options.membershipWeight ?? drawMembershipWeight(options.seed);
   const profile: Profile = { ...drawn, weights: { ...drawn.weights, membership } };
-  const cluster = Cluster.create({ ...profile.options, seed: options.seed });
+  // Campaigning as soon as the leader's stream is lost is allowed only without lease reads (the node's
+  // read-index mode); half of those runs use it. Its own stream, so the rest of the run draws as before.
+  const leaderLossCampaign = profile.leaseReadShare === 0 && new Prng(options.seed).fork("leader-loss").chance(0.5);
+  const raft = { ...profile.options.raft, leaderLossCampaignWithinMs: leaderLossCampaign ? profile.options.raft!.heartbeatIntervalMs! : null };
+  const cluster = Cluster.create({ ...profile.options, raft, seed: options.seed });
   const faults: Record<string, number> = {};
   const count = (fault: string): void => {
     faults[fault] = (faults[fault] ?? 0) + 1;
