@@ -104,7 +104,7 @@ export class CoordinationService {
     fsm.subscribe((event) => this.observe(event));
     fsm.onRestore(({ eventsMissed }) => this.restored(eventsMissed));
     node.onSoftStateChange((softState) => this.leadershipChanged(softState));
-    node.setLeaderRequestHandler((data) => Promise.resolve(this.answerLeaseRequest(data)));
+    node.setLeaderRequestHandler((data) => this.answerLeaseRequest(data));
     this.expiryTimer = setInterval(() => this.expireDueSessions(), expiryCheckIntervalMs);
     if (metrics !== undefined) {
       metrics.watchCoordination(() => {
@@ -385,12 +385,16 @@ export class CoordinationService {
     return remainingMs < 0 ? undefined : remainingMs;
   }
 
-  private answerLeaseRequest(request: Uint8Array): Uint8Array {
+  private async answerLeaseRequest(request: Uint8Array): Promise<Uint8Array> {
     // Only a leader whose lease holds: a deposed leader that has not noticed yet would move a deadline
     // the new leader never learns of, and the client would count on a session that expires sooner.
     // And only once its deadlines are its own (reset when its first entry applied): until then they are a
     // follower's estimates, past due for sessions that the previous leader kept alive.
     if (!this.node.leadershipFresh() || !this.keeper.authoritative) throw new NodeError("NOLEADER", "this node cannot vouch for session deadlines right now; retry");
+    // In read-index mode followers stop shielding a leader whose stream they lost, so its lease alone
+    // does not prove that no newer leader exists; a heartbeat round after the request arrived does (a
+    // newer leader's deadlines then start after the client sent this keepalive).
+    if (!this.node.leaseProvesLeadership()) await this.node.confirmLeadership();
     const reply = new Uint8Array(8);
     let remainingMs: number | undefined | null;
     if (request.length === leaseRequestBytes) {

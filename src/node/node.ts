@@ -134,6 +134,9 @@ export class RaftNode {
         electionTimeoutMinMs: config.electionTimeoutMinMs,
         electionTimeoutMaxMs: config.electionTimeoutMaxMs,
         heartbeatIntervalMs: config.heartbeatIntervalMs,
+        // Lease reads trust followers to ignore candidates for an election timeout; only without them may
+        // followers campaign as soon as the leader's stream closes (a killed leader: failover in ms).
+        leaderLossCampaignWithinMs: config.readMode === "read-index" ? config.heartbeatIntervalMs : null,
         random: () => randomInt(0, 1 << 30) / (1 << 30),
       },
       { hardState: recovered.hardState, snapshot: recovered.snapshot, entries: recovered.entries, config: bootstrapConfig },
@@ -171,7 +174,7 @@ export class RaftNode {
         node.kick();
       },
       onUnreachable: (peerId) => {
-        node.raft.reportUnreachable(peerId);
+        node.raft.reportUnreachable(peerId, nowMs());
         node.kick();
       },
       onSnapshotStatus: (peerId, delivered) => {
@@ -323,6 +326,19 @@ export class RaftNode {
   /** Whether this node leads and heard from a majority recently enough to act on its own clock. */
   leadershipFresh(): boolean {
     return this.raft.leaseValid(nowMs());
+  }
+
+  /**
+   * Whether a fresh lease alone proves that no newer leader exists: true in lease read mode, where
+   * followers stay loyal for an election timeout; false when they campaign as soon as they lose the leader.
+   */
+  leaseProvesLeadership(): boolean {
+    return this.config.readMode === "lease";
+  }
+
+  /** Resolves once a majority confirmed, after the call, that this node still leads (a ReadIndex round). */
+  async confirmLeadership(): Promise<void> {
+    await this.readIndexLocally();
   }
 
   isLeader(): boolean {

@@ -75,6 +75,21 @@ describe("a real 3-node cluster", { timeout: e2eTimeoutMs }, () => {
     await appliedAtLeast(cluster, [oldLeader.id], after.index);
   });
 
+  it("after kill -9 of the leader, followers elect a new one without waiting out an election timeout", async () => {
+    // A follower waits at least 5 s without a heartbeat before campaigning on its timer; a killed
+    // leader's sockets close at once, and in read-index mode that alone starts the campaign.
+    cluster = await E2eCluster.start(3, ["--election-timeout-min-ms", "5000", "--election-timeout-max-ms", "8000", "--heartbeat-interval-ms", "100"], false);
+    const oldLeader = await cluster.leader(undefined, 30_000);
+    await barrier(cluster, oldLeader.id);
+    const survivors = ["n1", "n2", "n3"].filter((id) => id !== oldLeader.id);
+    await cluster.kill9(oldLeader.id);
+    const killedAtMs = performance.now();
+    const newLeader = await cluster.leader(survivors, 15_000, oldLeader.id);
+    expect(newLeader.term).toBeGreaterThan(oldLeader.term);
+    expect(performance.now() - killedAtMs).toBeLessThan(3_000);
+    await barrier(cluster, survivors[0]!);
+  });
+
   it("a restarted node catches up by snapshot once the leader compacted its log", async () => {
     cluster = await E2eCluster.start(3, [...fastTimeouts, "--snapshot-every-entries", "10", "--retained-entries", "0"]);
     const leader = await cluster.leader();
