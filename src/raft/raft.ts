@@ -80,6 +80,8 @@ export class Raft implements LeaderHost {
    * heard from its leader, and after it started, since a restarted node forgot when it last heard one.
    */
   private stickyUntilMs: number;
+  /** Until when elections retry within `leaderLossCampaignWithinMs`: set when the leader's stream was lost. */
+  private leaderLostUntilMs = Number.NEGATIVE_INFINITY;
 
   private readonly votes = new Map<NodeId, boolean>();
   /** Present exactly while this node leads. */
@@ -231,9 +233,12 @@ export class Raft implements LeaderHost {
     const withinMs = this.config.leaderLossCampaignWithinMs;
     if (withinMs === null || this.role !== Role.Follower || this.leaderId !== peerId) return;
     // Other followers lose the same stream when the leader dies; forgetting it lets us grant their
-    // PreVotes, and a random point in the window keeps two of us from splitting the vote.
+    // PreVotes, and a random point in the window keeps two of us from splitting the vote. Until a
+    // minimum election timeout passed, a vote that does not conclude is retried within the window too:
+    // a follower that has not noticed the loss yet ignores our PreVote rather than refusing it.
     this.leaderId = null;
     this.stickyUntilMs = Number.NEGATIVE_INFINITY;
+    this.leaderLostUntilMs = this.nowMs + this.config.electionTimeoutMinMs;
     this.electionDeadlineMs = Math.min(this.electionDeadlineMs, this.nowMs + Math.floor(this.config.random() * withinMs));
   }
 
@@ -403,6 +408,7 @@ export class Raft implements LeaderHost {
   private heardFromLeader(leaderId: NodeId): void {
     this.leaderId = leaderId;
     this.stickyUntilMs = this.nowMs + this.config.electionTimeoutMinMs;
+    this.leaderLostUntilMs = Number.NEGATIVE_INFINITY;
   }
 
   private becomeFollower(term: number, leaderId: NodeId | null): void {
@@ -467,6 +473,7 @@ export class Raft implements LeaderHost {
     assert(this.role === Role.Candidate, "only a candidate becomes leader");
     this.role = Role.Leader;
     this.leaderId = this.id;
+    this.leaderLostUntilMs = Number.NEGATIVE_INFINITY;
     this.leader = new Leader(this, this.currentTerm, this.peers(), this.nowMs);
     // Pitfall 10: an entry of the new term commits the entries of earlier terms and enables reads. The
     // first leader of a cluster writes the bootstrap configuration (from the command line) into the log
@@ -611,6 +618,11 @@ export class Raft implements LeaderHost {
   }
 
   private resetElectionDeadline(): void {
+    const withinMs = this.config.leaderLossCampaignWithinMs;
+    if (withinMs !== null && this.nowMs < this.leaderLostUntilMs) {
+      this.electionDeadlineMs = this.nowMs + Math.floor(this.config.random() * withinMs);
+      return;
+    }
     const spanMs = this.config.electionTimeoutMaxMs - this.config.electionTimeoutMinMs;
     this.electionDeadlineMs = this.nowMs + this.config.electionTimeoutMinMs + Math.floor(this.config.random() * spanMs);
   }

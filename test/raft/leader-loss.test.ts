@@ -27,6 +27,21 @@ describe("campaigning when the leader's stream is lost", () => {
     expect(net.node(survivors[0]!).status().currentTerm).toBe(termBefore + 1);
   });
 
+  it("keeps asking within the window while another follower has not noticed the loss yet", () => {
+    const net = clusterWithFastFailover();
+    const termBefore = net.node("n1").status().currentTerm;
+    net.isolated.add("n1");
+    net.node("n2").reportUnreachable("n1", net.nowMs);
+    // n3 still trusts n1 and ignores n2's PreVotes; a timer of a whole election timeout would follow.
+    net.advance(3 * withinMs);
+    expect(net.node("n2").status().role).not.toBe("leader");
+    net.node("n3").reportUnreachable("n1", net.nowMs);
+    // n2 asks again within its window (a third of it with this PRNG), before n3's own timer (two thirds).
+    net.advance(withinMs / 2);
+    expect(net.leader()).toBe("n2");
+    expect(net.node("n2").status().currentTerm).toBe(termBefore + 1);
+  });
+
   it("without the report, the same time passes without an election", () => {
     const net = clusterWithFastFailover();
     net.isolated.add("n1");
