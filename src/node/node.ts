@@ -483,8 +483,8 @@ export class RaftNode {
       for (const message of ready.leaderMessages) this.send(message);
       if (ready.hardState !== null || ready.snapshot !== null || ready.entries.length > 0) {
         const startedMs = nowMs();
-        await this.storage.save({ hardState: ready.hardState, snapshot: ready.snapshot, entries: ready.entries });
-        this.metrics?.walSaved((nowMs() - startedMs) / 1000);
+        const { synced } = await this.storage.save({ hardState: ready.hardState, snapshot: ready.snapshot, entries: ready.entries });
+        if (synced) this.metrics?.walSaved((nowMs() - startedMs) / 1000);
       }
       for (const message of ready.messages) this.send(message);
       if (ready.snapshot !== null) this.restoreSnapshot(ready.snapshot);

@@ -212,3 +212,15 @@ export interface Ready {
 export type ProposeResult =
   | { readonly ok: true; readonly index: number; readonly term: number }
   | { readonly ok: false; readonly reason: RejectReason; readonly detail?: string };
+
+/**
+ * Whether persisting a batch needs an fsync before its messages go out and its entries apply: it does
+ * when it carries entries, a snapshot, or a new term or vote (pitfall 2). A batch that only advances the
+ * commit index does not: Raft's commit index is volatile state, a restarted node learns it again from
+ * the leader, and the entries it points at are already durable.
+ */
+export function mustSync(batch: Pick<Ready, "hardState" | "snapshot" | "entries">, durable: HardState): boolean {
+  if (batch.entries.length > 0 || batch.snapshot !== null) return true;
+  if (batch.hardState === null) return false;
+  return batch.hardState.currentTerm !== durable.currentTerm || batch.hardState.votedFor !== durable.votedFor;
+}

@@ -17,7 +17,7 @@
 import { promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { EntryType, type Entry, type HardState, type Snapshot } from "../raft/types.js";
+import { EntryType, mustSync, type Entry, type HardState, type Snapshot } from "../raft/types.js";
 import { assert } from "../util/assert.js";
 import { ByteWriter } from "../util/bytes.js";
 import { lockDirectory } from "./dir-lock.js";
@@ -82,6 +82,8 @@ export class Storage {
   /** Serializes save, saveSnapshot and close: each reads and changes the segment list. */
   private queue: Promise<void> = Promise.resolve();
   private saveInFlight = false;
+  /** The active segment ends in a commit-only write that is not synced yet. */
+  private activeUnsynced = false;
   private closed = false;
   /** A failed WAL write or sync leaves the file in an unknown state: every later save is refused. */
   private failure: StorageError | null = null;
@@ -134,15 +136,19 @@ export class Storage {
   }
 
   /**
-   * Persists one Ready batch durably with one fdatasync: the received snapshot's file first (when set), then
-   * one WAL write with its entries and hard state. Resolves once durable. Calls must not overlap.
+   * Persists one Ready batch with one fdatasync: the received snapshot's file first (when set), then one
+   * WAL write with its entries and hard state. Resolves once durable, and says whether it synced: a batch
+   * that only advances the commit index (`mustSync` false) is written but synced with the next batch that
+   * syncs, so a crash may lose it (a restarted node learns its commit index again). Calls must not overlap.
    */
-  async save(batch: SaveBatch): Promise<void> {
+  async save(batch: SaveBatch): Promise<{ synced: boolean }> {
     assert(!this.closed, "save() after close()");
     assert(!this.saveInFlight, "save() called while the previous save() is still in flight");
     this.saveInFlight = true;
     try {
-      await this.exclusive(() => this.persist(batch));
+      const sync = mustSync(batch, this.hardState);
+      await this.exclusive(() => this.persist(batch, sync));
+      return { synced: sync };
     } finally {
       this.saveInFlight = false;
     }
@@ -178,13 +184,17 @@ export class Storage {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.exclusive(() => this.active.close());
+    await this.exclusive(async () => {
+      // A clean stop keeps the newest commit index, so a restart applies as far as before.
+      if (this.activeUnsynced && this.failure === null) await this.active.datasync();
+      await this.active.close();
+    });
     await this.unlock();
   }
 
   // ------------------------------------------------------------------------------------------
 
-  private async persist(batch: SaveBatch): Promise<void> {
+  private async persist(batch: SaveBatch, sync: boolean): Promise<void> {
     this.throwIfFailed();
     this.checkBatch(batch);
     const writer = new ByteWriter(4096);
@@ -206,7 +216,7 @@ export class Storage {
       }
     }
     try {
-      await this.append(writer.view());
+      await this.append(writer.view(), sync);
     } catch (error) {
       this.failure = new StorageError(
         `writing the WAL in ${this.dir} failed (${(error as Error).message}); what reached the disk is unknown, so this storage ` +
@@ -270,16 +280,20 @@ export class Storage {
   }
 
   /** Appends WAL bytes and syncs them, moving on to a new segment first when the active one is full. */
-  private async append(bytes: Buffer): Promise<void> {
+  private async append(bytes: Buffer, sync: boolean): Promise<void> {
     const full = this.activeSizeBytes + bytes.length > this.segmentBytesMax && this.activeSizeBytes > this.activeFloorBytes;
     if (!full) {
       await writeAll(this.active, bytes, this.activeSizeBytes);
-      await this.active.datasync();
+      if (sync) await this.active.datasync();
       this.activeSizeBytes += bytes.length;
+      this.activeUnsynced = !sync;
       return;
     }
-    // The previous segment was synced by the save that wrote it. The new one starts with a checkpoint of the
-    // state before this batch, so that it can be replayed on its own once older segments are deleted.
+    // Only the newest segment may end in a torn record: finish syncing this one before moving on.
+    if (this.activeUnsynced) await this.active.datasync();
+    this.activeUnsynced = false;
+    // The new segment starts with a checkpoint of the state before this batch, so that it can be replayed
+    // on its own once older segments are deleted. It is synced even for a commit-only batch: it is new.
     const seq = this.segments[this.segments.length - 1]!.seq + 1;
     const segmentPath = path.join(this.dir, segmentFileName(seq));
     const start = encodeSegmentStart(seq, this.lastIndex, this.hardState);

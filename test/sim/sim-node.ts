@@ -3,6 +3,7 @@
 // (one write, durable only after fsync), then send, restore, apply, serve reads, and only then advance.
 
 import { Raft } from "../../src/raft/raft.js";
+import { mustSync } from "../../src/raft/types.js";
 import type { RaftConfig } from "../../src/raft/config.js";
 import type {
   ClusterConfig,
@@ -127,7 +128,8 @@ export class SimNode {
       const ready = raft.ready();
       this.host.invariants.onEntriesHandedOut(this.id, ready.snapshot?.meta ?? null, ready.entries);
       this.sendAll(ready.leaderMessages); // before the write, as a real leader does
-      if (ready.hardState !== null || ready.snapshot !== null || ready.entries.length > 0) {
+      // A commit-only batch is not synced (as the real storage does): modelled as a write the crash loses.
+      if (mustSync(ready, this.disk.durable.hardState)) {
         this.writing = ready;
         this.host.scheduleSync(this, this.disk.beginWrite(ready));
         return;

@@ -71,10 +71,51 @@ describe("save", () => {
     await storage.save({ hardState: hardState(1, "n1", 0), snapshot: null, entries: entries(1, 64, 1, 100) });
     expect(datasync).toHaveBeenCalledTimes(1);
     expect(sync).not.toHaveBeenCalled();
-    await storage.save({ hardState: hardState(1, "n1", 64), snapshot: null, entries: [] });
+    // A new term or vote alone is synced (pitfall 2).
+    expect(await storage.save({ hardState: hardState(2, null, 0), snapshot: null, entries: [] })).toEqual({ synced: true });
     expect(datasync).toHaveBeenCalledTimes(2);
     // An empty batch has nothing to make durable.
     await storage.save({ hardState: null, snapshot: null, entries: [] });
+    expect(datasync).toHaveBeenCalledTimes(2);
+  });
+
+  it("a batch that only advances the commit index is written without a sync, and synced by the next save", async () => {
+    const dir = await tempDir();
+    const { storage } = await open(dir);
+    await storage.save({ hardState: hardState(1, "n1", 0), snapshot: null, entries: entries(1, 10, 1, 100) });
+    const prototype = await fileHandlePrototype(dir);
+    const datasync = vi.spyOn(prototype, "datasync");
+    // Raft's commit index is volatile: waiting an fsync for it would add one to every commit's latency.
+    expect(await storage.save({ hardState: hardState(1, "n1", 10), snapshot: null, entries: [] })).toEqual({ synced: false });
+    expect(datasync).not.toHaveBeenCalled();
+    expect(await storage.save({ hardState: null, snapshot: null, entries: entries(11, 12, 1, 100) })).toEqual({ synced: true });
+    expect(datasync).toHaveBeenCalledTimes(1);
+    await storage.close();
+    expect((await recover(dir)).recovered.hardState).toEqual(hardState(1, "n1", 10));
+  });
+
+  it("a clean close syncs a commit index written without a sync, so a restart applies as far as before", async () => {
+    const dir = await tempDir();
+    const { storage } = await open(dir);
+    await storage.save({ hardState: hardState(1, "n1", 0), snapshot: null, entries: entries(1, 10, 1, 100) });
+    const prototype = await fileHandlePrototype(dir);
+    const datasync = vi.spyOn(prototype, "datasync");
+    await storage.save({ hardState: hardState(1, "n1", 7), snapshot: null, entries: [] });
+    await storage.close();
+    expect(datasync).toHaveBeenCalledTimes(1);
+    expect((await recover(dir)).recovered.hardState.commitIndex).toBe(7);
+  });
+
+  it("a segment ending in an unsynced commit index is synced before the next segment starts", async () => {
+    const dir = await tempDir();
+    const { storage } = await open(dir, { segmentBytesMax: segmentBytesMaxLowest });
+    await storage.save({ hardState: hardState(1, "n1", 0), snapshot: null, entries: entries(1, 30, 1, 100) });
+    await storage.save({ hardState: hardState(1, "n1", 30), snapshot: null, entries: [] });
+    const prototype = await fileHandlePrototype(dir);
+    const datasync = vi.spyOn(prototype, "datasync");
+    await storage.save({ hardState: null, snapshot: null, entries: entries(31, 60, 1, 100) });
+    expect(await segmentPaths(dir)).toHaveLength(2);
+    // Only the newest segment may end torn: the old one's unsynced tail, then the new segment.
     expect(datasync).toHaveBeenCalledTimes(2);
   });
 
