@@ -131,11 +131,30 @@ describe("a real 3-node cluster", { timeout: e2eTimeoutMs }, () => {
     expect(after).toEqual(leader); // PreVote: the rejoining node raised no term and forced no election
   });
 
-  it("SIGTERM of the leader hands leadership over and exits 0", async () => {
+  it("SIGTERM of the leader hands leadership over and exits 0; clients of the other nodes see no error", async () => {
     cluster = await E2eCluster.start(3);
+    const running = cluster;
     const leader = await cluster.leader();
     await barrier(cluster, leader.id);
+    const follower = ["n1", "n2", "n3"].find((id) => id !== leader.id)!;
+    // Lock cycles through a follower, forwarded to the leader, all through the hand-over.
+    let stopped = false;
+    const failures: string[] = [];
+    let cycles = 0;
+    const traffic = Promise.all(
+      Array.from({ length: 8 }, async (_, k) => {
+        while (!stopped || cycles < 40) {
+          const acquired = await running.post<{ token: number }>(follower, `/v1/locks/handover-${k}/acquire`, { owner: "app", ttlMs: 5_000 });
+          const released = await running.post<{ released: boolean }>(follower, `/v1/locks/handover-${k}/release`, { owner: "app" });
+          if (acquired.status !== 200 || released.status !== 200) failures.push(`${acquired.status} ${JSON.stringify(acquired.body)} / ${released.status} ${JSON.stringify(released.body)}`);
+          if (stopped) cycles++;
+        }
+      }),
+    );
     expect(await cluster.terminate(leader.id)).toBe(0);
+    stopped = true;
+    await traffic;
+    expect(failures).toEqual([]);
     const survivors = ["n1", "n2", "n3"].filter((id) => id !== leader.id);
     const next = await cluster.leader(survivors, 5_000, leader.id);
     expect(next.id).not.toBe(leader.id);
