@@ -1,0 +1,96 @@
+// `npm run bench -- [suite] [options]`: the benchmark harness of issue 8. See bench/README.md for what
+// each figure measures; `--help` for the options.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { GeneratorPool } from "./load/generator-pool.js";
+import { describeMachine, machineLine } from "./machine.js";
+import { parseOptions, usage, type BenchOptions } from "./options.js";
+import { waitForQuietMachine } from "./quiet-machine.js";
+import { drawChart } from "./report/chart-svg.js";
+import { comparisonTable, cyclesTable, warningsSummary } from "./report/table.js";
+import type { BenchReport } from "./results.js";
+import { runCycles } from "./suites/cycles.js";
+import { describeFailover, runFailover } from "./suites/failover.js";
+import { describeMemory, runMemory } from "./suites/memory.js";
+import { describeRestart, runRestart } from "./suites/restart.js";
+
+function progress(line: string): void {
+  process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+}
+
+function defaultJsonPath(suite: string, date: string): string {
+  return new URL(`./results/${date.slice(0, 19).replaceAll(":", "-")}-${suite}.json`, import.meta.url).pathname;
+}
+
+function writeReport(options: BenchOptions, report: BenchReport): string {
+  const path = options.jsonPath ?? defaultJsonPath(options.suite, report.machine.date);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
+  return path;
+}
+
+function printCycles(options: BenchOptions, report: BenchReport): void {
+  const cycles = report.cycles ?? [];
+  process.stdout.write(`\n${cyclesTable(cycles)}\n`);
+  const comparison = comparisonTable(cycles);
+  if (comparison !== null) process.stdout.write(`\n${comparison}\n`);
+  const warnings = warningsSummary(cycles);
+  if (warnings.length > 0) process.stdout.write(`\nserver warnings and leader changes:\n${warnings.map((line) => `  ${line}`).join("\n")}\n`);
+  writeFileSync(options.chartPath, drawChart(cycles, report.machine));
+  process.stdout.write(`chart: ${options.chartPath}\n`);
+}
+
+async function main(): Promise<void> {
+  if (process.argv.includes("--help") || process.argv.includes("-h")) {
+    process.stdout.write(`${usage}\n`);
+    return;
+  }
+  const options = parseOptions(process.argv.slice(2));
+  if (options.suite === "chart") {
+    if (options.fromPath === null) throw new Error("chart wants --from <results.json>");
+    const report = JSON.parse(readFileSync(options.fromPath, "utf8")) as BenchReport;
+    printCycles(options, report);
+    return;
+  }
+  const machine = describeMachine();
+  progress(`raftlock bench ${options.suite}: ${machineLine(machine)}`);
+  const report: BenchReport = { machine, options: { ...options } };
+  const runs = (suite: string): boolean => options.suite === suite || options.suite === "all";
+  const quiet = (): Promise<number> => waitForQuietMachine([], options.quietWaitS * 1000, progress);
+  if (runs("cycles")) {
+    const pool = GeneratorPool.start(options.generators);
+    try {
+      report.cycles = await runCycles(pool, options, progress);
+    } finally {
+      await pool.close();
+    }
+    printCycles(options, report);
+  }
+  if (runs("failover")) {
+    await quiet();
+    const failover = await runFailover(options, progress);
+    report.failover = failover;
+    process.stdout.write(`\n${describeFailover(failover)}\n`);
+  }
+  if (runs("restart")) {
+    await quiet();
+    const restart = await runRestart(options, progress);
+    report.restart = restart;
+    process.stdout.write(`\n${describeRestart(restart)}\n`);
+  }
+  if (runs("memory")) {
+    await quiet();
+    const memory = await runMemory(options, progress);
+    report.memory = memory;
+    process.stdout.write(`\n${describeMemory(memory)}\n`);
+  }
+  progress(`results: ${writeReport(options, report)}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`bench: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  },
+);
