@@ -82,8 +82,8 @@ export class Storage {
   /** Serializes save, saveSnapshot and close: each reads and changes the segment list. */
   private queue: Promise<void> = Promise.resolve();
   private saveInFlight = false;
-  /** The active segment ends in a commit-only write that is not synced yet. */
-  private activeUnsynced = false;
+  /** `hardState` holds a commit index from a commit-only batch that is not in the WAL yet. */
+  private commitUnwritten = false;
   private closed = false;
   /** A failed WAL write or sync leaves the file in an unknown state: every later save is refused. */
   private failure: StorageError | null = null;
@@ -137,9 +137,10 @@ export class Storage {
 
   /**
    * Persists one Ready batch with one fdatasync: the received snapshot's file first (when set), then one
-   * WAL write with its entries and hard state. Resolves once durable, and says whether it synced: a batch
-   * that only advances the commit index (`mustSync` false) is written but synced with the next batch that
-   * syncs, so a crash may lose it (a restarted node learns its commit index again). Calls must not overlap.
+   * WAL write with its entries and hard state. Resolves once durable, and says whether it wrote: a batch
+   * that only advances the commit index (`mustSync` false) is kept in memory and written with the next
+   * batch (or at close), so a crash may lose it; a restarted node learns its commit index again from the
+   * leader. Calls must not overlap.
    */
   async save(batch: SaveBatch): Promise<{ synced: boolean }> {
     assert(!this.closed, "save() after close()");
@@ -147,7 +148,14 @@ export class Storage {
     this.saveInFlight = true;
     try {
       const sync = mustSync(batch, this.hardState);
-      await this.exclusive(() => this.persist(batch, sync));
+      await this.exclusive(async () => {
+        if (sync) return this.persist(batch);
+        this.throwIfFailed();
+        this.checkBatch(batch);
+        if (batch.hardState === null) return;
+        this.hardState = batch.hardState;
+        this.commitUnwritten = true;
+      });
       return { synced: sync };
     } finally {
       this.saveInFlight = false;
@@ -186,7 +194,7 @@ export class Storage {
     this.closed = true;
     await this.exclusive(async () => {
       // A clean stop keeps the newest commit index, so a restart applies as far as before.
-      if (this.activeUnsynced && this.failure === null) await this.active.datasync();
+      if (this.commitUnwritten && this.failure === null) await this.persist({ hardState: this.hardState, snapshot: null, entries: [] });
       await this.active.close();
     });
     await this.unlock();
@@ -194,7 +202,7 @@ export class Storage {
 
   // ------------------------------------------------------------------------------------------
 
-  private async persist(batch: SaveBatch, sync: boolean): Promise<void> {
+  private async persist(batch: SaveBatch): Promise<void> {
     this.throwIfFailed();
     this.checkBatch(batch);
     const writer = new ByteWriter(4096);
@@ -204,7 +212,9 @@ export class Storage {
     }
     if (batch.snapshot !== null) writeRecord(writer, { kind: "snapshot-installed", index: batch.snapshot.meta.index, term: batch.snapshot.meta.term });
     writeEntriesRecords(writer, batch.entries);
-    if (batch.hardState !== null) writeRecord(writer, { kind: "hard-state", hardState: batch.hardState });
+    // A commit index kept from a commit-only batch rides along; the batch's own hard state supersedes it.
+    const hardStateToWrite = batch.hardState ?? (this.commitUnwritten ? this.hardState : null);
+    if (hardStateToWrite !== null) writeRecord(writer, { kind: "hard-state", hardState: hardStateToWrite });
     if (writer.length === 0) return;
 
     // The snapshot file is not part of the WAL's failure state: a failure there leaves the WAL untouched.
@@ -216,7 +226,7 @@ export class Storage {
       }
     }
     try {
-      await this.append(writer.view(), sync);
+      await this.append(writer.view());
     } catch (error) {
       this.failure = new StorageError(
         `writing the WAL in ${this.dir} failed (${(error as Error).message}); what reached the disk is unknown, so this storage ` +
@@ -239,6 +249,7 @@ export class Storage {
       this.lastIndex = last.index;
     }
     if (batch.hardState !== null) this.hardState = batch.hardState;
+    this.commitUnwritten = false;
     // Every stored entry is now superseded by the snapshot: older snapshots and segments can go.
     if (batch.snapshot !== null) await this.compact(batch.snapshot.meta.index + 1);
   }
@@ -280,20 +291,16 @@ export class Storage {
   }
 
   /** Appends WAL bytes and syncs them, moving on to a new segment first when the active one is full. */
-  private async append(bytes: Buffer, sync: boolean): Promise<void> {
+  private async append(bytes: Buffer): Promise<void> {
     const full = this.activeSizeBytes + bytes.length > this.segmentBytesMax && this.activeSizeBytes > this.activeFloorBytes;
     if (!full) {
       await writeAll(this.active, bytes, this.activeSizeBytes);
-      if (sync) await this.active.datasync();
+      await this.active.datasync();
       this.activeSizeBytes += bytes.length;
-      this.activeUnsynced = !sync;
       return;
     }
-    // Only the newest segment may end in a torn record: finish syncing this one before moving on.
-    if (this.activeUnsynced) await this.active.datasync();
-    this.activeUnsynced = false;
-    // The new segment starts with a checkpoint of the state before this batch, so that it can be replayed
-    // on its own once older segments are deleted. It is synced even for a commit-only batch: it is new.
+    // The previous segment was synced by the save that wrote it. The new one starts with a checkpoint of the
+    // state before this batch, so that it can be replayed on its own once older segments are deleted.
     const seq = this.segments[this.segments.length - 1]!.seq + 1;
     const segmentPath = path.join(this.dir, segmentFileName(seq));
     const start = encodeSegmentStart(seq, this.lastIndex, this.hardState);
