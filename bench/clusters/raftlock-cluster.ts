@@ -57,12 +57,16 @@ export class RaftlockCluster {
   private constructor(
     readonly root: string,
     private readonly extraArgs: readonly string[],
+    private readonly nodeOptions: readonly string[],
   ) {}
 
-  /** Starts `size` nodes with `extraArgs` added to each one's `raftlock start` (none: all defaults). */
-  static async start(size: number, extraArgs: readonly string[] = []): Promise<RaftlockCluster> {
+  /**
+   * Starts `size` nodes with `extraArgs` added to each one's `raftlock start` (none: all defaults) and
+   * `nodeOptions` given to Node itself (the memory figures use `--inspect` to collect garbage).
+   */
+  static async start(size: number, extraArgs: readonly string[] = [], nodeOptions: readonly string[] = []): Promise<RaftlockCluster> {
     if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run \`npm run build\` first`);
-    const cluster = new RaftlockCluster(mkdtempSync(join(tmpdir(), "raftlock-bench-")), extraArgs);
+    const cluster = new RaftlockCluster(mkdtempSync(join(tmpdir(), "raftlock-bench-")), extraArgs, nodeOptions);
     for (let k = 1; k <= size; k++) {
       const id = `n${k}`;
       cluster.nodes.push({ id, host: "127.0.0.1", peerPort: await freePort(), httpPort: await freePort(), respPort: await freePort(), dataDir: join(cluster.root, id), process: null, log: new NodeLog() });
@@ -93,7 +97,7 @@ export class RaftlockCluster {
   launch(id: string, moreArgs: readonly string[] = []): ChildProcess {
     const node = this.node(id);
     const peers = this.nodes.map((peer) => `${peer.id}=${peer.host}:${peer.peerPort}`).join(",");
-    const args = [cliPath, "start", "--id", id, "--data-dir", node.dataDir, "--peer-listen", `${node.host}:${node.peerPort}`];
+    const args = [...this.nodeOptions, cliPath, "start", "--id", id, "--data-dir", node.dataDir, "--peer-listen", `${node.host}:${node.peerPort}`];
     args.push("--http-listen", `${node.host}:${node.httpPort}`, "--resp-listen", `${node.host}:${node.respPort}`, "--peers", peers);
     args.push("--log-level", "warn", ...this.extraArgs, ...moreArgs);
     const child = trackChild(spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] }));

@@ -79,7 +79,6 @@ async function runWithPool(pool: GeneratorPool, options: BenchOptions, scenario:
 async function raftlockScenarios(pool: GeneratorPool, options: BenchOptions, target: RaftlockTarget, chosen: readonly Scenario[], progress: Progress): Promise<ScenarioResult[]> {
   const results: ScenarioResult[] = [];
   const leader = await target.leader();
-  const leaderMember = target.member(leader.id);
   const leaderTerm = async (): Promise<string> => {
     const now = await target.leader();
     return `${now.id}@${now.term}`;
@@ -89,15 +88,18 @@ async function raftlockScenarios(pool: GeneratorPool, options: BenchOptions, tar
   for (const scenario of chosen) {
     for (const clients of options.clients) {
       await target.settled();
-      const servers = target.servers((await target.leader()).id);
+      // The leader of this figure: an election during an earlier one may have moved it.
+      const current = await target.leader();
+      const leaderMember = target.member(current.id);
+      const servers = target.servers(current.id);
       let result: ScenarioResult;
       if (scenario.workload === null) {
-        result = await redisBenchmarkAcquire(options, scenario, clients, leaderMember.resp, servers, results, target, leader.id, progress);
+        result = await redisBenchmarkAcquire(options, scenario, clients, leaderMember.resp, servers, results, target, current.id, progress);
       } else {
         const endpoints = scenario.workload.startsWith("http") ? [leaderMember.http] : [leaderMember.resp];
         const spec = baseSpec(options, scenario, clients, endpoints, readLock);
         result = await runWithPool(pool, options, scenario, spec, clients, servers, leaderTerm, progress);
-        if (scenario.workload === "resp-acquire-only") await releaseAcquireOnlyLocks(target, leader.id, spec);
+        if (scenario.workload === "resp-acquire-only") await releaseAcquireOnlyLocks(target, (await target.leader()).id, spec);
       }
       results.push(result);
       progress(summaryLine(result));
@@ -121,10 +123,12 @@ async function redisBenchmarkAcquire(options: BenchOptions, scenario: Scenario, 
   const requests = Math.max(2000, Math.round((nodeFigure?.ratePerSecond ?? 1000) * options.durationS));
   const spec = { runId: `b${Date.now().toString(36)}-rb-${clients}`, lockTtlMs: options.lockTtlMs };
   await waitForQuietMachine([...servers.pids().values()], options.quietWaitS * 1000, progress);
+  const termBefore = await target.leader();
   const window = new UsageWindow(servers);
   window.opened();
   const run = await runRedisBenchmark(endpoint, clients, requests, acquireOnlyLocks, acquireOnlyCommand(spec));
   window.closed();
+  const termAfter = await target.leader();
   await releaseAcquireOnlyLocks(target, leaderId, spec);
   return {
     scenario: scenario.id,
@@ -144,7 +148,7 @@ async function redisBenchmarkAcquire(options: BenchOptions, scenario: Scenario, 
     generatorSaturated: run.cores >= generatorSaturatedAt,
     serverWarnings: window.warnings(),
     otherCores: otherCores(window, [{ cores: run.cores }]),
-    leaderChanged: false,
+    leaderChanged: termBefore.id !== termAfter.id || termBefore.term !== termAfter.term,
   };
 }
 

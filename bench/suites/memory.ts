@@ -4,7 +4,7 @@
 import { encodeCommand, RespConnection } from "../clients/resp-connection.js";
 import { RaftlockCluster } from "../clusters/raftlock-cluster.js";
 import type { BenchOptions } from "../options.js";
-import { mebibytes, nodeMemory, type NodeMemory } from "./node-memory.js";
+import { inspectableNode, mebibytes, nodeMemory, type NodeMemory } from "./node-memory.js";
 
 /** Checkpoints between none and all the locks. */
 const checkpointCount = 5;
@@ -66,7 +66,7 @@ async function fill(connections: readonly RespConnection[], from: number, to: nu
 
 /** Fills a fresh cluster with held locks and reads every node's memory at each checkpoint. */
 export async function runMemory(options: BenchOptions, progress: (line: string) => void): Promise<MemoryResult> {
-  const cluster = await RaftlockCluster.start(3);
+  const cluster = await RaftlockCluster.start(3, [], inspectableNode);
   const checkpoints: MemoryCheckpoint[] = [];
   const refused: Record<string, number> = {};
   try {

@@ -2,8 +2,12 @@
 // node's own /metrics), for the restart and memory suites.
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { collectGarbage, inspectorUrl } from "../clusters/inspector-gc.js";
 import type { RaftlockCluster } from "../clusters/raftlock-cluster.js";
 import { sampleMemory } from "../process-stats.js";
+
+/** Node options of the nodes whose memory is read: an inspector on a free port, for `collectGarbage`. */
+export const inspectableNode = ["--inspect=127.0.0.1:0"];
 
 export interface NodeMemory {
   readonly id: string;
@@ -19,8 +23,10 @@ async function heapUsedBytes(cluster: RaftlockCluster, id: string): Promise<numb
   return line === undefined ? Number.NaN : Number(line.split(" ")[1]);
 }
 
-/** `id`'s resident set, peak and V8 heap in use now. */
+/** `id`'s resident set, peak and V8 heap in use now; after a full collection when it runs with `--inspect`. */
 export async function nodeMemory(cluster: RaftlockCluster, id: string): Promise<NodeMemory> {
+  const url = inspectorUrl(cluster.node(id).log);
+  if (url !== null) await collectGarbage(url);
   const pid = cluster.pids().get(id);
   const memory = pid === undefined ? null : sampleMemory(pid);
   return { id, rssBytes: memory?.rssBytes ?? Number.NaN, peakRssBytes: memory?.peakRssBytes ?? Number.NaN, heapUsedBytes: await heapUsedBytes(cluster, id) };

@@ -6,7 +6,7 @@ import { RespConnection } from "../clients/resp-connection.js";
 import { RaftlockCluster } from "../clusters/raftlock-cluster.js";
 import type { BenchOptions } from "../options.js";
 import { coresUsed, sampleCpu } from "../process-stats.js";
-import { directoryBytes, mebibytes, nodeMemory, type NodeMemory } from "./node-memory.js";
+import { directoryBytes, inspectableNode, mebibytes, nodeMemory, type NodeMemory } from "./node-memory.js";
 import { appendCommittedEntries, installLockSnapshot } from "./offline-data.js";
 
 /** Quiet time after a start before memory is read and idle CPU is measured. */
@@ -108,7 +108,7 @@ async function timeRestart(cluster: RaftlockCluster, what: string, size: number,
 
 /** A fresh settled cluster, stopped (kill -9 after everything committed is applied everywhere). */
 async function stoppedCluster(extraArgs: readonly string[]): Promise<{ cluster: RaftlockCluster; memory: NodeMemory[] }> {
-  const cluster = await RaftlockCluster.start(3, extraArgs);
+  const cluster = await RaftlockCluster.start(3, extraArgs, inspectableNode);
   await cluster.leader();
   for (const node of cluster.nodes) await cluster.waitReady(node.id);
   await cluster.settled();
