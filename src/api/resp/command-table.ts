@@ -94,8 +94,8 @@ export interface CommandContext {
    * before, so a client never takes it for one of those replies.
    */
   push(reply: Reply): void;
-  /** Runs `hook` once when the connection closes, for whatever reason. */
-  onClose(hook: () => void): void;
+  /** Runs `hook` once when the connection closes, for whatever reason; returns what removes the hook. */
+  onClose(hook: () => void): () => void;
   /**
    * Closes the connection once the reply to this request has been written (QUIT); nothing after this
    * request is read. Only from the synchronous part of a handler.

@@ -64,7 +64,7 @@ export class RespConnection implements CommandContext {
   private clientEnded = false;
   private closed = false;
   private lingerTimer: NodeJS.Timeout | null = null;
-  private readonly closeHooks: (() => void)[] = [];
+  private readonly closeHooks = new Set<() => void>();
   private readonly logger: Logger;
 
   constructor(
@@ -123,12 +123,15 @@ export class RespConnection implements CommandContext {
     this.flush();
   }
 
-  onClose(hook: () => void): void {
+  onClose(hook: () => void): () => void {
     if (this.closed || this.clientEnded) {
       hook();
-      return;
+      return () => undefined;
     }
-    this.closeHooks.push(hook);
+    // Wrapped, so that the same function registered twice is two hooks, each removed on its own.
+    const entry = (): void => hook();
+    this.closeHooks.add(entry);
+    return () => this.closeHooks.delete(entry);
   }
 
   closeAfterReply(): void {
@@ -306,7 +309,9 @@ export class RespConnection implements CommandContext {
   }
 
   private runCloseHooks(): void {
-    for (const hook of this.closeHooks.splice(0)) {
+    const hooks = [...this.closeHooks];
+    this.closeHooks.clear();
+    for (const hook of hooks) {
       try {
         hook();
       } catch (error) {

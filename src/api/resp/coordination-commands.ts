@@ -67,10 +67,20 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
     if (value === null) throw new RespError("ERR", ttlMsMessage(fsm.limits, JSON.stringify(text(args, index))));
     return value;
   };
-  const aborter = (ctx: CommandContext): AbortSignal => {
+  /**
+   * Runs a request that may wait with a signal that fires if the connection closes meanwhile (a waiter
+   * whose connection closes is cancelled through the log). A request that does not wait needs none, and
+   * the hook goes when the request settles: one per request would pile up on a long-lived connection.
+   */
+  const whileConnected = async <T>(ctx: CommandContext, waitMs: number, run: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> => {
+    if (waitMs === 0) return run(undefined);
     const controller = new AbortController();
-    ctx.onClose(() => controller.abort()); // a waiter whose connection closes is cancelled through the log
-    return controller.signal;
+    const removeHook = ctx.onClose(() => controller.abort());
+    try {
+      return await run(controller.signal);
+    } finally {
+      removeHook();
+    }
   };
   const command = (arity: number, summary: string, handler: CommandHandler): CommandSpec => ({ arity, summary, group: "raftlock", handler: translated(handler, node.config.commitTimeoutMs) });
 
@@ -83,7 +93,8 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
         const sessionAt = extra.get("SESSION");
         const waitMs = waitAt === undefined ? 0 : nonNegativeInteger(args, waitAt, "WAIT ms", waitMsMax);
         const sessionId = sessionAt === undefined ? undefined : nonNegativeInteger(args, sessionAt, "SESSION id");
-        const grant = await service.acquireLock(text(args, 1), text(args, 2), ttlOf(args, 3), waitMs, sessionId, aborter(ctx));
+        const [name, owner, ttlMs] = [text(args, 1), text(args, 2), ttlOf(args, 3)];
+        const grant = await whileConnected(ctx, waitMs, (signal) => service.acquireLock(name, owner, ttlMs, waitMs, sessionId, signal));
         return grant === null ? nullBulk : integer(grant.token);
       }),
     ],
@@ -128,15 +139,11 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
         const waitAt = extra.get("WAIT");
         const valueAt = extra.get("VALUE");
         const sessionAt = extra.get("SESSION");
-        const grant = await service.campaign(
-          text(args, 1),
-          text(args, 2),
-          ttlOf(args, 3),
-          waitAt === undefined ? 0 : nonNegativeInteger(args, waitAt, "WAIT ms", waitMsMax),
-          valueAt === undefined ? undefined : text(args, valueAt),
-          sessionAt === undefined ? undefined : nonNegativeInteger(args, sessionAt, "SESSION id"),
-          aborter(ctx),
-        );
+        const [election, candidate, ttlMs] = [text(args, 1), text(args, 2), ttlOf(args, 3)];
+        const waitMs = waitAt === undefined ? 0 : nonNegativeInteger(args, waitAt, "WAIT ms", waitMsMax);
+        const value = valueAt === undefined ? undefined : text(args, valueAt);
+        const sessionId = sessionAt === undefined ? undefined : nonNegativeInteger(args, sessionAt, "SESSION id");
+        const grant = await whileConnected(ctx, waitMs, (signal) => service.campaign(election, candidate, ttlMs, waitMs, value, sessionId, signal));
         return grant === null ? nullBulk : integer(grant.token);
       }),
     ],
@@ -174,7 +181,7 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
     // Redis lock compatibility (api.md): `SET key value NX PX ms` is an acquire with owner = value.
     [
       "set",
-      command(-3, "SET key value NX PX ms | NX EX s: acquire a lock (owner = value); OK or nil", async (ctx, args) => {
+      command(-3, "SET key value NX PX ms | NX EX s: acquire a lock (owner = value); OK or nil", async (_ctx, args) => {
         let nx = false;
         let ttl: number | null = null;
         for (let index = 3; index < args.length; index++) {
@@ -189,7 +196,7 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
           }
         }
         if (!nx || ttl === null) throw new RespError("ERR", "raftlock supports SET only as a lock acquire: SET key value NX PX ms (or NX EX s)");
-        const grant = await service.acquireLock(text(args, 1), text(args, 2), ttl, 0, undefined, aborter(ctx));
+        const grant = await service.acquireLock(text(args, 1), text(args, 2), ttl, 0, undefined, undefined);
         return grant === null ? nullBulk : ok;
       }),
     ],

@@ -29,6 +29,8 @@ export interface TestServer {
   readonly commandsRun: Map<number, string[]>;
   /** How many times TEST.COUNT ran. */
   counted(): number;
+  /** How many close hooks TEST.ONCLOSE registered have run. */
+  closeHooksRun(): number;
   /** Lets every TEST.GATE waiting so far answer. */
   openGate(): void;
   close(): Promise<void>;
@@ -38,6 +40,7 @@ export async function startTestServer(options: { limits?: Partial<RespLimits>; a
   const logs: LogLine[] = [];
   const logger = pino({ level: "debug" }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
   let count = 0;
+  let closeHooksRun = 0;
   let gateWaiters: (() => void)[] = [];
   const testCommands = new Map<string, CommandSpec>([
     // TEST.SLOW ms value: answers value after ms, to show that replies keep request order.
@@ -53,6 +56,18 @@ export async function startTestServer(options: { limits?: Partial<RespLimits>; a
     ],
     ["test.echo2", { arity: 3, summary: "Answers its two arguments as an array.", group: "test", handler: (_ctx, args) => array([bulk(argument(args, 1)), bulk(argument(args, 2))]) }],
     ["test.count", { arity: 1, handler: () => integer(++count) }],
+    // TEST.ONCLOSE keep|drop: registers a close hook, and with drop removes it again at once.
+    [
+      "test.onclose",
+      {
+        arity: 2,
+        handler: (ctx, args) => {
+          const remove = ctx.onClose(() => closeHooksRun++);
+          if (argument(args, 1).toString() === "drop") remove();
+          return ok;
+        },
+      },
+    ],
     ["test.gate", { arity: 1, handler: () => new Promise((resolve) => gateWaiters.push(() => resolve(ok))) }],
     [
       "test.push",
@@ -134,6 +149,7 @@ export async function startTestServer(options: { limits?: Partial<RespLimits>; a
     logs,
     commandsRun,
     counted: () => count,
+    closeHooksRun: () => closeHooksRun,
     openGate: () => {
       for (const open of gateWaiters) open();
       gateWaiters = [];

@@ -172,6 +172,17 @@ describe("RESP server: requests and replies", () => {
     expect(client.received).toBe("+OK\r\n");
   });
 
+  it("runs a close hook once at close, and never one removed before (no hook piles up per request)", async () => {
+    const before = server.closeHooksRun();
+    const client = await connectTo(server);
+    client.send(command("TEST.ONCLOSE", "keep") + command("TEST.ONCLOSE", "drop").repeat(100) + command("TEST.ONCLOSE", "keep"));
+    await client.receive("+OK\r\n".repeat(102));
+    client.close();
+    await waitFor("both kept hooks ran", () => server.closeHooksRun() - before === 2);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(server.closeHooksRun() - before).toBe(2);
+  });
+
   it("a client that shuts down its sending side still gets every reply", async () => {
     const client = await connectTo(server);
     client.socket.end(command("TEST.SLOW", "50", "late") + "PING\r\n");
