@@ -57,7 +57,23 @@ async function main(): Promise<void> {
   const report: BenchReport = { machine, options: { ...options } };
   const runs = (suite: string): boolean => options.suite === suite || options.suite === "all";
   const quiet = (): Promise<number> => waitForQuietMachine([], options.quietWaitS * 1000, progress);
-  if (runs("cycles")) {
+  const failures: string[] = [];
+  // Each suite's results are written as soon as it ends, and a failing suite does not stop the next one:
+  // a long run keeps what it measured.
+  const suite = async (name: string, run: () => Promise<void>): Promise<void> => {
+    if (!runs(name)) return;
+    try {
+      await quiet();
+      await run();
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      failures.push(`${name}: ${message}`);
+      report.errors = { ...report.errors, [name]: message };
+      progress(`${name} failed: ${message}`);
+    }
+    progress(`results: ${writeReport(options, report)}`);
+  };
+  await suite("cycles", async () => {
     const pool = GeneratorPool.start(options.generators);
     try {
       report.cycles = await runCycles(pool, options, progress);
@@ -65,26 +81,20 @@ async function main(): Promise<void> {
       await pool.close();
     }
     printCycles(options, report);
-  }
-  if (runs("failover")) {
-    await quiet();
-    const failover = await runFailover(options, progress);
-    report.failover = failover;
-    process.stdout.write(`\n${describeFailover(failover)}\n`);
-  }
-  if (runs("restart")) {
-    await quiet();
-    const restart = await runRestart(options, progress);
-    report.restart = restart;
-    process.stdout.write(`\n${describeRestart(restart)}\n`);
-  }
-  if (runs("memory")) {
-    await quiet();
-    const memory = await runMemory(options, progress);
-    report.memory = memory;
-    process.stdout.write(`\n${describeMemory(memory)}\n`);
-  }
-  progress(`results: ${writeReport(options, report)}`);
+  });
+  await suite("failover", async () => {
+    report.failover = await runFailover(options, progress);
+    process.stdout.write(`\n${describeFailover(report.failover)}\n`);
+  });
+  await suite("restart", async () => {
+    report.restart = await runRestart(options, progress);
+    process.stdout.write(`\n${describeRestart(report.restart)}\n`);
+  });
+  await suite("memory", async () => {
+    report.memory = await runMemory(options, progress);
+    process.stdout.write(`\n${describeMemory(report.memory)}\n`);
+  });
+  if (failures.length > 0) throw new Error(`${failures.length} suite(s) failed:\n  ${failures.join("\n  ")}`);
 }
 
 main().then(

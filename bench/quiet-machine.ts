@@ -3,7 +3,7 @@
 import { coresUsed, machineCoresUsed, sampleCpu, sampleMachineCpu } from "./process-stats.js";
 
 /** Other processes may use this much (of one core) and the machine still counts as quiet. */
-const otherCoresQuietMax = 0.15;
+export const otherCoresQuietMax = 0.15;
 /** Each check measures this long. */
 const checkMs = 1000;
 

@@ -1,6 +1,9 @@
 // The shapes a run writes to its JSON file, and what the table and the chart read back.
 import type { FsyncProbe } from "./fsync-probe.js";
 import type { ScenarioId, SystemName } from "./scenarios.js";
+import type { FailoverResult } from "./suites/failover.js";
+import type { MemoryResult } from "./suites/memory.js";
+import type { RestartResult } from "./suites/restart.js";
 
 export interface ServerUsage {
   /** n1, e2, redis, ... */
@@ -25,6 +28,8 @@ export interface ScenarioResult {
   readonly p50Ms: number;
   readonly p90Ms: number;
   readonly p99Ms: number;
+  /** p99.9: where stalls of the whole node (a snapshot, a long GC) show. */
+  readonly p999Ms: number;
   readonly maxMs: number;
   readonly errors: Record<string, number>;
   readonly servers: readonly ServerUsage[];
@@ -62,7 +67,9 @@ export interface BenchReport {
   readonly machine: MachineInfo;
   readonly options: Record<string, unknown>;
   cycles?: ScenarioResult[];
-  failover?: unknown;
-  restart?: unknown;
-  memory?: unknown;
+  failover?: FailoverResult;
+  restart?: RestartResult;
+  memory?: MemoryResult;
+  /** Suites that failed, with their error. */
+  errors?: Record<string, string>;
 }

@@ -1,5 +1,6 @@
 // What a node printed: the last lines for error messages, and a count of warnings and errors by message
-// (pino JSON lines, level 40 and above), so that a benchmark run says what went wrong inside the nodes.
+// (pino JSON lines, level 40 and above) and of role changes, so that a benchmark run says what went wrong
+// inside the nodes.
 
 /** Output kept for error messages; older output is dropped. */
 const tailBytesMax = 64 * 1024;
@@ -53,6 +54,8 @@ export class NodeLog {
         this.firstLoggedAtMs.set(record.msg, record.time);
       }
       if ((record.level ?? 0) >= warnLevel) this.bump(`${record.level! >= 50 ? "error" : "warn"}: ${record.msg ?? "(no message)"}`);
+      // Role changes are logged at info: counted too, so that an election under load says who started it.
+      else if (record.msg === "raft state changed") this.bump(`info: raft state changed to ${String((record as { role?: unknown }).role)}`);
     } catch {
       this.bump(`(unparsable) ${line.slice(0, 120)}`);
     }

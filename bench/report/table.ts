@@ -34,11 +34,11 @@ function errors(result: ScenarioResult): string {
 
 /** Every figure of a cycles run, one row each. */
 export function cyclesTable(results: readonly ScenarioResult[]): string {
-  const header = "| system | scenario | clients | rate | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU (1 core = 100%) | peak RSS MiB | generator CPU | other CPU |";
-  const rule = "|---|---|--:|--:|--:|--:|--:|--:|---|---|--:|---|--:|";
+  const header = "| system | scenario | clients | rate | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | server CPU (1 core = 100%) | peak RSS MiB | generator CPU | other CPU |";
+  const rule = "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|--:|---|--:|";
   const rows = results.map(
     (result) =>
-      `| ${result.system} | ${result.scenario} | ${result.clients} | ${rate(result.ratePerSecond)} ${result.unit} | ${fixed(result.p50Ms, 2)} | ${fixed(result.p90Ms, 2)} | ${fixed(result.p99Ms, 2)} | ${fixed(result.maxMs, 1)} | ${errors(result)} | ${serverCpu(result.servers)} | ${peakRss(result.servers)} | ${generatorCpu(result)} | ${fixed(result.otherCores * 100, 0)}% |`,
+      `| ${result.system} | ${result.scenario} | ${result.clients} | ${rate(result.ratePerSecond)} ${result.unit} | ${fixed(result.p50Ms, 2)} | ${fixed(result.p90Ms, 2)} | ${fixed(result.p99Ms, 2)} | ${fixed(result.p999Ms, 1)} | ${fixed(result.maxMs, 1)} | ${errors(result)} | ${serverCpu(result.servers)} | ${peakRss(result.servers)} | ${generatorCpu(result)} | ${fixed(result.otherCores * 100, 0)}% |`,
   );
   return [header, rule, ...rows].join("\n");
 }

@@ -24,9 +24,10 @@ export class RaftlockTarget {
     readonly cluster: RaftlockCluster | null,
   ) {}
 
-  /** Starts a 3-node cluster; `lease` adds `--read-mode lease`. Every other setting is the default. */
+  /** Starts a 3-node cluster; `lease` adds `--read-mode lease`. Every other setting but the log level is the default. */
   static async local(readMode: "read-index" | "lease"): Promise<RaftlockTarget> {
-    const cluster = await RaftlockCluster.start(3, readMode === "lease" ? ["--read-mode", "lease"] : []);
+    // Info level adds a line per snapshot and per role change: the role changes explain an election under load.
+    const cluster = await RaftlockCluster.start(3, [...(readMode === "lease" ? ["--read-mode", "lease"] : []), "--log-level", "info"]);
     await cluster.leader();
     for (const node of cluster.nodes) await cluster.waitReady(node.id);
     const members = cluster.nodes.map((node) => ({ id: node.id, http: { host: node.host, port: node.httpPort }, resp: { host: node.host, port: node.respPort } }));
