@@ -1,12 +1,13 @@
 // `npm run bench -- [suite] [options]`: the benchmark harness of issue 8. See bench/README.md for what
 // each figure measures; `--help` for the options.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, relative } from "node:path";
 import { GeneratorPool } from "./load/generator-pool.js";
 import { describeMachine, machineLine } from "./machine.js";
 import { parseOptions, usage, type BenchOptions } from "./options.js";
 import { waitForQuietMachine } from "./quiet-machine.js";
 import { drawChart } from "./report/chart-svg.js";
+import { replaceResultsSection, resultsMarkdown } from "./report/markdown.js";
 import { comparisonTable, cyclesTable, warningsSummary } from "./report/table.js";
 import type { BenchReport } from "./results.js";
 import { runCycles } from "./suites/cycles.js";
@@ -27,6 +28,15 @@ function writeReport(options: BenchOptions, report: BenchReport): string {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
   return path;
+}
+
+const readmePath = new URL("./README.md", import.meta.url).pathname;
+
+/** Rewrites the "Latest results" section of bench/README.md from `report`, saved at `resultsPath`. */
+function updateReadme(report: BenchReport, resultsPath: string): void {
+  const section = resultsMarkdown(report, relative(dirname(readmePath), resultsPath));
+  writeFileSync(readmePath, replaceResultsSection(readFileSync(readmePath, "utf8"), section));
+  progress(`updated ${readmePath}`);
 }
 
 function printCycles(options: BenchOptions, report: BenchReport): void {
@@ -50,6 +60,7 @@ async function main(): Promise<void> {
     if (options.fromPath === null) throw new Error("chart wants --from <results.json>");
     const report = JSON.parse(readFileSync(options.fromPath, "utf8")) as BenchReport;
     printCycles(options, report);
+    if (options.updateReadme) updateReadme(report, options.fromPath);
     return;
   }
   const machine = describeMachine();
@@ -94,6 +105,7 @@ async function main(): Promise<void> {
     report.memory = await runMemory(options, progress);
     process.stdout.write(`\n${describeMemory(report.memory)}\n`);
   });
+  if (options.updateReadme) updateReadme(report, writeReport(options, report));
   if (failures.length > 0) throw new Error(`${failures.length} suite(s) failed:\n  ${failures.join("\n  ")}`);
 }
 

@@ -28,6 +28,8 @@ export interface BenchOptions {
   readonly fromPath: string | null;
   /** Longest wait for a quiet machine before each figure. */
   readonly quietWaitS: number;
+  /** Rewrite the "Latest results" section of bench/README.md from this run (or from `chart --from`). */
+  readonly updateReadme: boolean;
 }
 
 export const usage = `usage: npm run bench -- [${suites.join("|")}] [options]
@@ -49,6 +51,7 @@ options:
   --chart PATH           chart file (default bench/chart.svg)
   --rounds 5             failover rounds per signal;  --failover-clients 16
   --log-entries 1000000  --snapshot-locks 1000000  --memory-locks 100000
+  --update-readme        rewrite the "Latest results" section of bench/README.md from this run
   --quiet-wait 300       before each figure, wait up to this many seconds until other processes are idle
   --lock-ttl-ms 30000    --wait-ms 10000 (blocking acquires of the contended scenarios)`;
 
@@ -71,6 +74,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   for (let k = 0; k < argv.length; k++) {
     const arg = argv[k]!;
     if (arg === "--help" || arg === "-h") throw new Error(usage);
+    if (arg === "--update-readme") continue;
     if (!arg.startsWith("--")) {
       if (!(suites as readonly string[]).includes(arg)) throw new Error(`unknown suite "${arg}"\n${usage}`);
       suite = arg as Suite;
@@ -114,5 +118,6 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     memoryLocks: Math.round(positive(one("memory-locks") ?? "100000", "memory-locks")),
     fromPath: one("from") ?? null,
     quietWaitS: Number(one("quiet-wait") ?? "300"),
+    updateReadme: argv.includes("--update-readme"),
   };
 }
