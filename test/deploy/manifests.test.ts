@@ -346,12 +346,15 @@ describe("the deployment docs", () => {
     }
   });
 
-  it("name only real `raftlock start` flags in the README's Kubernetes section", () => {
+  it("name only real `raftlock start` flags in the README's commands", () => {
     const readme = readRepoFile("README.md");
-    const section = readme.slice(readme.indexOf("### Kubernetes StatefulSet"), readme.indexOf("### Additions to the design's API"));
-    expect(section).toContain("### Deploying on Kubernetes");
-    for (const match of section.matchAll(/raftlock start ([^\n]*(?:\\\n[^\n]*)*)/g)) {
-      for (const flag of flagsOf(match[1]!.split(/\s+/))) expect(flagNames, `--${flag}`).toContain(flag);
+    expect(readme).toContain("### Peer discovery in a StatefulSet");
+    // Command lines in code blocks (continued with a backslash), without their trailing comments.
+    const commands = [...readme.matchAll(/^raftlock start ([^\n]*(?:\\\n[^\n]*)*)/gm)];
+    expect(commands.length).toBeGreaterThanOrEqual(3);
+    for (const match of commands) {
+      const args = match[1]!.replace(/#[^\n]*/g, "").split(/\s+/);
+      for (const flag of flagsOf(args)) expect([...flagNames, "help"], `--${flag}`).toContain(flag);
     }
   });
 });
