@@ -32,8 +32,17 @@ export class HttpJsonClient {
     return this.send("POST", path, body);
   }
 
-  get(path: string): Promise<JsonResponse> {
-    return this.send("GET", path, null);
+  /**
+   * A GET, sent once more when the connection was reset: a keep-alive socket left idle for the server's
+   * keep-alive timeout (Node's: 5 s) can be closed by the server just as the client reuses it.
+   */
+  async get(path: string): Promise<JsonResponse> {
+    try {
+      return await this.send("GET", path, null);
+    } catch (error) {
+      if (!(error instanceof HttpTransportError) || (error.code !== "ECONNRESET" && error.code !== "EPIPE")) throw error;
+      return this.send("GET", path, null);
+    }
   }
 
   close(): void {
