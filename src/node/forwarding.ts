@@ -106,7 +106,7 @@ function replyBody(bytes: Uint8Array): Uint8Array {
     const parsed = JSON.parse(Buffer.from(bytes.subarray(1)).toString()) as { code: NodeError["code"]; message: string };
     // The leader is stopping (SIGTERM hands leadership over): to the client of another node that is a
     // leader going away with the request in flight, which that node retries on the next leader when safe.
-    if (parsed.code === "SHUTTINGDOWN") throw new NodeError("LEADERLOST", `the leader is shutting down (${parsed.message})`);
+    if (parsed.code === "SHUTTINGDOWN") throw new NodeError("LEADERLOST", `the node the request went to is shutting down (${parsed.message})`);
     throw new NodeError(parsed.code, parsed.message);
   }
   if (bytes[0] !== replyOk) throw new NodeError("UNAVAILABLE", "a peer answered in a format this version does not know");
