@@ -5,7 +5,7 @@
 import { RespConnection } from "../clients/resp-connection.js";
 import { RaftlockCluster } from "../clusters/raftlock-cluster.js";
 import type { BenchOptions } from "../options.js";
-import { coresUsed, sampleCpu } from "../process-stats.js";
+import { coresUsed, machineCoresUsed, sampleCpu, sampleMachineCpu } from "../process-stats.js";
 import { directoryBytes, inspectableNode, mebibytes, nodeMemory, type NodeMemory } from "./node-memory.js";
 import { appendCommittedEntries, installLockSnapshot } from "./offline-data.js";
 
@@ -33,6 +33,8 @@ export interface RestartCase {
   readonly firstWriteMs: number;
   readonly firstWrite: string;
   readonly memory: readonly NodeMemory[];
+  /** Cores used by other processes while the cluster restarted: well above 0, the machine was shared. */
+  readonly otherCores: number;
   /** Cores each node used in the quiet time after the start (lease and timer upkeep). */
   readonly idleCores: Record<string, number>;
 }
@@ -76,6 +78,7 @@ async function firstWrite(cluster: RaftlockCluster, probe: Probe): Promise<void>
 /** Starts every (stopped) node at once and times what the cluster takes to serve again. */
 async function timeRestart(cluster: RaftlockCluster, what: string, size: number, buildMs: number, snapshotBytes: number | null, probe: Probe): Promise<RestartCase> {
   const dataBytesPerNode = Math.max(...cluster.nodes.map((node) => directoryBytes(node.dataDir)));
+  const machineBefore = sampleMachineCpu();
   const startedMs = performance.now();
   const startedAtEpochMs = Date.now();
   for (const node of cluster.nodes) {
@@ -92,6 +95,9 @@ async function timeRestart(cluster: RaftlockCluster, what: string, size: number,
   ]);
   await firstWrite(cluster, probe);
   const firstWriteMs = performance.now() - startedMs;
+  // What the nodes used from their start (their whole CPU time so far) against what the machine used.
+  const nodesCpuMs = [...cluster.pids().values()].reduce((sum, pid) => sum + (sampleCpu(pid)?.cpuMs ?? 0), 0);
+  const otherCores = Math.max(0, machineCoresUsed(machineBefore, sampleMachineCpu()) - nodesCpuMs / firstWriteMs);
   const before = new Map([...cluster.pids()].map(([id, pid]) => [id, sampleCpu(pid)]));
   await new Promise((resolve) => setTimeout(resolve, idleMeasureMs));
   const idleCores: Record<string, number> = {};
@@ -103,7 +109,7 @@ async function timeRestart(cluster: RaftlockCluster, what: string, size: number,
     recoveredMs[node.id] = (node.log.firstLoggedAtMs.get("node started") ?? Number.NaN) - startedAtEpochMs;
     leaderKnownMs[node.id] = (node.log.leaderKnownAtMs ?? Number.NaN) - startedAtEpochMs;
   }
-  return { what, recoveredMs, leaderKnownMs, size, buildMs, dataBytesPerNode, snapshotBytes, readyMs, firstWriteMs, firstWrite: probe === cycleProbe ? "lock cycle" : "re-acquire of a held lock", memory, idleCores };
+  return { what, recoveredMs, leaderKnownMs, otherCores, size, buildMs, dataBytesPerNode, snapshotBytes, readyMs, firstWriteMs, firstWrite: probe === cycleProbe ? "lock cycle" : "re-acquire of a held lock", memory, idleCores };
 }
 
 /** A fresh settled cluster, stopped (kill -9 after everything committed is applied everywhere). */
@@ -168,7 +174,7 @@ function describeCase(result: RestartCase): string {
   const idle = Object.entries(result.idleCores)
     .map(([id, cores]) => `${id} ${(cores * 100).toFixed(0)}%`)
     .join(", ");
-  return `restart with ${result.what} (${mebibytes(result.dataBytesPerNode)} on disk per node): ready ${ready}; first ${result.firstWrite} after ${(result.firstWriteMs / 1000).toFixed(2)} s; ${memory}; idle CPU ${idle}`;
+  return `restart with ${result.what} (${mebibytes(result.dataBytesPerNode)} on disk per node): ready ${ready}; first ${result.firstWrite} after ${(result.firstWriteMs / 1000).toFixed(2)} s; ${memory}; idle CPU ${idle}; other processes ${((result.otherCores ?? 0) * 100).toFixed(0)}% of a core meanwhile`;
 }
 
 /** Resident set and heap above the empty cluster's, per lock of the snapshot (leader and followers alike). */
