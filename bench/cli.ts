@@ -32,9 +32,9 @@ function writeReport(options: BenchOptions, report: BenchReport): string {
 
 const readmePath = new URL("./README.md", import.meta.url).pathname;
 
-/** Rewrites the "Latest results" section of bench/README.md from `report`, saved at `resultsPath`. */
-function updateReadme(report: BenchReport, resultsPath: string): void {
-  const section = resultsMarkdown(report, relative(dirname(readmePath), resultsPath));
+/** Rewrites the "Latest results" section of bench/README.md from reports saved at the given paths. */
+function updateReadme(sources: readonly { report: BenchReport; path: string }[]): void {
+  const section = resultsMarkdown(sources.map(({ report, path }) => ({ report, file: relative(dirname(readmePath), path) })));
   writeFileSync(readmePath, replaceResultsSection(readFileSync(readmePath, "utf8"), section));
   progress(`updated ${readmePath}`);
 }
@@ -57,10 +57,11 @@ async function main(): Promise<void> {
   }
   const options = parseOptions(process.argv.slice(2));
   if (options.suite === "chart") {
-    if (options.fromPath === null) throw new Error("chart wants --from <results.json>");
-    const report = JSON.parse(readFileSync(options.fromPath, "utf8")) as BenchReport;
-    printCycles(options, report);
-    if (options.updateReadme) updateReadme(report, options.fromPath);
+    if (options.fromPath === null) throw new Error("chart wants --from <results.json>[,<later results.json>...]");
+    const sources = options.fromPath.split(",").map((path) => ({ path, report: JSON.parse(readFileSync(path, "utf8")) as BenchReport }));
+    const withCycles = sources.filter((source) => source.report.cycles !== undefined).at(-1);
+    if (withCycles !== undefined) printCycles(options, withCycles.report);
+    if (options.updateReadme) updateReadme(sources);
     return;
   }
   const machine = describeMachine();
@@ -105,7 +106,7 @@ async function main(): Promise<void> {
     report.memory = await runMemory(options, progress);
     process.stdout.write(`\n${describeMemory(report.memory)}\n`);
   });
-  if (options.updateReadme) updateReadme(report, writeReport(options, report));
+  if (options.updateReadme) updateReadme([{ report, path: writeReport(options, report) }]);
   if (failures.length > 0) throw new Error(`${failures.length} suite(s) failed:\n  ${failures.join("\n  ")}`);
 }
 

@@ -38,7 +38,7 @@ export const usage = `usage: npm run bench -- [${suites.join("|")}] [options]
   restart                restart time with --log-entries log entries, and with a snapshot of --snapshot-locks locks
   memory                 resident memory per held lock
   all                    all of the above into one JSON file
-  chart --from F.json    draw the chart again from a results file
+  chart --from F.json    draw the chart again from a results file (F.json,G.json: G's suites replace F's)
 options:
   --clients 1,16,64,256  concurrent clients (each its own connection)
   --duration 10          seconds measured per figure, after --warmup 2 seconds

@@ -36,7 +36,7 @@ function label(value: number): string {
   if (value === 0) return "0";
   if (value >= 10_000) return `${(value / 1000).toFixed(0)}k`;
   if (value >= 1000) return `${(value / 1000).toFixed(1)}k`;
-  if (value >= 10) return value.toFixed(0);
+  if (value >= 9.95) return value.toFixed(0);
   return value.toFixed(1);
 }
 
