@@ -20,6 +20,8 @@ export interface ListedMember {
 export class MemberLinks {
   private transport: Transport | null = null;
   private addedAtConfigIndex = -1;
+  /** The members and addresses of the configuration last taken on, to log only real changes. */
+  private loggedMembers = "";
   private prunedAtConfigIndex = -1;
   /** Whether a configuration this node held ever listed it (a joining node's first ones do not). */
   private wasMember = false;
@@ -79,7 +81,12 @@ export class MemberLinks {
     if (transport === null) return;
     if (configIndex !== this.addedAtConfigIndex) {
       // Once per configuration this node takes on (when appended: it may still be undone before it commits).
-      if (this.addedAtConfigIndex !== -1) this.logger.info({ term, configIndex, voters: config.voters, learners: config.learners }, "cluster configuration changed");
+      // A snapshot moves the index of an unchanged configuration: only a change of members is news.
+      const membersNow = membershipKey(config);
+      if (this.addedAtConfigIndex !== -1 && membersNow !== this.loggedMembers) {
+        this.logger.info({ term, configIndex, voters: config.voters, learners: config.learners }, "cluster configuration changed");
+      }
+      this.loggedMembers = membersNow;
       this.addedAtConfigIndex = configIndex;
       for (const [id, address] of this.addresses(config)) transport.addPeer(id, address);
     }
@@ -106,4 +113,8 @@ export class MemberLinks {
       }
     }
   }
+}
+
+function membershipKey(config: ClusterConfig): string {
+  return JSON.stringify([config.voters, config.learners, config.addresses]);
 }
