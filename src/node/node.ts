@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { formatAddress, type NodeConfig } from "../config.js";
 import { type ConfigChange, isMember } from "../raft/cluster-config.js";
 import { raftConfigDefaults } from "../raft/config.js";
+import { firstSnapshotAfterEntries } from "./snapshot-schedule.js";
 import { Raft } from "../raft/raft.js";
 import { type ClusterConfig, type Entry, EntryType, type Message, type NodeId, type ProposeResult, type Ready, Role, type Snapshot, type SoftState } from "../raft/types.js";
 import type { NodeMetrics, RaftGauges } from "../metrics.js";
@@ -105,6 +106,8 @@ export class RaftNode {
   private stopping = false;
   private appliedIndex: number;
   private snapshotIndex: number;
+  /** Applied entries past `snapshotIndex` that make the next snapshot due: staggered for the first one. */
+  private snapshotDueAfterEntries: number;
   private lastSoftState: SoftState;
   /** The commit index this node learned once a leader was first known: `/readyz` waits to apply it. */
   private startupCommitIndex: number | null = null;
@@ -147,6 +150,7 @@ export class RaftNode {
     this.memberLinks = new MemberLinks(config.id, config.peers, departedGraceMs, () => this.raft.configNow().config, logger);
     this.appliedIndex = status.lastApplied;
     this.snapshotIndex = status.snapshotIndex;
+    this.snapshotDueAfterEntries = firstSnapshotAfterEntries(config.id, config.snapshotEveryEntries);
     this.lastSoftState = { role: status.role, leaderId: status.leaderId, currentTerm: status.currentTerm };
   }
 
@@ -493,7 +497,7 @@ export class RaftNode {
       this.raft.advance(ready);
       this.observeSoftState(ready);
       this.followConfig();
-      if (this.appliedIndex - this.snapshotIndex >= this.config.snapshotEveryEntries) await this.takeSnapshot();
+      if (this.appliedIndex - this.snapshotIndex >= this.snapshotDueAfterEntries) await this.takeSnapshot();
     } catch (error) {
       // A failed write or fsync leaves the disk in an unknown state (fsyncgate): stop rather than guess.
       this.logger.fatal({ err: error }, "storage failed; stopping the node to protect replicated state");
@@ -609,6 +613,8 @@ export class RaftNode {
     this.stateMachine.restore(snapshot.data);
     this.appliedIndex = snapshot.meta.index;
     this.snapshotIndex = snapshot.meta.index;
+    // Counting from the leader's snapshot index would put this member in step with it again.
+    this.snapshotDueAfterEntries = firstSnapshotAfterEntries(this.config.id, this.config.snapshotEveryEntries);
     // Proposals at or below the snapshot were decided without this node seeing them.
     for (const [index, proposal] of this.pending) {
       if (index > snapshot.meta.index) continue;
@@ -631,6 +637,7 @@ export class RaftNode {
     this.metrics?.snapshotSaved((nowMs() - startedMs) / 1000);
     this.raft.compact(snapshot, retainFromIndex);
     this.snapshotIndex = index;
+    this.snapshotDueAfterEntries = this.config.snapshotEveryEntries;
     this.logger.info({ index, term, retainFromIndex }, "took a snapshot");
   }
 
