@@ -26,7 +26,6 @@ export type EventListener = (event: FsmEvent) => void;
  */
 export type RestoreListener = (restore: { readonly previousAppliedIndex: number; readonly eventsMissed: boolean }) => void;
 
-/** `LOCK.INFO`: the configured TTL, not the remaining time (that is the leader's LeaseKeeper.remainingMs). */
 /** A held lock as the status page lists it; `sessionId` is null for a lock's own implicit lease. */
 export interface HeldLockView {
   readonly name: string;
@@ -38,6 +37,7 @@ export interface HeldLockView {
   readonly waiters: readonly { readonly owner: string; readonly sessionId: number | null }[];
 }
 
+/** `LOCK.INFO`: the configured TTL, not the remaining time (that is the leader's LeaseKeeper.remainingMs). */
 export interface LockView {
   readonly owner: string;
   readonly token: number;

@@ -333,11 +333,11 @@ export class RaftNode {
   }
 
   /**
-   * Whether a fresh lease alone proves that no newer leader exists: true in lease read mode, where
-   * followers stay loyal for an election timeout; false when they campaign as soon as they lose the leader.
+   * Whether a fresh lease alone proves that no newer leader exists: true while followers stay loyal for an
+   * election timeout (lease read mode); false when they campaign as soon as they lose the leader's stream.
    */
   leaseProvesLeadership(): boolean {
-    return this.config.readMode === "lease";
+    return this.raft.config.leaderLossCampaignWithinMs === null;
   }
 
   /** Resolves once a majority confirmed, after the call, that this node still leads (a ReadIndex round). */

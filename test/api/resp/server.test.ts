@@ -178,8 +178,8 @@ describe("RESP server: requests and replies", () => {
     client.send(command("TEST.ONCLOSE", "keep") + command("TEST.ONCLOSE", "drop").repeat(100) + command("TEST.ONCLOSE", "keep"));
     await client.receive("+OK\r\n".repeat(102));
     client.close();
-    await waitFor("both kept hooks ran", () => server.closeHooksRun() - before === 2);
-    await new Promise((resolve) => setImmediate(resolve));
+    // The connection runs all its close hooks in one synchronous pass: once the kept ones ran, a dropped one would have too.
+    await waitFor("the kept hooks ran", () => server.closeHooksRun() - before >= 2);
     expect(server.closeHooksRun() - before).toBe(2);
   });
 
