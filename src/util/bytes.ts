@@ -14,6 +14,25 @@ const u53HighWordMax = 0x1f_ffff;
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
+/**
+ * Strings up to this many characters are tried as ASCII by hand first: lock names, owners and ids are
+ * short and ASCII, and a call into the UTF-8 encoder or decoder costs several times a loop over them.
+ */
+const asciiFastPathCharsMax = 64;
+// Node's Buffer method works on any Uint8Array; for ASCII bytes latin1 and UTF-8 decode alike.
+const latin1Slice = Buffer.prototype.latin1Slice as (this: Uint8Array, start: number, end: number) => string;
+
+function isShortAscii(text: string): boolean {
+  if (text.length > asciiFastPathCharsMax) return false;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) return false;
+  return true;
+}
+
+function isShortAsciiBytes(bytes: Uint8Array, start: number, end: number): boolean {
+  if (end - start > asciiFastPathCharsMax) return false;
+  for (let i = start; i < end; i++) if (bytes[i]! >= 0x80) return false;
+  return true;
+}
 
 /**
  * Bytes that do not decode. Each layer maps it to its own error: storage to a StorageCorruptError naming the
@@ -48,7 +67,7 @@ export interface ByteSink {
 }
 
 function utf8Bytes(text: string, bytesMax: number): number {
-  const lengthBytes = Buffer.byteLength(text, "utf8");
+  const lengthBytes = isShortAscii(text) ? text.length : Buffer.byteLength(text, "utf8");
   assert(lengthBytes <= bytesMax, `string field of ${lengthBytes} bytes is above its limit of ${bytesMax}`);
   return lengthBytes;
 }
@@ -149,7 +168,12 @@ export class ByteWriter implements ByteSink {
     const lengthBytes = utf8Bytes(text, bytesMax);
     this.u16(lengthBytes);
     this.ensure(lengthBytes);
-    textEncoder.encodeInto(text, this.buffer.subarray(this.lengthBytes, this.lengthBytes + lengthBytes));
+    if (lengthBytes === text.length && lengthBytes <= asciiFastPathCharsMax) {
+      // As many bytes as characters: every character is ASCII, one byte each.
+      for (let i = 0; i < lengthBytes; i++) this.buffer[this.lengthBytes + i] = text.charCodeAt(i);
+    } else {
+      textEncoder.encodeInto(text, this.buffer.subarray(this.lengthBytes, this.lengthBytes + lengthBytes));
+    }
     this.lengthBytes += lengthBytes;
   }
 
@@ -287,7 +311,9 @@ export class ByteReader {
     const at = this.offset;
     const lengthBytes = this.u16(`${what} length`);
     if (lengthBytes > bytesMax) throw new DecodeError(`${what} is ${lengthBytes} bytes long, above the limit of ${bytesMax}`, at);
+    const start = this.offset;
     const utf8 = this.raw(lengthBytes, what, false);
+    if (isShortAsciiBytes(this.buffer, start, start + lengthBytes)) return latin1Slice.call(this.buffer, start, start + lengthBytes);
     try {
       return textDecoder.decode(utf8);
     } catch {
