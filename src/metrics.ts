@@ -175,7 +175,7 @@ export class NodeMetrics {
     });
     this.walFsyncSeconds = new Histogram({
       name: `${metricPrefix}wal_fsync_duration_seconds`,
-      help: "Time to make one Ready batch durable: WAL write and fdatasync (group commit); a batch that only advances the commit index is not written and not counted.",
+      help: "Time to make one Ready batch durable: one WAL write on a segment opened with O_DSYNC (group commit); a batch that only advances the commit index is not written and not counted.",
       buckets: latencyBuckets,
       registers,
     });

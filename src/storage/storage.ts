@@ -1,6 +1,8 @@
 // Durable storage of one node: a segmented write-ahead log of entries and hard state, and snapshot files.
 //
-// One `save` is one Ready batch and costs one fdatasync (group commit). Its WAL bytes are, in order:
+// One `save` is one Ready batch and costs one synchronized write (group commit): segments are opened with
+// O_DSYNC, so a write returns once its data is durable, as write + fdatasync would, in one thread-pool
+// round trip instead of two. Its WAL bytes are, in order:
 //   vote (term and vote)  |  snapshot-installed  |  entries...  |  hard state (term, vote, commit index)
 // each present only when the batch has it (the vote only ahead of entries or a snapshot),
 // and written with one write, after the received snapshot's own file (if any) is durable. Recovery keeps a
@@ -14,7 +16,7 @@
 //     left over from an unfinished save, and recovery removes it.
 // Raft pitfall 2 (term and vote durable before any reply) holds because `save` resolves only after the sync.
 
-import { promises as fs } from "node:fs";
+import { constants as fsConstants, promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { EntryType, mustSync, type Entry, type HardState, type Snapshot } from "../raft/types.js";
@@ -27,6 +29,11 @@ import { recoverDirectory, type IgnoredSnapshot, type RecoveredState, type Recov
 import { checkSnapshotFits, parseSnapshotFileName, writeSnapshotFile } from "./snapshot-file.js";
 import { encodeSegmentStart, entryDataBytesMax, nodeIdBytesMax, segmentFileName, writeEntriesRecords, writeRecord } from "./wal-format.js";
 import type { SegmentInfo } from "./wal-replay.js";
+
+/** The active segment: every write is durable when it returns (O_DSYNC), which is what acknowledges a save. */
+const activeSegmentOpenFlags = fsConstants.O_RDWR | fsConstants.O_DSYNC;
+/** A new segment: created, never an existing file, and synchronized like the active one. */
+const newSegmentOpenFlags = activeSegmentOpenFlags | fsConstants.O_CREAT | fsConstants.O_EXCL;
 
 export { StorageCorruptError, StorageError } from "./errors.js";
 export type { IgnoredSnapshot, RecoveredState, RepairedTail } from "./recovery.js";
@@ -126,7 +133,7 @@ export class Storage {
     let active: FileHandle;
     try {
       recovery = await recoverDirectory(dir);
-      active = await fs.open(recovery.segments[recovery.segments.length - 1]!.path, "r+");
+      active = await fs.open(recovery.segments[recovery.segments.length - 1]!.path, activeSegmentOpenFlags);
     } catch (error) {
       await unlock();
       throw error;
@@ -136,7 +143,7 @@ export class Storage {
   }
 
   /**
-   * Persists one Ready batch with one fdatasync: the received snapshot's file first (when set), then one
+   * Persists one Ready batch with one synchronized write: the received snapshot's file first (when set), then one
    * WAL write with its entries and hard state. Resolves once durable, and says whether it wrote: a batch
    * that only advances the commit index (`mustSync` false) is kept in memory and written with the next
    * batch (or at close), so a crash may lose it; a restarted node learns its commit index again from the
@@ -295,7 +302,6 @@ export class Storage {
     const full = this.activeSizeBytes + bytes.length > this.segmentBytesMax && this.activeSizeBytes > this.activeFloorBytes;
     if (!full) {
       await writeAll(this.active, bytes, this.activeSizeBytes);
-      await this.active.datasync();
       this.activeSizeBytes += bytes.length;
       return;
     }
@@ -304,11 +310,9 @@ export class Storage {
     const seq = this.segments[this.segments.length - 1]!.seq + 1;
     const segmentPath = path.join(this.dir, segmentFileName(seq));
     const start = encodeSegmentStart(seq, this.lastIndex, this.hardState);
-    const handle = await fs.open(segmentPath, "wx");
+    const handle = await fs.open(segmentPath, newSegmentOpenFlags);
     try {
-      await writeAll(handle, start, 0);
-      await writeAll(handle, bytes, start.length);
-      await handle.datasync();
+      await writeAll(handle, Buffer.concat([start, bytes]), 0);
       await syncDirectory(this.dir);
     } catch (error) {
       await handle.close();

@@ -1,4 +1,4 @@
-// Saving Ready batches: durability of term and vote, one sync per save, Raft conflict truncation across
+// Saving Ready batches: durability of term and vote, one synchronized write per save, Raft conflict truncation across
 // restarts and segment boundaries, segment rollover, and the limits a save enforces.
 
 import { promises as fs } from "node:fs";
@@ -14,12 +14,29 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
+type HandleMethods = { write: (...args: unknown[]) => Promise<unknown>; datasync: () => Promise<void>; sync: () => Promise<void> };
+
 /** The FileHandle class is not exported by node:fs; its prototype is reachable through any handle. */
-async function fileHandlePrototype(dir: string): Promise<{ datasync: () => Promise<void>; sync: () => Promise<void> }> {
+async function fileHandlePrototype(dir: string): Promise<HandleMethods> {
   const handle = await fs.open(dir, "r");
-  const prototype = Object.getPrototypeOf(handle) as { datasync: () => Promise<void>; sync: () => Promise<void> };
+  const prototype = Object.getPrototypeOf(handle) as HandleMethods;
   await handle.close();
   return prototype;
+}
+
+/** Linux's O_DSYNC (octal 010000): a write returns once its data is durable, as write + fdatasync. */
+const oDsync = 0o10000;
+
+/** The open flags of this process's descriptors on `filePath`, from /proc (Linux, where CI runs). */
+async function openFlagsOf(filePath: string): Promise<number[]> {
+  const flags: number[] = [];
+  for (const fd of await fs.readdir("/proc/self/fd")) {
+    const target = await fs.readlink(`/proc/self/fd/${fd}`).catch(() => null);
+    if (target !== path.resolve(filePath)) continue;
+    const info = await fs.readFile(`/proc/self/fdinfo/${fd}`, "utf8");
+    flags.push(Number.parseInt(/^flags:\s+(\d+)$/m.exec(info)![1]!, 8));
+  }
+  return flags;
 }
 
 describe("save", () => {
@@ -62,21 +79,42 @@ describe("save", () => {
     expect(recovered.entries[recovered.entries.length - 1]!.index).toBe(200);
   });
 
-  it("one save costs exactly one fdatasync, however many entries it carries (group commit)", async () => {
+  it("one save is one synchronized write, however many entries it carries (group commit)", async () => {
     const dir = await tempDir();
     const { storage } = await open(dir);
+    // The segment is written with O_DSYNC: each write is durable when it returns, so no fsync call follows.
+    const flags = await openFlagsOf(await newestSegment(dir));
+    expect(flags).toHaveLength(1);
+    expect(flags[0]! & oDsync).toBe(oDsync);
     const prototype = await fileHandlePrototype(dir);
+    const write = vi.spyOn(prototype, "write");
     const datasync = vi.spyOn(prototype, "datasync");
     const sync = vi.spyOn(prototype, "sync");
     await storage.save({ hardState: hardState(1, "n1", 0), snapshot: null, entries: entries(1, 64, 1, 100) });
-    expect(datasync).toHaveBeenCalledTimes(1);
-    expect(sync).not.toHaveBeenCalled();
-    // A new term or vote alone is synced (pitfall 2).
+    expect(write).toHaveBeenCalledTimes(1);
+    // A new term or vote alone is written and synced (pitfall 2).
     expect(await storage.save({ hardState: hardState(2, null, 0), snapshot: null, entries: [] })).toEqual({ synced: true });
-    expect(datasync).toHaveBeenCalledTimes(2);
+    expect(write).toHaveBeenCalledTimes(2);
     // An empty batch has nothing to make durable.
     await storage.save({ hardState: null, snapshot: null, entries: [] });
-    expect(datasync).toHaveBeenCalledTimes(2);
+    expect(write).toHaveBeenCalledTimes(2);
+    expect(datasync).not.toHaveBeenCalled();
+    expect(sync).not.toHaveBeenCalled();
+    await storage.close();
+  });
+
+  it("a new segment is created with O_DSYNC too, so the writes after a rollover stay durable on return", async () => {
+    const dir = await tempDir();
+    const { storage } = await open(dir, { segmentBytesMax: segmentBytesMaxLowest });
+    let index = 1;
+    while ((await segmentPaths(dir)).length < 2) {
+      await storage.save({ hardState: hardState(1, "n1", 0), snapshot: null, entries: entries(index, index + 9, 1, 100) });
+      index += 10;
+    }
+    const flags = await openFlagsOf(await newestSegment(dir));
+    expect(flags).toHaveLength(1);
+    expect(flags[0]! & oDsync).toBe(oDsync);
+    await storage.close();
   });
 
   it("a batch that only advances the commit index waits in memory for the next write, which carries it", async () => {
@@ -84,16 +122,16 @@ describe("save", () => {
     const { storage } = await open(dir);
     await storage.save({ hardState: hardState(1, "n1", 0), snapshot: null, entries: entries(1, 10, 1, 100) });
     const prototype = await fileHandlePrototype(dir);
-    const datasync = vi.spyOn(prototype, "datasync");
+    const write = vi.spyOn(prototype, "write");
     const sizeBefore = await fileSize(await newestSegment(dir));
-    // Raft's commit index is volatile: a write, let alone an fsync, for it would lengthen every commit.
+    // Raft's commit index is volatile: a synchronized write for it would lengthen every commit.
     expect(await storage.save({ hardState: hardState(1, "n1", 10), snapshot: null, entries: [] })).toEqual({ synced: false });
-    expect(datasync).not.toHaveBeenCalled();
+    expect(write).not.toHaveBeenCalled();
     expect(await fileSize(await newestSegment(dir))).toBe(sizeBefore);
     // What a crash right now would leave (recovery called directly: the directory lock keeps out a second storage).
     expect((await recoverDirectory(path.resolve(dir))).recovered.hardState.commitIndex).toBe(0);
     expect(await storage.save({ hardState: null, snapshot: null, entries: entries(11, 12, 1, 100) })).toEqual({ synced: true });
-    expect(datasync).toHaveBeenCalledTimes(1);
+    expect(write).toHaveBeenCalledTimes(1);
     expect((await recoverDirectory(path.resolve(dir))).recovered.hardState).toEqual(hardState(1, "n1", 10));
     await storage.close();
   });
@@ -126,12 +164,16 @@ describe("save", () => {
     const { storage } = await open(dir, { segmentBytesMax: segmentBytesMaxLowest });
     await storage.save({ hardState: hardState(1, "n1", 0), snapshot: null, entries: entries(1, 30, 1, 100) });
     const prototype = await fileHandlePrototype(dir);
+    const write = vi.spyOn(prototype, "write");
     const datasync = vi.spyOn(prototype, "datasync");
     const sync = vi.spyOn(prototype, "sync");
     await storage.save({ hardState: hardState(1, "n1", 30), snapshot: null, entries: entries(31, 60, 1, 100) });
     expect(await segmentPaths(dir)).toHaveLength(2);
-    expect(datasync).toHaveBeenCalledTimes(1);
+    // The checkpoint and the batch go out in one synchronized write; the directory sync makes the file's name durable.
+    expect(write).toHaveBeenCalledTimes(1);
+    expect(datasync).not.toHaveBeenCalled();
     expect(sync).toHaveBeenCalledTimes(1);
+    await storage.close();
   });
 
   it("entries overwritten from an index replay correctly across restarts and segment boundaries", async () => {
@@ -260,12 +302,13 @@ describe("save", () => {
     await expect(storage.save({ hardState: null, snapshot: null, entries: entries(5, 6, 1) })).rejects.toThrow(/a gap/);
   });
 
-  it("after a failed sync every later save is refused until the node restarts", async () => {
+  it("after a failed synchronized write every later save is refused until the node restarts", async () => {
     const dir = await tempDir();
     const { storage } = await open(dir);
     await storage.save({ hardState: hardState(1, "n1", 0), snapshot: null, entries: entries(1, 3, 1) });
     const prototype = await fileHandlePrototype(dir);
-    vi.spyOn(prototype, "datasync").mockRejectedValueOnce(new Error("EIO: i/o error, fdatasync"));
+    // With O_DSYNC a failed flush to disk is reported by the write itself (fsyncgate: never retried).
+    vi.spyOn(prototype, "write").mockRejectedValueOnce(new Error("EIO: i/o error, write"));
     await expect(storage.save({ hardState: null, snapshot: null, entries: entries(4, 5, 1) })).rejects.toThrow(/accepts no more writes. Restart the node/);
     await expect(storage.save({ hardState: null, snapshot: null, entries: entries(4, 5, 1) })).rejects.toThrow(/EIO/);
     await storage.close();
