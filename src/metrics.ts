@@ -181,7 +181,7 @@ export class NodeMetrics {
     });
     this.snapshotSaveSeconds = new Histogram({
       name: `${metricPrefix}snapshot_save_duration_seconds`,
-      help: "Time to write, sync and install a snapshot this node took, and compact its log.",
+      help: "Time from encoding a snapshot this node took to its log being compacted to it; the file is written and synced beside the WAL's saves.",
       buckets: latencyBuckets,
       registers,
     });

@@ -108,6 +108,11 @@ export class RaftNode {
   private snapshotIndex: number;
   /** Applied entries past `snapshotIndex` that make the next snapshot due: staggered for the first one. */
   private snapshotDueAfterEntries: number;
+  /** Settles once the snapshot being written is durable and the core's log compacted to it; null when none is. */
+  private snapshotInProgress: Promise<void> | null = null;
+  private snapshotSettle: (() => void) | null = null;
+  /** A snapshot made durable while a Ready was in flight: the core's log is compacted between Readys. */
+  private snapshotDurable: { readonly snapshot: Snapshot; readonly retainFromIndex: number; readonly startedMs: number } | null = null;
   private lastSoftState: SoftState;
   /** The commit index this node learned once a leader was first known: `/readyz` waits to apply it. */
   private startupCommitIndex: number | null = null;
@@ -428,14 +433,13 @@ export class RaftNode {
 
   /** Takes a snapshot now (it also happens every `snapshotEveryEntries` applied entries). */
   async snapshotNow(): Promise<number> {
-    await this.whenIdle();
-    this.processing = true;
-    try {
-      await this.takeSnapshot();
-    } finally {
-      this.processing = false;
-      this.kick();
-    }
+    // Between Readys, with none in progress (the loop may start one while this waits for the other).
+    do {
+      while (this.snapshotInProgress !== null) await this.snapshotInProgress;
+      await this.whenIdle();
+    } while (this.snapshotInProgress !== null);
+    this.startSnapshot();
+    if (this.snapshotInProgress !== null) await this.snapshotInProgress;
     return this.snapshotIndex;
   }
 
@@ -447,6 +451,7 @@ export class RaftNode {
     if (status.role === Role.Leader) await this.transferBeforeStop();
     if (this.tickTimer !== null) clearInterval(this.tickTimer);
     await this.whenIdle();
+    // storage.close() waits for a snapshot still being written; its compaction of the core no longer matters.
     for (const [, proposal] of this.pending) {
       clearTimeout(proposal.timer);
       proposal.reject(new NodeError("SHUTTINGDOWN", "the node shut down before the proposal committed; outcome unknown"));
@@ -477,6 +482,7 @@ export class RaftNode {
 
   private async processReady(): Promise<void> {
     if (this.processing) return;
+    this.compactToDurableSnapshot();
     if (!this.raft.hasReady()) {
       this.notifyIdle();
       return;
@@ -497,7 +503,7 @@ export class RaftNode {
       this.raft.advance(ready);
       this.observeSoftState(ready);
       this.followConfig();
-      if (this.appliedIndex - this.snapshotIndex >= this.snapshotDueAfterEntries) await this.takeSnapshot();
+      if (this.snapshotInProgress === null && this.appliedIndex - this.snapshotIndex >= this.snapshotDueAfterEntries) this.startSnapshot();
     } catch (error) {
       // A failed write or fsync leaves the disk in an unknown state (fsyncgate): stop rather than guess.
       this.logger.fatal({ err: error }, "storage failed; stopping the node to protect replicated state");
@@ -625,20 +631,63 @@ export class RaftNode {
     this.logger.info({ index: snapshot.meta.index, term: snapshot.meta.term }, "installed a snapshot from the leader");
   }
 
-  private async takeSnapshot(): Promise<void> {
+  /**
+   * Encodes the state at the applied index (the one part that must run on the loop: the state moves on
+   * with the next entry) and writes it in the background while Readys go on; the core's log is compacted
+   * to it between two Readys once it is durable (bench/PROFILE.md: a snapshot written on the loop stalled
+   * every write behind it). One at a time.
+   */
+  private startSnapshot(): void {
+    assert(this.snapshotInProgress === null, "a snapshot started while another is in progress");
     const index = this.appliedIndex;
     const term = this.raft.termAt(index);
     if (index <= this.snapshotIndex || term === undefined) return;
+    const startedMs = nowMs();
     const snapshot: Snapshot = { meta: { index, term, config: this.raft.configAt(index) }, data: this.stateMachine.snapshot() };
     const wantedFromIndex = Math.min(index + 1 - this.config.retainedEntries, this.raft.retentionFloor());
     const retainFromIndex = Math.max(1, this.raft.status().firstIndex, Math.min(index + 1, wantedFromIndex));
-    const startedMs = nowMs();
-    await this.storage.saveSnapshot(snapshot, retainFromIndex);
-    this.metrics?.snapshotSaved((nowMs() - startedMs) / 1000);
-    this.raft.compact(snapshot, retainFromIndex);
-    this.snapshotIndex = index;
-    this.snapshotDueAfterEntries = this.config.snapshotEveryEntries;
-    this.logger.info({ index, term, retainFromIndex }, "took a snapshot");
+    this.snapshotInProgress = new Promise((resolve) => {
+      this.snapshotSettle = resolve;
+    });
+    this.storage.saveSnapshot(snapshot, retainFromIndex).then(
+      () => {
+        // A stopping node's storage is closing: its log needs no compaction any more.
+        if (this.stopping) return this.settleSnapshot();
+        this.snapshotDurable = { snapshot, retainFromIndex, startedMs };
+        this.kick();
+      },
+      (error: unknown) => {
+        // As for a failed WAL write: the disk is in an unknown state (fsyncgate), stop rather than guess.
+        this.logger.fatal({ err: error, index }, "writing a snapshot failed; stopping the node to protect replicated state");
+        process.exit(70);
+      },
+    );
+  }
+
+  /** Compacts the core's log to the snapshot that became durable; runs between Readys only. */
+  private compactToDurableSnapshot(): void {
+    const durable = this.snapshotDurable;
+    if (durable === null) return;
+    assert(!this.processing, "compacting the log while a Ready is in flight");
+    this.snapshotDurable = null;
+    const { snapshot, retainFromIndex, startedMs } = durable;
+    const { index, term } = snapshot.meta;
+    // A snapshot from the leader installed meanwhile replaced the log this one would have compacted.
+    if (index > this.snapshotIndex) {
+      this.raft.compact(snapshot, retainFromIndex);
+      this.snapshotIndex = index;
+      this.snapshotDueAfterEntries = this.config.snapshotEveryEntries;
+      this.metrics?.snapshotSaved((nowMs() - startedMs) / 1000);
+      this.logger.info({ index, term, retainFromIndex }, "took a snapshot");
+    }
+    this.settleSnapshot();
+  }
+
+  private settleSnapshot(): void {
+    const settle = this.snapshotSettle;
+    this.snapshotInProgress = null;
+    this.snapshotSettle = null;
+    settle?.();
   }
 
   private observeSoftState(ready: Ready): void {

@@ -89,6 +89,8 @@ export class Storage {
   /** Serializes save, saveSnapshot and close: each reads and changes the segment list. */
   private queue: Promise<void> = Promise.resolve();
   private saveInFlight = false;
+  /** The snapshot being written beside the WAL's saves and then compacted, for close() to wait for. */
+  private snapshotSave: Promise<void> | null = null;
   /** `hardState` holds a commit index from a commit-only batch that is not in the WAL yet. */
   private commitUnwritten = false;
   private closed = false;
@@ -171,34 +173,56 @@ export class Storage {
 
   /**
    * The application made a snapshot at an applied index: persist it (temporary file, sync, rename, directory
-   * sync), then delete older snapshot files and the log segments wholly below `retainFromIndex`. A snapshot
-   * older than the newest stored one is not written (the newer one covers it); compaction still happens.
+   * sync), then delete older snapshot files and the log segments wholly below `retainFromIndex`. The file is
+   * written beside the WAL's saves, which go on meanwhile: it is a file of its own, and the log it connects
+   * to is durable once the save in flight when it was called is. Only that and the compaction wait their turn. A snapshot older than the newest
+   * stored one (a snapshot from the leader installed meanwhile) is left for compaction to remove. One at a time.
    */
   async saveSnapshot(snapshot: Snapshot, retainFromIndex: number): Promise<void> {
     assert(!this.closed, "saveSnapshot() after close()");
+    assert(this.snapshotSave === null, "saveSnapshot() called while the previous one is still in flight");
     const index = snapshot.meta.index;
     assert(Number.isSafeInteger(retainFromIndex) && retainFromIndex >= 1, `retainFromIndex must be a positive index (got ${retainFromIndex})`);
     assert(retainFromIndex <= index + 1, "the retained log must reach the snapshot");
-    await this.exclusive(async () => {
-      this.throwIfFailed();
-      assert(index <= this.lastIndex, `snapshot at index ${index} is past the durable log's end ${this.lastIndex}`);
-      if (index > this.snapshotIndex) {
-        try {
-          await writeSnapshotFile(this.dir, snapshot);
-        } catch (error) {
-          // The WAL is untouched: the node carries on with its older snapshot and a longer log.
-          throw new StorageError(`writing the snapshot at index ${index} to ${this.dir} failed: ${(error as Error).message}`, { cause: error });
-        }
-        this.snapshotIndex = index;
-      }
-      await this.compact(retainFromIndex);
-    });
+    const saved = (async () => {
+      // Behind a save in flight: the entries it is making durable may be the ones this snapshot covers.
+      const newer = await this.exclusive(async () => {
+        this.throwIfFailed();
+        assert(index <= this.lastIndex, `snapshot at index ${index} is past the durable log's end ${this.lastIndex}`);
+        return index > this.snapshotIndex;
+      });
+      if (newer) await this.writeSnapshot(snapshot);
+      await this.exclusive(async () => {
+        this.throwIfFailed();
+        if (index > this.snapshotIndex) this.snapshotIndex = index;
+        await this.compact(retainFromIndex);
+      });
+    })();
+    this.snapshotSave = saved.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      await saved;
+    } finally {
+      this.snapshotSave = null;
+    }
+  }
+
+  private async writeSnapshot(snapshot: Snapshot): Promise<void> {
+    try {
+      await writeSnapshotFile(this.dir, snapshot);
+    } catch (error) {
+      // The WAL is untouched: the node carries on with its older snapshot and a longer log.
+      throw new StorageError(`writing the snapshot at index ${snapshot.meta.index} to ${this.dir} failed: ${(error as Error).message}`, { cause: error });
+    }
   }
 
   /** Waits for the save or snapshot in progress, then closes the active segment. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.snapshotSave;
     await this.exclusive(async () => {
       // A clean stop keeps the newest commit index, so a restart applies as far as before.
       if (this.commitUnwritten && this.failure === null) await this.persist({ hardState: this.hardState, snapshot: null, entries: [] });

@@ -3,7 +3,7 @@
 
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { StorageCorruptError, segmentBytesMaxLowest, snapshotFileName } from "../../src/storage/storage.js";
 import { decodeSnapshotFile } from "../../src/storage/snapshot-file.js";
 import { directoryContents, entries, expectEntries, fileSize, flipBit, hardState, open, recover, segmentPaths, snapshot, tempDir } from "./helpers.js";
@@ -22,6 +22,32 @@ async function writeLog(dir: string, lastIndex: number): Promise<Awaited<ReturnT
 
 async function snapshotNames(dir: string): Promise<string[]> {
   return (await fs.readdir(dir)).filter((name) => name.startsWith("snapshot-")).sort();
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+/** Holds the next FileHandle.sync() (a snapshot file's; WAL saves use none) until `release` is called. */
+async function holdNextFileSync(dir: string): Promise<{ release: () => void; reached: Promise<void> }> {
+  const handle = await fs.open(dir, "r");
+  const prototype = Object.getPrototypeOf(handle) as { sync: () => Promise<void> };
+  await handle.close();
+  const original = prototype.sync;
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let reachedResolve!: () => void;
+  const reached = new Promise<void>((resolve) => {
+    reachedResolve = resolve;
+  });
+  vi.spyOn(prototype, "sync").mockImplementationOnce(async function (this: unknown) {
+    reachedResolve();
+    await gate;
+    return original.call(this);
+  });
+  return { release, reached };
 }
 
 describe("snapshots", () => {
@@ -166,6 +192,46 @@ describe("snapshots", () => {
     const { recovered } = await recover(dir, options);
     expect(recovered.snapshot?.meta.index).toBe(20);
     expect(recovered.entries.at(-1)!.index).toBe(20);
+  });
+
+  it("WAL saves go on while a snapshot file is being written, and close waits for the snapshot", async () => {
+    const dir = await tempDir();
+    const storage = await writeLog(dir, 50);
+    const held = await holdNextFileSync(dir);
+    let snapshotSaved = false;
+    const saving = storage.saveSnapshot(snapshot(40, 1, "lock table at 40"), 31).then(() => {
+      snapshotSaved = true;
+    });
+    await held.reached;
+    // A slow snapshot write does not hold up commits: this save is durable while the snapshot is not.
+    await storage.save({ hardState: hardState(1, "n1", 50), snapshot: null, entries: entries(51, 60, 1, 100) });
+    expect(snapshotSaved).toBe(false);
+    let closed = false;
+    const closing = storage.close().then(() => {
+      closed = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(false);
+    held.release();
+    await Promise.all([saving, closing]);
+    const { recovered } = await recover(dir, options);
+    expect(recovered.snapshot?.meta.index).toBe(40);
+    expect(recovered.entries[recovered.entries.length - 1]!.index).toBe(60);
+  });
+
+  it("a snapshot taken while a newer one arrived from the leader is removed by compaction; the newer one stands", async () => {
+    const dir = await tempDir();
+    const storage = await writeLog(dir, 50);
+    const held = await holdNextFileSync(dir);
+    const saving = storage.saveSnapshot(snapshot(40, 1, "ours at 40"), 31);
+    await held.reached;
+    await storage.save({ hardState: hardState(2, "n2", 100), snapshot: snapshot(100, 2, "the leader's at 100"), entries: [] });
+    held.release();
+    await saving;
+    expect(await snapshotNames(dir)).toEqual([snapshotFileName(100)]);
+    await storage.close();
+    const { recovered } = await recover(dir, options);
+    expect(recovered.snapshot?.meta.index).toBe(100);
   });
 
   it("leftover temporary snapshot files are removed at start", async () => {
