@@ -13,7 +13,7 @@
 //       recently used first, so that a restore rebuilds the same eviction order
 
 import { assert } from "../util/assert.js";
-import { ByteReader, DecodeError, encodeWith, type ByteSink } from "../util/bytes.js";
+import { ByteReader, ByteWriter, DecodeError, type ByteSink } from "../util/bytes.js";
 import { readEvent, writeEvent, type FsmEvent } from "./events.js";
 import type { FsmLimits } from "./limits.js";
 import { errorMessageBytesMax } from "./results.js";
@@ -31,36 +31,44 @@ const stringFieldBytesMax = 0xffff;
 /** Fewest bytes a session, resource, waiter or event takes: bounds what a count may claim. */
 const itemBytesMin = 8;
 
+/** Where a snapshot's encoding starts; the writer doubles as it needs, so a large state costs a few copies. */
+const snapshotInitialBytes = 64 * 1024;
+
 export function encodeState(state: CoordinationState): Uint8Array {
-  return encodeWith("little-endian", (sink) => {
-    sink.u8(stateSnapshotFormatVersion);
-    sink.u53(state.appliedIndex);
-    sink.u53(state.lastTokenIssued);
-    sink.bool(state.raftLeader !== null);
-    if (state.raftLeader !== null) {
-      sink.string(state.raftLeader.leaderId, stringFieldBytesMax);
-      sink.u53(state.raftLeader.term);
-      sink.u53(state.raftLeader.index);
-    }
-    const sessions = [...state.sessions.values()].sort((a, b) => a.sessionId - b.sessionId);
-    sink.u32(sessions.length);
-    for (const session of sessions) writeSession(sink, session);
-    writeResources(sink, state.locks);
-    writeResources(sink, state.elections);
-    const events = state.history.retained();
-    sink.u53(state.history.floorIndex);
-    sink.u32(events.length);
-    for (const event of events) writeEvent(sink, event);
-    // rkeys() walks from the least recently used, and peek() reads, without touching recency.
-    const requestIds = [...state.requestResults.rkeys()];
-    sink.u32(requestIds.length);
-    for (const requestId of requestIds) {
-      const result = state.requestResults.peek(requestId);
-      assert(result !== undefined, `request ${requestId} listed without a result`);
-      sink.string(requestId, stringFieldBytesMax);
-      sink.bytes(result);
-    }
+  // One pass into a growing buffer, not encodeWith's count-then-write: a snapshot is encoded on the
+  // node's loop while commits wait, and its request results and events would be walked twice.
+  const sink = new ByteWriter(snapshotInitialBytes, "little-endian");
+  sink.u8(stateSnapshotFormatVersion);
+  sink.u53(state.appliedIndex);
+  sink.u53(state.lastTokenIssued);
+  sink.bool(state.raftLeader !== null);
+  if (state.raftLeader !== null) {
+    sink.string(state.raftLeader.leaderId, stringFieldBytesMax);
+    sink.u53(state.raftLeader.term);
+    sink.u53(state.raftLeader.index);
+  }
+  const sessions = [...state.sessions.values()].sort((a, b) => a.sessionId - b.sessionId);
+  sink.u32(sessions.length);
+  for (const session of sessions) writeSession(sink, session);
+  writeResources(sink, state.locks);
+  writeResources(sink, state.elections);
+  const events = state.history.retained();
+  sink.u53(state.history.floorIndex);
+  sink.u32(events.length);
+  for (const event of events) writeEvent(sink, event);
+  // rforEach walks from the least recently used without touching recency, and hands over each result with
+  // its id: one walk of the cache instead of a key iterator plus a lookup per id.
+  const countAt = sink.reserve(4);
+  let count = 0;
+  state.requestResults.rforEach((result, requestId) => {
+    sink.string(requestId, stringFieldBytesMax);
+    sink.bytes(result);
+    count++;
   });
+  assert(count === state.requestResults.size, `request results walked ${count} of ${state.requestResults.size}`);
+  sink.setU32At(countAt, count);
+  // A copy at the exact size: the snapshot is kept (and sent to followers) long after this buffer's slack.
+  return new Uint8Array(sink.view());
 }
 
 function optionalText(sink: ByteSink, value: string | null): void {
