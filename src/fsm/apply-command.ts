@@ -29,7 +29,21 @@ export function applyCommand(state: CoordinationState, command: Command, limits:
     case "sessions-expire":
       return expireSessions(state, command.sessionIds);
     case "lock-acquire":
-      return acquire(state, { ...command, kind: "lock", sessionId: command.sessionId, value: null }, limits);
+      // Field by field, not a spread of the command: spreading these objects cost microseconds per entry.
+      return acquire(
+        state,
+        {
+          kind: "lock",
+          name: command.name,
+          owner: command.owner,
+          ttlMs: command.ttlMs,
+          sessionId: command.sessionId,
+          wait: command.wait,
+          waiterId: command.waiterId,
+          value: null,
+        },
+        limits,
+      );
     case "lock-release":
       return { kind: "released", released: releaseByHolder(state, "lock", command.name, command.owner) };
     case "lock-refresh":

@@ -150,7 +150,10 @@ export class CoordinationService {
    */
   acquireLock(name: string, owner: string, ttlMs: number, waitMs: number, sessionId?: number, signal?: AbortSignal): Promise<Grant | null> {
     return this.acquire(
-      (waiterId) => ({ type: "lock-acquire", name, owner, ttlMs, wait: waitMs > 0, waiterId, ...(sessionId === undefined ? {} : { sessionId }) }),
+      (waiterId) =>
+        sessionId === undefined
+          ? { type: "lock-acquire", name, owner, ttlMs, wait: waitMs > 0, waiterId }
+          : { type: "lock-acquire", name, owner, ttlMs, wait: waitMs > 0, waiterId, sessionId },
       (waiterId) => ({ type: "lock-cancel", name, waiterId }),
       waitMs,
       signal,
