@@ -405,6 +405,10 @@ export class CoordinationService {
       if (request[0] === LeaseOp.Keepalive) remainingMs = this.keeper.keepalive(sessionId, nowMs());
       else if (request[0] === LeaseOp.Remaining) remainingMs = this.keeper.remainingMs(sessionId, nowMs());
     }
+    // Null: the keeper stopped vouching while the round above was in flight (this node stepped down, e.g.
+    // on committing its own removal, in the same batch that confirmed the round). Not an answer at all:
+    // read as -1 it would tell a live session NOSESSION (chaos seed 701); the client retries on the new leader.
+    if (remainingMs === null) throw new NodeError("NOLEADER", "this node stopped leading while it handled the request; retry");
     new DataView(reply.buffer).setFloat64(0, remainingMs ?? -1);
     return reply;
   }
