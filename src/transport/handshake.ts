@@ -5,6 +5,14 @@
 // reconnects. An acceptor that gets a second authenticated stream from the same peer keeps the newer one:
 // the dialer opens a stream only after its previous one is gone, so the older one is a half-open leftover.
 //
+// Unless the lower id cannot dial: it has no address for the higher one. A member that was down or cut
+// off while a node with a higher id joined holds a configuration without it, and learns the newcomer's
+// address only from entries that this very stream would carry; if the newcomer leads, neither would ever
+// dial. So the higher id dials in reverse once a stream it expects has stayed away for longer than the
+// lower id's longest reconnect backoff, and the lower id accepts such a stream only while it has no
+// address for the dialer. One stream per pair still: a node that has an address dials and refuses reverse
+// streams, and a node that accepted one does not dial while it is open.
+//
 // The acceptor takes authenticated dialers it has no link for yet: a node joining a cluster does not know
 // the members, and those with lower ids dial it. Their number is bounded by `linksMax`.
 
@@ -37,6 +45,8 @@ export interface AcceptorIdentity {
 export interface AcceptorLinks {
   readonly peerIds: { has(peerId: string): boolean; readonly size: number };
   readonly linksMax: number;
+  /** The peers the acceptor has an address for: those it dials itself when its id is the lower. */
+  readonly dialable: { has(peerId: string): boolean };
 }
 
 /** Why the acceptor refuses `hello`, or null to accept. Reasons go to the log and back to the dialer: never the token. */
@@ -45,7 +55,9 @@ export function refusalReason(hello: HelloFrame, self: AcceptorIdentity, links: 
   if (!clusterTokensMatch(self.clusterToken, hello.clusterToken)) return "cluster token mismatch";
   if (hello.clusterId !== self.clusterId) return `cluster id mismatch: dialer is in "${hello.clusterId}", this node in "${self.clusterId}"`;
   if (hello.toNodeId !== self.nodeId) return `dialed node "${hello.toNodeId}" but reached "${self.nodeId}"; check the --peers addresses`;
-  if (!dialsTo(hello.fromNodeId, self.nodeId)) return `wrong dial direction: "${self.nodeId}" dials "${hello.fromNodeId}", not the other way`;
+  if (!dialsTo(hello.fromNodeId, self.nodeId) && links.dialable.has(hello.fromNodeId)) {
+    return `wrong dial direction: "${self.nodeId}" dials "${hello.fromNodeId}", not the other way`;
+  }
   if (!links.peerIds.has(hello.fromNodeId) && links.peerIds.size >= links.linksMax) {
     return `"${self.nodeId}" already holds ${links.peerIds.size} peer links (linksMax ${links.linksMax}) and "${hello.fromNodeId}" is not among its peers; remove departed peers or raise linksMax`;
   }

@@ -2,6 +2,7 @@
 // streams in both directions, and the requests in flight both ways. The transport owns sockets and
 // handshakes; a link only ever sees an open connection, from `attach` until `detach`.
 
+import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import type { Message, SnapshotRequest } from "../raft/types.js";
 import { assert } from "../util/assert.js";
@@ -76,6 +77,11 @@ export class PeerLink {
   reconnectTimer: NodeJS.Timeout | null = null;
   reconnectAttempt = 0;
   dialFailuresInRow = 0;
+  /**
+   * Monotonic time since when this link has had no stream (its creation, the last detach, or our last
+   * reverse dial): how long a lower id has not dialed us (handshake.ts).
+   */
+  streamlessSinceMs = performance.now();
 
   constructor(
     readonly peerId: string,
@@ -97,6 +103,7 @@ export class PeerLink {
   detach(connection: PeerConnection, reason: string): void {
     if (this.connection !== connection) return;
     this.connection = null;
+    this.streamlessSinceMs = performance.now();
     this.dropQueues();
     this.pendingRequests.rejectAll((written) => new PeerUnavailableError(this.peerId, `connection to ${this.peerId} closed before it answered (${reason})`, written));
     if (this.outboundSnapshot !== null) this.finishSnapshot(this.outboundSnapshot, false);

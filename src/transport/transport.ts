@@ -2,8 +2,10 @@
 // back-pressure), InstallSnapshot streams and the node driver's forwarded requests.
 //
 // Streams: the node with the lower id dials, the higher one accepts (handshake.ts); only the dialer
-// reconnects, with capped exponential backoff and jitter. Every stream starts with a handshake (cluster id,
-// node ids, cluster token) before any other frame; wire format in codec.ts, limits in limits.ts.
+// reconnects, with capped exponential backoff and jitter. A higher id whose stream from a lower one stays
+// away longer than that backoff dials it in reverse, in case it lacks our address (handshake.ts). Every
+// stream starts with a handshake (cluster id, node ids, cluster token) before any other frame; wire
+// format in codec.ts, limits in limits.ts.
 //
 // Membership changes at runtime: `addPeer` and `removePeer`. An authenticated dialer this node was not told
 // about gets a link too (a joining node learns the members only from its log); this node never dials it
@@ -302,7 +304,7 @@ export class Transport {
       return;
     }
     connection.peerId = frame.fromNodeId;
-    const reason = refusalReason(frame, this.identity, { peerIds: this.links, linksMax: this.limits.linksMax });
+    const reason = refusalReason(frame, this.identity, { peerIds: this.links, linksMax: this.limits.linksMax, dialable: this.addresses });
     if (reason !== null) {
       this.logger.warn({ peerId: frame.fromNodeId, remoteAddress: connection.remoteAddress, reason }, "refused a peer connection");
       connection.ws.send(encodeFrame({ kind: "refuse", reason: truncateUtf8(reason, reasonBytesMax) }));
@@ -358,7 +360,9 @@ export class Transport {
 
   private onWelcome(connection: PeerConnection, link: PeerLink, frame: Frame): void {
     if (frame.kind === "refuse") {
-      this.logger.warn({ peerId: link.peerId, reason: frame.reason }, "peer refused our connection");
+      // A reverse dial is refused whenever the peer has our address and dials us itself: that is no news.
+      const level = dialsTo(this.options.nodeId, link.peerId) ? "warn" : "debug";
+      this.logger[level]({ peerId: link.peerId, reason: frame.reason }, "peer refused our connection");
       connection.lastError = `refused: ${frame.reason}`;
       this.closeConnection(connection, CloseCode.Normal, "refused");
       return;
@@ -374,6 +378,11 @@ export class Transport {
     }
     link.dialing = null;
     link.dialFailuresInRow = 0;
+    if (link.connection !== null) {
+      // Our reverse dial was answered after the peer's own stream arrived: one stream per pair, keep theirs.
+      this.closeConnection(connection, CloseCode.Normal, "the peer's own stream arrived first");
+      return;
+    }
     this.open(connection);
     link.attach(connection);
   }
@@ -495,13 +504,21 @@ export class Transport {
     const link = connection.peerId === null ? undefined : this.links.get(connection.peerId);
     if (link === undefined) return;
     if (wasState === "open") link.detach(connection, reason);
+    const weDial = dialsTo(this.options.nodeId, link.peerId);
     if (connection.role === "dialer") {
       if (link.dialing === connection) link.dialing = null;
+      // A reverse dial is not retried on the backoff: checkLiveness tries again if the peer still does not dial.
+      if (weDial) this.scheduleReconnect(link, connection);
+    } else if (weDial && wasState === "open" && this.addresses.has(link.peerId)) {
+      // A reverse stream we accepted is gone, and we have the peer's address by now: we dial, as the lower id.
       this.scheduleReconnect(link, connection);
     }
   }
 
-  /** Pings open streams; drops one whose peer has been silent too long (a half-open TCP connection). */
+  /**
+   * Pings open streams; drops one whose peer has been silent too long (a half-open TCP connection). Dials
+   * in reverse each lower id that has not dialed us for longer than its longest backoff (handshake.ts).
+   */
   private checkLiveness(): void {
     const nowMs = performance.now();
     for (const connection of this.connections) {
@@ -512,6 +529,13 @@ export class Transport {
       } else {
         connection.ws.ping();
       }
+    }
+    for (const link of this.links.values()) {
+      if (dialsTo(this.options.nodeId, link.peerId) || link.connection !== null || link.dialing !== null || !this.addresses.has(link.peerId)) continue;
+      if (nowMs - link.streamlessSinceMs <= this.limits.reconnectDelayMaxMs) continue;
+      // Once per backoff period at most, so a peer that is down is not dialed on every tick.
+      link.streamlessSinceMs = nowMs;
+      this.dial(link);
     }
   }
 }

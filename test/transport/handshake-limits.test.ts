@@ -24,7 +24,7 @@ describe("cluster token", () => {
 
   it("is checked before anything else, so a refusal tells a stranger nothing about the cluster", () => {
     const self = { nodeId: "n2", clusterId: "prod", clusterToken: "right" };
-    const links = { peerIds: new Set(["n1"]), linksMax: 1 };
+    const links = { peerIds: new Set(["n1"]), linksMax: 1, dialable: new Set<string>() };
     expect(refusalReason({ kind: "hello", clusterId: "other", fromNodeId: "x", toNodeId: "y", clusterToken: "wrong" }, self, links)).toBe("cluster token mismatch");
     expect(refusalReason({ kind: "hello", clusterId: "prod", fromNodeId: "a", toNodeId: "n2", clusterToken: "wrong" }, self, links)).toBe("cluster token mismatch");
     expect(refusalReason({ kind: "hello", clusterId: "prod", fromNodeId: "n1", toNodeId: "n2", clusterToken: "right" }, self, links)).toBeNull();
@@ -35,12 +35,20 @@ describe("dialers this node was not told about", () => {
   const self = { nodeId: "n5", clusterId: "prod", clusterToken: undefined };
   const hello = (fromNodeId: string) => ({ kind: "hello", clusterId: "prod", fromNodeId, toNodeId: "n5", clusterToken: null }) as const;
 
-  it("are accepted when authenticated and dialing in the right direction, while there is room for a link", () => {
-    expect(refusalReason(hello("n1"), self, { peerIds: new Set(), linksMax: 2 })).toBeNull();
-    expect(refusalReason(hello("n9"), self, { peerIds: new Set(), linksMax: 2 })).toMatch(/wrong dial direction/);
-    expect(refusalReason(hello("n1"), self, { peerIds: new Set(["n2", "n3"]), linksMax: 2 })).toMatch(/already holds 2 peer links \(linksMax 2\) and "n1" is not among its peers/);
+  const none = new Set<string>();
+
+  it("are accepted when authenticated, while there is room for a link", () => {
+    expect(refusalReason(hello("n1"), self, { peerIds: new Set(), linksMax: 2, dialable: none })).toBeNull();
+    expect(refusalReason(hello("n1"), self, { peerIds: new Set(["n2", "n3"]), linksMax: 2, dialable: none })).toMatch(/already holds 2 peer links \(linksMax 2\) and "n1" is not among its peers/);
     // A peer that already has a link takes no new room.
-    expect(refusalReason(hello("n2"), self, { peerIds: new Set(["n2", "n3"]), linksMax: 2 })).toBeNull();
+    expect(refusalReason(hello("n2"), self, { peerIds: new Set(["n2", "n3"]), linksMax: 2, dialable: none })).toBeNull();
+  });
+
+  it("a higher id is refused only by a node that dials it itself: one that has its address", () => {
+    expect(refusalReason(hello("n9"), self, { peerIds: new Set(["n9"]), linksMax: 2, dialable: new Set(["n9"]) })).toMatch(/wrong dial direction: "n5" dials "n9"/);
+    // Without its address this node could never dial it: the reverse stream is the only one there can be.
+    expect(refusalReason(hello("n9"), self, { peerIds: new Set(), linksMax: 2, dialable: none })).toBeNull();
+    expect(refusalReason(hello("n9"), self, { peerIds: new Set(["n9"]), linksMax: 2, dialable: none })).toBeNull();
   });
 });
 

@@ -146,6 +146,33 @@ describe("adding and removing peers at runtime", () => {
   });
 });
 
+describe("a lower id without the address of a higher one", () => {
+  // A member that was down or cut off while a node with a higher id joined (and came to lead) learns its
+  // address only from entries that very node would send it; until the higher id dials in reverse, the
+  // member stays a voter nobody reaches (chaos seed 701: n32 never heard from n35, n38 or n39).
+  it("is dialed by the higher id once a backoff passes without its stream, and takes that stream", async () => {
+    const [n1, n2] = await cluster({ id: "n1", knows: [] }, { id: "n2", knows: ["n1"] });
+    await startAll(nodes);
+    await waitConnected(nodes);
+    expect(n2!.logsMatching(/peer connected/).map((line) => line.role)).toEqual(["dialer"]);
+    n2!.live.send(heartbeat("n2", "n1", 1));
+    n1!.live.send(heartbeat("n1", "n2", 2));
+    await waitFor("a heartbeat each way", () => n1!.received.length === 1 && n2!.received.length === 1);
+    expect(n1!.logsMatching(unannounced).map((line) => line.peerId)).toEqual(["n2"]);
+
+    // Given the address meanwhile (its log caught up), n1 keeps the open stream, and once that breaks it
+    // dials as the lower id does; n2, restarted, is dialed before it would dial in reverse.
+    n1!.live.addPeer("n2", n2!.address);
+    await n2!.stop();
+    await n2!.start();
+    await waitConnected(nodes);
+    expect(n2!.logsMatching(/peer connected/).map((line) => line.role)).toEqual(["dialer", "acceptor"]);
+    expect(n1!.logsMatching(/peer connected/).map((line) => line.role)).toEqual(["acceptor", "dialer"]);
+    n2!.live.send(heartbeat("n2", "n1", 3));
+    await waitFor("a heartbeat on n1's stream", () => n1!.received.length === 2);
+  });
+});
+
 describe("dialers this node was not told about", () => {
   it("a joining node accepts the members that dial it, answers them on the same streams, and never dials them", async () => {
     const [n1, n2, n3] = await cluster({ id: "n1" }, { id: "n2" }, { id: "n3", knows: [] });
@@ -175,7 +202,7 @@ describe("dialers this node was not told about", () => {
     expect(n3!.logsMatching(unannounced)).toHaveLength(2); // once per new peer, not per stream
   });
 
-  it("refuses a wrong token, cluster id, target or direction exactly as from a configured peer", async () => {
+  it("refuses a wrong token, cluster id or target exactly as from a configured peer", async () => {
     const [n3] = await cluster({ id: "n3", knows: [], clusterToken: "secret" });
     await n3!.start();
     const cases: [Parameters<typeof RawPeer.handshake>[1], RegExp][] = [
@@ -183,7 +210,6 @@ describe("dialers this node was not told about", () => {
       [{ fromNodeId: "n0", toNodeId: "n3" }, /^cluster token mismatch$/],
       [{ fromNodeId: "n0", toNodeId: "n3", clusterToken: "secret", clusterId: "other" }, /cluster id mismatch/],
       [{ fromNodeId: "n0", toNodeId: "n9", clusterToken: "secret" }, /dialed node "n9" but reached "n3"/],
-      [{ fromNodeId: "z1", toNodeId: "n3", clusterToken: "secret" }, /wrong dial direction/],
     ];
     for (const [hello, reason] of cases) {
       const peer = await raw(n3!.port, hello);
