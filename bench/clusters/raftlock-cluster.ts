@@ -2,11 +2,15 @@
 // TypeScript loader runs in them) on free loopback ports, data under a temporary directory on the same
 // disk as everything else (fsync before acknowledgement, as in production). test/e2e/harness.ts starts
 // nodes from the sources through tsx instead, which adds the loader's start time and memory to each node.
+// With a fault network, every node's `--peers` entry is its front door (the chaos harness's TCP relay,
+// test/chaos/fault-proxy.ts), so the harness can partition nodes without root; clients still dial the
+// nodes' HTTP and RESP ports directly.
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { FaultNetwork } from "../../test/chaos/fault-proxy.js";
 import { freePort } from "../../test/support/ports.js";
 import { HttpJsonClient } from "../clients/http-json.js";
 import { NodeLog } from "./node-log.js";
@@ -21,7 +25,10 @@ const stopWaitMs = 15_000;
 export interface RaftlockNode {
   readonly id: string;
   readonly host: string;
+  /** Where the node listens for peers. */
   readonly peerPort: number;
+  /** The port other nodes dial: its front door on the fault network, or `peerPort` without one. */
+  readonly peerDialPort: number;
   readonly httpPort: number;
   readonly respPort: number;
   readonly dataDir: string;
@@ -58,18 +65,24 @@ export class RaftlockCluster {
     readonly root: string,
     private readonly extraArgs: readonly string[],
     private readonly nodeOptions: readonly string[],
+    /** The relays between the nodes' peer ports, when the cluster was started with `faultNetwork`. */
+    readonly network: FaultNetwork | null,
   ) {}
 
   /**
    * Starts `size` nodes with `extraArgs` added to each one's `raftlock start` (none: all defaults) and
-   * `nodeOptions` given to Node itself (the memory figures use `--inspect` to collect garbage).
+   * `nodeOptions` given to Node itself (the memory figures use `--inspect` to collect garbage); with
+   * `faultNetwork`, the nodes reach each other only through front doors that `network` can cut.
    */
-  static async start(size: number, extraArgs: readonly string[] = [], nodeOptions: readonly string[] = []): Promise<RaftlockCluster> {
+  static async start(size: number, extraArgs: readonly string[] = [], nodeOptions: readonly string[] = [], faultNetwork = false): Promise<RaftlockCluster> {
     if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run \`npm run build\` first`);
-    const cluster = new RaftlockCluster(mkdtempSync(join(tmpdir(), "raftlock-bench-")), extraArgs, nodeOptions);
+    const network = faultNetwork ? new FaultNetwork() : null;
+    const cluster = new RaftlockCluster(mkdtempSync(join(tmpdir(), "raftlock-bench-")), extraArgs, nodeOptions, network);
     for (let k = 1; k <= size; k++) {
       const id = `n${k}`;
-      cluster.nodes.push({ id, host: "127.0.0.1", peerPort: await freePort(), httpPort: await freePort(), respPort: await freePort(), dataDir: join(cluster.root, id), process: null, log: new NodeLog() });
+      const peerPort = await freePort();
+      const peerDialPort = network === null ? peerPort : await network.openDoor(id, peerPort);
+      cluster.nodes.push({ id, host: "127.0.0.1", peerPort, peerDialPort, httpPort: await freePort(), respPort: await freePort(), dataDir: join(cluster.root, id), process: null, log: new NodeLog() });
     }
     for (const node of cluster.nodes) cluster.launch(node.id);
     return cluster;
@@ -96,7 +109,7 @@ export class RaftlockCluster {
   /** Starts (or restarts) `id`'s process on its data directory, with `moreArgs` after the cluster's own. */
   launch(id: string, moreArgs: readonly string[] = []): ChildProcess {
     const node = this.node(id);
-    const peers = this.nodes.map((peer) => `${peer.id}=${peer.host}:${peer.peerPort}`).join(",");
+    const peers = this.nodes.map((peer) => `${peer.id}=${peer.host}:${peer.peerDialPort}`).join(",");
     const args = [...this.nodeOptions, cliPath, "start", "--id", id, "--data-dir", node.dataDir, "--peer-listen", `${node.host}:${node.peerPort}`];
     args.push("--http-listen", `${node.host}:${node.httpPort}`, "--resp-listen", `${node.host}:${node.respPort}`, "--peers", peers);
     args.push("--log-level", "warn", ...this.extraArgs, ...moreArgs);
@@ -185,6 +198,7 @@ export class RaftlockCluster {
     await Promise.all(this.nodes.map((node) => this.stop(node.id, signal)));
     for (const client of this.http.values()) client.close();
     this.http.clear();
+    await this.network?.close();
     rmSync(this.root, { recursive: true, force: true });
   }
 }

@@ -148,7 +148,7 @@ export async function runRestart(options: BenchOptions, progress: (line: string)
     const bootstrap = {
       voters: snapshotCluster.nodes.map((node) => node.id),
       learners: [],
-      addresses: Object.fromEntries(snapshotCluster.nodes.map((node) => [node.id, `${node.host}:${node.peerPort}`])),
+      addresses: Object.fromEntries(snapshotCluster.nodes.map((node) => [node.id, `${node.host}:${node.peerDialPort}`])),
     };
     const { snapshotBytes } = await installLockSnapshot(snapshotCluster.nodes, options.snapshotLocks, snapshotLockTtlMs, bootstrap);
     const buildMs = performance.now() - builtMs;
