@@ -1,5 +1,6 @@
 // Command line of `npm run bench -- [suite] [--flag value ...]`.
 import { scenarios, type ScenarioId } from "./scenarios.js";
+import { type FailoverKind, failoverKinds } from "./suites/failover.js";
 
 export const suites = ["cycles", "failover", "restart", "memory", "all", "chart"] as const;
 export type Suite = (typeof suites)[number];
@@ -22,6 +23,7 @@ export interface BenchOptions {
   readonly chartPath: string;
   readonly rounds: number;
   readonly failoverClients: number;
+  readonly failoverKinds: readonly FailoverKind[];
   readonly logEntries: number;
   readonly snapshotLocks: number;
   readonly memoryLocks: number;
@@ -34,7 +36,7 @@ export interface BenchOptions {
 
 export const usage = `usage: npm run bench -- [${suites.join("|")}] [options]
   cycles (default)       the table: lock cycles, keepalives and reads at each client count (+ --compare)
-  failover               kill -9 / SIGTERM of the leader under load: time until lock cycles succeed again
+  failover               kill -9 / SIGTERM / partition of the leader under load: time until lock cycles succeed again
   restart                restart time with --log-entries log entries, and with a snapshot of --snapshot-locks locks
   memory                 resident memory per held lock
   all                    all of the above into one JSON file
@@ -49,7 +51,8 @@ options:
   --contended-locks 4    shared locks of the *-contended scenarios
   --json PATH            results file (default bench/results/<date>-<suite>.json)
   --chart PATH           chart file (default bench/chart.svg)
-  --rounds 5             failover rounds per signal;  --failover-clients 16
+  --rounds 5             failover rounds per kind;  --failover-clients 16
+  --failover-kinds ${failoverKinds.join(",")}   what happens to the leader (default: all three)
   --log-entries 1000000  --snapshot-locks 1000000  --memory-locks 100000
   --update-readme        rewrite the "Latest results" section of bench/README.md from this run
   --quiet-wait 300       before each figure, wait up to this many seconds until other processes are idle
@@ -85,7 +88,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     values.set(arg.slice(2), [...(values.get(arg.slice(2)) ?? []), value]);
     k++;
   }
-  const known = new Set(["clients", "duration", "warmup", "generators", "compare", "scenarios", "endpoints", "resp-endpoints", "contended-locks", "json", "chart", "rounds", "failover-clients", "log-entries", "snapshot-locks", "memory-locks", "from", "lock-ttl-ms", "wait-ms", "quiet-wait"]);
+  const known = new Set(["clients", "duration", "warmup", "generators", "compare", "scenarios", "endpoints", "resp-endpoints", "contended-locks", "json", "chart", "rounds", "failover-clients", "failover-kinds", "log-entries", "snapshot-locks", "memory-locks", "from", "lock-ttl-ms", "wait-ms", "quiet-wait"]);
   for (const flag of values.keys()) if (!known.has(flag)) throw new Error(`unknown option --${flag}\n${usage}`);
   const one = (flag: string): string | undefined => values.get(flag)?.at(-1);
   const compare = (values.get("compare") ?? []).flatMap((value) => value.split(","));
@@ -93,6 +96,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   const chosen = one("scenarios")?.split(",") ?? scenarios.filter((scenario) => scenario.system === "raftlock").map((scenario) => scenario.id);
   for (const id of chosen) if (!scenarios.some((scenario) => scenario.id === id)) throw new Error(`unknown scenario "${id}"\n${usage}`);
   const withCompared = [...chosen, ...(compare.includes("etcd") ? ["etcd-cycle"] : []), ...(compare.includes("redis") ? ["redis-cycle"] : [])];
+  const kinds = one("failover-kinds")?.split(",") ?? [...failoverKinds];
+  for (const kind of kinds) if (!(failoverKinds as readonly string[]).includes(kind)) throw new Error(`--failover-kinds takes ${failoverKinds.join(", ")} (got "${kind}")`);
   const httpEndpoints = one("endpoints")?.split(",") ?? [];
   const respEndpoints = one("resp-endpoints")?.split(",") ?? [];
   if (httpEndpoints.length !== respEndpoints.length) throw new Error("--endpoints and --resp-endpoints name the same nodes, in the same order");
@@ -113,6 +118,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     chartPath: one("chart") ?? new URL("./chart.svg", import.meta.url).pathname,
     rounds: Math.round(positive(one("rounds") ?? "5", "rounds")),
     failoverClients: Math.round(positive(one("failover-clients") ?? "16", "failover-clients")),
+    failoverKinds: [...new Set(kinds)] as FailoverKind[],
     logEntries: Math.round(positive(one("log-entries") ?? "1000000", "log-entries")),
     snapshotLocks: Math.round(positive(one("snapshot-locks") ?? "1000000", "snapshot-locks")),
     memoryLocks: Math.round(positive(one("memory-locks") ?? "100000", "memory-locks")),
