@@ -1,6 +1,8 @@
 // `raftlock start` configuration: command-line flags, each also read from RAFTLOCK_<FLAG> in the environment
 // (flags win). Validation happens here, once, with messages that say what is wrong and what to do.
 
+import { readTlsFiles, type TlsFiles, TlsFileError } from "./tls.js";
+
 /** A host and port to listen on or dial. */
 export interface Address {
   readonly host: string;
@@ -39,6 +41,10 @@ export interface NodeConfig {
   /** How linearizable reads confirm leadership: a heartbeat round per read batch, or the leader lease. */
   readonly readMode: "read-index" | "lease";
   readonly logLevel: string;
+  /** Mutual TLS on the peer port (`wss`): both sides present a certificate chaining to `ca`. */
+  readonly peerTls: TlsFiles | undefined;
+  /** TLS on the RESP and HTTP ports; with `ca`, clients must present a certificate chaining to it. */
+  readonly clientTls: TlsFiles | undefined;
 }
 
 export class ConfigError extends Error {
@@ -78,6 +84,12 @@ export const startFlags: readonly FlagSpec[] = [
   { name: "commit-timeout-ms", help: "how long a write may wait to commit before the client hears \"outcome unknown\"", defaultValue: "10000" },
   { name: "read-mode", help: "read-index (a heartbeat round confirms each read) or lease (the leader answers within its lease)", defaultValue: "read-index" },
   { name: "log-level", help: "fatal, error, warn, info, debug or trace", defaultValue: "info" },
+  { name: "peer-tls-cert", help: "PEM certificate this node presents to its peers; with --peer-tls-key and --peer-tls-ca, peer streams are mutual TLS (wss)" },
+  { name: "peer-tls-key", help: "PEM private key of --peer-tls-cert" },
+  { name: "peer-tls-ca", help: "PEM CA certificate(s) every peer's certificate must chain to" },
+  { name: "client-tls-cert", help: "PEM certificate of the RESP and HTTP ports; with --client-tls-key they speak TLS (HTTPS, redis-cli --tls)" },
+  { name: "client-tls-key", help: "PEM private key of --client-tls-cert" },
+  { name: "client-tls-ca", help: "PEM CA certificate(s): when given, clients must present a certificate chaining to it (mutual TLS)" },
 ];
 
 /** The environment variable that carries `flag`: `peer-listen` → `RAFTLOCK_PEER_LISTEN`. */
@@ -151,7 +163,33 @@ export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     commitTimeoutMs: parseInteger("commit-timeout-ms", get("commit-timeout-ms"), 100, 600_000),
     readMode,
     logLevel,
+    peerTls: parseTlsFlags("peer-tls", raw, true),
+    clientTls: parseTlsFlags("client-tls", raw, false),
   };
+}
+
+/**
+ * `--<prefix>-cert/-key/-ca`: none of them (no TLS), or the certificate and key (and the CA, required when
+ * `caRequired`). The files are read and checked now, so that a wrong path stops the node at start.
+ */
+function parseTlsFlags(prefix: string, raw: ReadonlyMap<string, string>, caRequired: boolean): TlsFiles | undefined {
+  const parts = caRequired ? ["cert", "key", "ca"] : ["cert", "key"];
+  const given = ["cert", "key", "ca"].filter((part) => raw.has(`${prefix}-${part}`));
+  if (given.length === 0) return undefined;
+  const missing = parts.filter((part) => !given.includes(part));
+  if (missing.length > 0) {
+    const flags = (names: string[]): string => names.map((part) => `--${prefix}-${part}`).join(", ");
+    const rule = caRequired ? `${flags(parts)} go together: give all three or none` : `${flags(parts)} go together (--${prefix}-ca is optional and needs them)`;
+    throw new ConfigError(`${rule}; missing ${flags(missing)}`);
+  }
+  const files: TlsFiles = { cert: raw.get(`${prefix}-cert`)!, key: raw.get(`${prefix}-key`)!, ca: raw.get(`${prefix}-ca`) };
+  try {
+    readTlsFiles(`${prefix}`, files);
+  } catch (error) {
+    if (error instanceof TlsFileError) throw new ConfigError(error.message);
+    throw error;
+  }
+  return files;
 }
 
 /** Whether `value` may name a node or a cluster. */

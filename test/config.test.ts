@@ -1,5 +1,9 @@
-import { describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, envName, parseStartConfig } from "../src/config.js";
+import { type CertFiles, TestCa } from "./support/certs.js";
 
 const base = ["--id", "n1", "--data-dir", "./data/n1", "--peer-listen", "127.0.0.1:7001", "--http-listen", "127.0.0.1:8381", "--peers", "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003"];
 
@@ -82,5 +86,37 @@ describe("raftlock start configuration", () => {
     expect(errorOf(pod(0).slice(0, -2))).toContain("--replicas");
     expect(errorOf(["--id", "n1", ...pod(0).slice(2)])).toContain("<statefulset>-<ordinal>");
     expect(errorOf([...base, "--replicas", "3"])).toContain("dns:");
+  });
+});
+
+describe("TLS flags", () => {
+  let dir: string;
+  let ca: TestCa;
+  let node: CertFiles;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "raftlock-config-tls-"));
+    ca = await TestCa.create(dir, "ca");
+    node = await ca.issue("node", "01");
+  }, 30_000);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("peer TLS takes a certificate, its key and the CA, from flags or RAFTLOCK_PEER_TLS_*; client TLS the CA optionally", () => {
+    const peer = ["--peer-tls-cert", node.cert, "--peer-tls-key", node.key, "--peer-tls-ca", ca.cert];
+    expect(parseStartConfig([...base, ...peer], {}).peerTls).toEqual({ cert: node.cert, key: node.key, ca: ca.cert });
+    const env = { RAFTLOCK_CLIENT_TLS_CERT: node.cert, RAFTLOCK_CLIENT_TLS_KEY: node.key };
+    const config = parseStartConfig(base, env);
+    expect(config.clientTls).toEqual({ cert: node.cert, key: node.key, ca: undefined });
+    expect(config.peerTls).toBeUndefined();
+    expect(parseStartConfig([...base, "--client-tls-ca", ca.cert], env).clientTls?.ca).toBe(ca.cert);
+    expect(parseStartConfig(base, {}).clientTls).toBeUndefined();
+  });
+
+  it("an incomplete set of TLS flags, or a file that cannot be used, stops the node with what to give", () => {
+    expect(errorOf([...base, "--peer-tls-cert", node.cert, "--peer-tls-key", node.key])).toBe(
+      "--peer-tls-cert, --peer-tls-key, --peer-tls-ca go together: give all three or none; missing --peer-tls-ca",
+    );
+    expect(errorOf([...base, "--client-tls-ca", ca.cert])).toMatch(/^--client-tls-cert, --client-tls-key go together .*; missing --client-tls-cert, --client-tls-key$/);
+    expect(errorOf([...base, "--client-tls-cert", join(dir, "gone.pem"), "--client-tls-key", node.key])).toMatch(/^cannot read --client-tls-cert .*gone\.pem \(ENOENT\); check the path/);
+    expect(errorOf([...base, "--peer-tls-cert", node.cert, "--peer-tls-key", node.key, "--peer-tls-ca", node.key])).toMatch(/^--peer-tls-ca .*node\.key is not a PEM certificate/);
   });
 });
