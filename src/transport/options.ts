@@ -6,9 +6,10 @@ import type { PeerAddress, TransportOptions } from "./transport.js";
 /** The HTTP path peers upgrade on; anything else on the peer port is refused. */
 export const peerPath = "/raftlock/peer";
 
-export function peerUrl(address: PeerAddress): string {
+/** The URL a dialer opens: `wss` when the peer port speaks TLS. */
+export function peerUrl(address: PeerAddress, tls = false): string {
   const host = address.host.includes(":") ? `[${address.host}]` : address.host;
-  return `ws://${host}:${address.port}${peerPath}`;
+  return `${tls ? "wss" : "ws"}://${host}:${address.port}${peerPath}`;
 }
 
 /** Configuration mistakes are reported when the node starts, with what to change. */

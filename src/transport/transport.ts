@@ -14,7 +14,8 @@
 // Callbacks (onMessage, onUnreachable, onSnapshotStatus, onRequest) never run inside `send` or `request`,
 // and none runs after `close()`.
 
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
+import type { Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { performance } from "node:perf_hooks";
@@ -28,6 +29,8 @@ import { PeerUnavailableError } from "./errors.js";
 import { type AcceptorIdentity, dialsTo, refusalReason, welcomeMismatch } from "./handshake.js";
 import { reconnectDelayMs, resolveLimits, type TransportLimits } from "./limits.js";
 import { peerPath, peerProblems, peerUrl, validateOptions } from "./options.js";
+import { createPeerServer, dialTlsOptions, explainDialError, processPeerTlsOrUndefined, refusedPeerCertificate, TlsRefusals } from "./peer-tls.js";
+import { type ReloadableTls, secureOptions } from "../tls.js";
 import { type LinkContext, PeerLink } from "./peer-link.js";
 
 export { PeerUnavailableError, RemoteHandlerError, RequestError, RequestLimitError, RequestTimeoutError } from "./errors.js";
@@ -49,6 +52,11 @@ export interface TransportOptions {
   peers: ReadonlyMap<string, PeerAddress>;
   /** Shared secret every dialer must present. Travels in the handshake: use on trusted networks or under TLS. */
   clusterToken?: string;
+  /**
+   * Mutual TLS (peer-tls.ts): listen with HTTPS and dial `wss`, each side presenting a certificate that must
+   * chain to the CA. Absent: the material given to setProcessPeerTls, else plain `ws`.
+   */
+  tls?: ReloadableTls;
   logger: Logger;
   onMessage(message: Message): void;
   onUnreachable(peerId: string): void;
@@ -68,7 +76,9 @@ export class Transport {
   private readonly linkContext: LinkContext;
   private readonly connections = new Set<PeerConnection>();
   private readonly identity: AcceptorIdentity;
-  private readonly httpServer: Server;
+  private readonly httpServer: Server | HttpsServer;
+  private readonly tls: ReloadableTls | undefined;
+  private readonly stopFollowingTls: () => void;
   private readonly wsServer: WebSocketServer;
   private keepaliveTimer: NodeJS.Timeout | null = null;
   private handshakesPending = 0;
@@ -98,9 +108,14 @@ export class Transport {
     this.identity = { nodeId: options.nodeId, clusterId: options.clusterId, clusterToken: options.clusterToken };
     this.linkContext = this.createLinkContext();
     for (const peerId of this.addresses.keys()) this.links.set(peerId, new PeerLink(peerId, this.linkContext));
-    this.httpServer = createServer((_request, response) => {
+    this.tls = options.tls ?? processPeerTlsOrUndefined();
+    this.httpServer = createPeerServer(this.tls, (_request, response) => {
       response.writeHead(426, { "content-type": "text/plain" }).end("raftlock peer port: WebSocket connections only\n");
     });
+    new TlsRefusals(this.logger).watch(this.httpServer, this.tls);
+    // New handshakes use reloaded certificates; open streams keep the session they were made with.
+    const server = this.httpServer;
+    this.stopFollowingTls = this.tls?.onReload((pems) => (server as HttpsServer).setSecureContext(secureOptions(pems))) ?? (() => undefined);
     this.wsServer = new WebSocketServer({ noServer: true, maxPayload: limits.frameBytesMax, perMessageDeflate: false, clientTracking: false });
     this.httpServer.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(request, socket, head));
   }
@@ -233,6 +248,7 @@ export class Transport {
   close(): Promise<void> {
     if (this.closing !== null) return this.closing;
     this.closed = true;
+    this.stopFollowingTls();
     if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
     for (const link of this.links.values()) link.shutdown();
     const sockets = [...this.connections];
@@ -258,7 +274,7 @@ export class Transport {
       this.httpServer.listen(port, host, () => {
         this.httpServer.off("error", onError);
         this.httpServer.on("error", (error) => this.logger.error({ err: error }, "peer server error"));
-        this.logger.info({ address: this.address() }, "listening for peers");
+        this.logger.info({ address: this.address(), tls: this.tls !== undefined }, "listening for peers");
         resolve();
       });
     });
@@ -266,6 +282,13 @@ export class Transport {
 
   private onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     const remoteAddress = `${request.socket.remoteAddress ?? "?"}:${request.socket.remotePort ?? "?"}`;
+    const certificateRefused = refusedPeerCertificate(this.tls, request.socket);
+    if (certificateRefused !== null) {
+      // TlsRefusals destroys such sockets when the handshake completes; this is the gate that cannot be raced.
+      this.logger.warn({ remoteAddress, reason: certificateRefused }, "refused a peer connection");
+      socket.destroy();
+      return;
+    }
     const path = (request.url ?? "").split("?")[0];
     if (this.closed || path !== peerPath || this.handshakesPending >= this.limits.handshakesPendingMax) {
       const status = path !== peerPath ? "404 Not Found" : "503 Service Unavailable";
@@ -343,10 +366,11 @@ export class Transport {
     if (this.closed || link.connection !== null || link.dialing !== null) return;
     const address = this.addresses.get(link.peerId);
     assert(address !== undefined, "dialing a peer without an address");
-    const ws = new WebSocket(peerUrl(address), {
+    const ws = new WebSocket(peerUrl(address, this.tls !== undefined), {
       maxPayload: this.limits.frameBytesMax,
       perMessageDeflate: false,
       handshakeTimeout: this.limits.handshakeTimeoutMs,
+      ...(this.tls === undefined ? {} : dialTlsOptions(this.tls)),
     });
     const connection = new PeerConnection(ws, "dialer", link.peerId, `${address.host}:${address.port}`, performance.now());
     link.dialing = connection;
@@ -422,7 +446,7 @@ export class Transport {
     });
     // ws reports errors (refused connections, frames over maxPayload, resets) here, then closes.
     ws.on("error", (error: Error) => {
-      connection.lastError = error.message;
+      connection.lastError = connection.role === "dialer" ? explainDialError(error, this.tls !== undefined) : error.message;
     });
     ws.on("close", (code: number, reason: Buffer) => {
       if (connection.closeTimer !== null) clearTimeout(connection.closeTimer);

@@ -5,6 +5,7 @@ import { WebSocket } from "ws";
 import { type AppendRequest, EntryType, type HeartbeatRequest, type Message } from "../../src/raft/types.js";
 import { decodeFrame, encodeFrame, type Frame } from "../../src/transport/codec.js";
 import { type PeerAddress, peerPath, Transport, type TransportLimits, type TransportOptions } from "../../src/transport/transport.js";
+import type { ReloadableTls } from "../../src/tls.js";
 import { freePort } from "../support/ports.js";
 
 export type LogLine = Record<string, unknown> & { level: number; msg: string };
@@ -65,6 +66,8 @@ export interface NodeSpec {
   readonly extraPeers?: Record<string, number>;
   /** The nodes of the test cluster this one is configured with at start; all the others when absent. */
   readonly knows?: readonly string[];
+  /** Mutual TLS on the peer port (listen https, dial wss). */
+  readonly tls?: ReloadableTls;
 }
 
 /** One node's transport and what it reported. Restartable on the same port. */
@@ -114,6 +117,7 @@ export class TestNode {
       onRequest: (fromPeerId, payload) => this.onRequest(fromPeerId, payload),
     };
     if (this.spec.clusterToken !== undefined) options.clusterToken = this.spec.clusterToken;
+    if (this.spec.tls !== undefined) options.tls = this.spec.tls;
     this.transport = await Transport.start(options);
   }
 
