@@ -13,7 +13,7 @@ import { pubsubCommandTable } from "./api/resp/pubsub-commands.js";
 import { scriptCommandTable } from "./api/resp/scripts.js";
 import { RespServer } from "./api/resp/server.js";
 import { clientCommands, clientUsage, RequestFailedError } from "./cli-admin.js";
-import { ConfigError, envName, parseStartConfig, startFlags } from "./config.js";
+import { ConfigError, envName, type NodeConfig, parseStartConfig, startFlags } from "./config.js";
 import { NodeMetrics } from "./metrics.js";
 import { RaftNode } from "./node/node.js";
 import { CoordinationStateMachine } from "./fsm/coordination.js";
@@ -21,6 +21,8 @@ import { fsmLimitsDefaults, ttlMsMinFor } from "./fsm/limits.js";
 import { CoordinationService } from "./node/coordination-service.js";
 import { joinAndPromote } from "./node/join.js";
 import { StorageCorruptError } from "./storage/storage.js";
+import { setProcessPeerTls } from "./transport/peer-tls.js";
+import { ReloadableTls, reloadAll, TlsFileError } from "./tls.js";
 
 const usage = `usage:
   raftlock start --id n1 --data-dir ./data/n1 --peer-listen 127.0.0.1:7001 --http-listen 127.0.0.1:8381 \\
@@ -50,9 +52,13 @@ async function start(argv: string[]): Promise<void> {
   // Every member derives the same TTL floor from the same election timeout: replicated decisions use it.
   const fsm = new CoordinationStateMachine({ ...fsmLimitsDefaults, ttlMsMin: ttlMsMinFor(config.electionTimeoutMaxMs) });
   const metrics = new NodeMetrics();
+  const peerTls = loadTls("peer-tls", config.peerTls);
+  const clientTls = loadTls("client-tls", config.clientTls);
+  // RaftNode.start builds its transport's options itself; this is how the peer TLS material reaches it.
+  setProcessPeerTls(peerTls);
   const node = await RaftNode.start(config, logger, fsm, metrics);
   const service = new CoordinationService(node, fsm, logger, metrics);
-  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, config.authPassword, metrics), config.httpListen);
+  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, config.authPassword, metrics), config.httpListen, clientTls);
   metrics.countConnections("http", () => new Promise((resolve) => server.getConnections((error, count) => resolve(error === null ? count : 0))));
   const password = config.authPassword;
   attachWatchSocket(server, fsm, (request) => password === undefined || bearerMatches(request, password));
@@ -70,9 +76,13 @@ async function start(argv: string[]): Promise<void> {
             scriptCommandTable(service),
           ),
           ...(password === undefined ? {} : { authPassword: password }),
+          ...(clientTls === undefined ? {} : { tls: clientTls }),
           metrics,
         });
-  logger.info({ http: config.httpListen, peer: config.peerListen, resp: config.respListen ?? null }, "serving");
+  logger.info({ http: config.httpListen, peer: config.peerListen, resp: config.respListen ?? null, peerTls: peerTls !== undefined, clientTls: clientTls !== undefined }, "serving");
+  const tlsSets = [peerTls, clientTls].filter((set) => set !== undefined);
+  // Only a node with certificates takes SIGHUP over: without, it keeps the default (exit), as before.
+  if (tlsSets.length > 0) process.on("SIGHUP", () => reloadAll(tlsSets, logger));
   const joining = new AbortController();
   if (config.join.length > 0) {
     joinAndPromote(node, config, logger, joining.signal).catch((error: unknown) => {
@@ -99,6 +109,18 @@ async function start(argv: string[]): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+}
+
+/** The material of `--<what>-cert/key/ca`, already checked by parseStartConfig; undefined without TLS. */
+function loadTls(what: string, files: NodeConfig["peerTls"]): ReloadableTls | undefined {
+  if (files === undefined) return undefined;
+  try {
+    return ReloadableTls.load(what, files);
+  } catch (error) {
+    // The files changed between the config check and now.
+    if (error instanceof TlsFileError) throw new ConfigError(error.message);
+    throw error;
+  }
 }
 
 async function main(argv: string[]): Promise<void> {

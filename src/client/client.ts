@@ -2,6 +2,7 @@
 // election, and watches, over RESP to one raftlock node (which forwards writes to the Raft leader).
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
+import type { ConnectionOptions as TlsConnectionOptions } from "node:tls";
 import { performance } from "node:perf_hooks";
 import { type ConnectionOptions, type ReplyValue, RespConnection } from "./connection.js";
 import { RaftlockError } from "./errors.js";
@@ -26,6 +27,11 @@ export interface RaftlockClientOptions {
   host?: string;
   port?: number;
   password?: string;
+  /**
+   * TLS options (node:tls) for a node started with --client-tls-*: `ca` to trust its certificate, and
+   * `cert` and `key` when it also has --client-tls-ca. The node's name is checked against `host`.
+   */
+  tls?: TlsConnectionOptions;
   /** How long a request may wait for its reply (default 15 s). */
   requestTimeoutMs?: number;
   /** How long to wait for a TCP connection (default 5 s). */
@@ -136,6 +142,7 @@ export class RaftlockClient {
       host: options.host ?? "127.0.0.1",
       port: options.port ?? 6381,
       ...(options.password === undefined ? {} : { password: options.password }),
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
       ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
       ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
     };

@@ -1,7 +1,8 @@
-// One RESP2 connection to one raftlock node, over node:net. Requests are pipelined and answered in order;
+// One RESP2 connection to one raftlock node, over node:net (node:tls for a node with --client-tls-*). Requests are pipelined and answered in order;
 // a connection in subscribed mode hands pushed messages to `onMessage`. A connection that fails rejects
 // everything in flight with a CONNECTION error and is not reused: the client opens a new one.
 import { connect, type Socket } from "node:net";
+import { connect as connectTls, type ConnectionOptions as TlsConnectionOptions } from "node:tls";
 import RedisParser from "redis-parser";
 import { errorFromReply, RaftlockError } from "./errors.js";
 
@@ -17,6 +18,8 @@ export interface ConnectionOptions {
   host: string;
   port: number;
   password?: string;
+  /** Connect with TLS (the node runs with --client-tls-*): `ca` to trust its certificate, `cert`/`key` for mutual TLS. */
+  tls?: TlsConnectionOptions;
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
 }
@@ -63,15 +66,17 @@ export class RespConnection {
 
   /** Connects (and authenticates with AUTH when a password is given). */
   static async open(options: ConnectionOptions): Promise<RespConnection> {
-    const socket = connect({ host: options.host, port: options.port });
+    const socket = options.tls === undefined ? connect({ host: options.host, port: options.port }) : connectTls({ ...options.tls, host: options.host, port: options.port });
     socket.setNoDelay(true);
+    // A TLS socket is usable once the handshake completed (and the node's certificate was verified).
+    const ready = options.tls === undefined ? "connect" : "secureConnect";
     const connectTimeoutMs = options.connectTimeoutMs ?? connectTimeoutMsDefault;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new RaftlockError("CONNECTION", `could not connect to ${options.host}:${options.port} within ${connectTimeoutMs} ms`));
       }, connectTimeoutMs);
-      socket.once("connect", () => {
+      socket.once(ready, () => {
         clearTimeout(timer);
         resolve();
       });

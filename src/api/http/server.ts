@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { IncomingMessage, Server } from "node:http";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { performance } from "node:perf_hooks";
 import express, { type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "pino";
@@ -9,6 +10,7 @@ import { CoordinationError, type CoordinationService } from "../../node/coordina
 import { NodeError } from "../../node/forwarding.js";
 import type { RaftNode } from "../../node/node.js";
 import type { NodeMetrics } from "../../metrics.js";
+import { type ReloadableTls, secureOptions, tlsServerOptions } from "../../tls.js";
 import { BadRequestError, coordinationRouter } from "./coordination-routes.js";
 import { memberRouter } from "./member-routes.js";
 import { statusPageRouter } from "./status-page.js";
@@ -203,11 +205,23 @@ export function bearerMatches(request: IncomingMessage, password: string): boole
   return timingSafeEqual(digest(header.slice("Bearer ".length)), digest(password));
 }
 
-/** Starts listening; resolves once bound. */
-export function listenHttp(app: express.Express, address: Address): Promise<Server> {
+/**
+ * Starts listening; resolves once bound. With `tls` the port speaks HTTPS only (probes included), asks
+ * clients for a certificate when `tls` has a CA, and takes reloaded certificates for new connections.
+ */
+export function listenHttp(app: express.Express, address: Address, tls?: ReloadableTls): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(address.port, address.host);
+    let server: Server;
+    if (tls === undefined) {
+      server = createServer(app);
+    } else {
+      const httpsServer = createHttpsServer(tlsServerOptions(tls), app);
+      const stopFollowing = tls.onReload((pems) => httpsServer.setSecureContext(secureOptions(pems)));
+      httpsServer.once("close", stopFollowing);
+      server = httpsServer;
+    }
     server.once("listening", () => resolve(server));
     server.once("error", reject);
+    server.listen(address.port, address.host);
   });
 }

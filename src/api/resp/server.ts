@@ -4,9 +4,11 @@
 
 import { createHash } from "node:crypto";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import type { Address } from "../../config.js";
 import type { NodeMetrics } from "../../metrics.js";
+import { type ReloadableTls, secureOptions, tlsServerOptions } from "../../tls.js";
 import { assert } from "../../util/assert.js";
 import { type CommandContext, type CommandTable, type RespServerInfo, validateCommandTable } from "./command-table.js";
 import { closeLingerMs, RespConnection } from "./connection.js";
@@ -25,6 +27,11 @@ export interface RespServerOptions {
   readonly limits?: Partial<RespLimits>;
   /** Counts requests by command and outcome, and open connections. */
   readonly metrics?: NodeMetrics;
+  /**
+   * TLS on the port, as Redis 6+ offers (`redis-cli --tls`); with a CA, a client must present a certificate
+   * chaining to it. Reloads take effect for new connections.
+   */
+  readonly tls?: ReloadableTls;
 }
 
 export class RespServer implements RespServerInfo {
@@ -58,9 +65,20 @@ export class RespServer implements RespServerInfo {
     validateCommandTable(options.commands);
     if (options.authPassword === "") throw new Error("the RESP password must not be empty; leave it unset to require none");
     // allowHalfOpen: a client that shuts down its sending side after its requests still gets the replies.
-    const netServer = createServer({ allowHalfOpen: true });
+    const { tls } = options;
+    const netServer = tls === undefined ? createServer({ allowHalfOpen: true }) : createTlsServer({ allowHalfOpen: true, ...tlsServerOptions(tls) });
     const server = new RespServer(netServer, options);
-    netServer.on("connection", (socket) => server.accept(socket));
+    if (tls === undefined) {
+      netServer.on("connection", (socket: Socket) => server.accept(socket));
+    } else {
+      netServer.on("secureConnection", (socket: TLSSocket) => server.accept(socket));
+      netServer.on("tlsClientError", (error: Error, socket: TLSSocket) => {
+        // Debug only: any client that can reach the port could otherwise fill the log.
+        server.logger.debug({ remote: socket.remoteAddress, reason: error.message }, "refused a RESP connection: TLS handshake failed");
+      });
+      const stopFollowing = tls.onReload((pems) => (netServer as ReturnType<typeof createTlsServer>).setSecureContext(secureOptions(pems)));
+      netServer.once("close", stopFollowing);
+    }
     await new Promise<void>((resolve, reject) => {
       netServer.once("error", reject);
       netServer.listen(options.listen.port, options.listen.host, () => {
@@ -69,7 +87,7 @@ export class RespServer implements RespServerInfo {
       });
     });
     netServer.on("error", (error) => server.logger.error({ err: error }, "RESP server error"));
-    server.logger.info({ address: server.address(), authRequired: server.passwordDigest !== null }, "listening for RESP clients");
+    server.logger.info({ address: server.address(), authRequired: server.passwordDigest !== null, tls: tls !== undefined, clientCertificateRequired: tls?.verifiesPeer ?? false }, "listening for RESP clients");
     return server;
   }
 
