@@ -1,5 +1,7 @@
 // The subcommands that administer a running cluster over one node's HTTP API: `status`,
 // `members list|add|promote|remove` and `transfer-leader`. The node forwards changes to the leader.
+import { readFileSync } from "node:fs";
+import { type AdminTls, sendAdminRequest } from "./admin-http.js";
 import { ConfigError, envName, formatAddress, idRule, isValidId, parseAddress } from "./config.js";
 
 /** How long a read (`status`, `members list`) may take before the command gives up. */
@@ -37,7 +39,9 @@ export const clientUsage = `  raftlock status [--http host:port]              ev
   raftlock members remove <id>                    take a voter or learner out (then stop its process)
   raftlock transfer-leader <id>                   hand leadership to voter <id>
     --http defaults to $${envName("http")}, else ${httpDefault}; with $${envName("auth-password")} set,
-    requests carry it as Authorization: Bearer`;
+    requests carry it as Authorization: Bearer
+    a node with --client-tls-*: --http https://host:port --tls-ca <ca.pem> (or $${envName("tls-ca")}); when it
+    also has --client-tls-ca, add --tls-cert <cert.pem> --tls-key <key.pem> (or $${envName("tls-cert")}, $${envName("tls-key")})`;
 
 interface ParsedArguments {
   readonly target: Target;
@@ -49,21 +53,30 @@ interface Target {
   readonly display: string;
   readonly baseUrl: string;
   readonly password: string | undefined;
+  /** Set for `https://`: what the request trusts and presents. */
+  readonly tls: AdminTls | undefined;
 }
+
+/** The options that take a value; each also comes from RAFTLOCK_<OPTION>. */
+const valueOptions = ["http", "tls-ca", "tls-cert", "tls-key"] as const;
+type ValueOption = (typeof valueOptions)[number];
 
 /** `--http` anywhere among exactly `names.length` positional arguments; anything else is a usage error. */
 function parseArguments(argv: readonly string[], env: NodeJS.ProcessEnv, names: readonly string[], synopsis: string): ParsedArguments {
-  let http = env[envName("http")] ?? httpDefault;
+  const values = new Map<ValueOption, string>();
+  for (const option of valueOptions) {
+    const fromEnv = env[envName(option)];
+    if (fromEnv !== undefined && fromEnv !== "") values.set(option, fromEnv);
+  }
   const positional: string[] = [];
   const usageError = (problem: string): ConfigError => new ConfigError(`${problem}; usage: raftlock ${synopsis} [--http host:port]`);
   for (let index = 0; index < argv.length; index++) {
     const word = argv[index]!;
-    if (word === "--http") {
-      const value = argv[++index];
-      if (value === undefined) throw usageError("--http needs a host:port");
-      http = value;
-    } else if (word.startsWith("--http=")) {
-      http = word.slice("--http=".length);
+    const option = valueOptions.find((name) => word === `--${name}` || word.startsWith(`--${name}=`));
+    if (option !== undefined) {
+      const value = word.includes("=") ? word.slice(word.indexOf("=") + 1) : argv[++index];
+      if (value === undefined) throw usageError(option === "http" ? "--http needs a host:port" : `--${option} needs a file`);
+      values.set(option, value);
     } else if (word.startsWith("-")) {
       throw usageError(`unknown option "${word}"`);
     } else {
@@ -73,10 +86,29 @@ function parseArguments(argv: readonly string[], env: NodeJS.ProcessEnv, names: 
   if (positional.length !== names.length) {
     throw usageError(positional.length < names.length ? `missing <${names[positional.length]}>` : `unexpected argument "${positional[names.length]}"`);
   }
-  const address = parseAddress("http", http);
+  const http = values.get("http") ?? httpDefault;
+  const scheme = /^(https?):\/\//.exec(http)?.[1] ?? (values.has("tls-ca") ? "https" : "http");
+  const address = parseAddress("http", http.replace(/^https?:\/\//, "").replace(/\/$/, ""));
   const display = formatAddress(address);
   const password = env[envName("auth-password")];
-  return { target: { display, baseUrl: `http://${display}`, password: password === "" ? undefined : password }, positional };
+  const tls = scheme === "https" ? adminTls(values) : undefined;
+  return { target: { display, baseUrl: `${scheme}://${display}`, password: password === "" ? undefined : password, tls }, positional };
+}
+
+/** The files of --tls-ca, --tls-cert and --tls-key, read now so that a wrong path is a usage error. */
+function adminTls(values: ReadonlyMap<ValueOption, string>): AdminTls {
+  if (values.has("tls-cert") !== values.has("tls-key")) throw new ConfigError("--tls-cert and --tls-key go together: give both (for a node with --client-tls-ca) or neither");
+  const read = (option: "tls-ca" | "tls-cert" | "tls-key"): Buffer | undefined => {
+    const file = values.get(option);
+    if (file === undefined) return undefined;
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new ConfigError(`cannot read --${option} ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); check the path`);
+    }
+  };
+  const [ca, cert, key] = [read("tls-ca"), read("tls-cert"), read("tls-key")];
+  return { ...(ca === undefined ? {} : { ca }), ...(cert === undefined ? {} : { cert }), ...(key === undefined ? {} : { key }) };
 }
 
 function checkedId(value: string): string {
@@ -103,18 +135,19 @@ async function request<T>(target: Target, method: string, path: string, body: un
   const headers: Record<string, string> = {};
   if (body !== undefined) headers["content-type"] = "application/json";
   if (target.password !== undefined) headers.authorization = `Bearer ${target.password}`;
-  let response: Response;
+  let response: { status: number; ok: boolean };
   let text: string;
   try {
-    response = await fetch(`${target.baseUrl}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }), signal: AbortSignal.timeout(timeoutMs) });
-    text = await response.text();
+    const reply = await sendAdminRequest(new URL(`${target.baseUrl}${path}`), method, headers, body === undefined ? undefined : JSON.stringify(body), timeoutMs, target.tls);
+    response = { status: reply.status, ok: reply.status >= 200 && reply.status < 300 };
+    text = reply.text;
   } catch (error) {
     if (error instanceof Error && error.name === "TimeoutError") {
       const outcome = method === "GET" ? "" : "; the change may still take effect: check with raftlock members list";
       throw new RequestFailedError(`${target.display} did not answer ${method} ${path} within ${timeoutMs / 1000} s${outcome}`);
     }
-    const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
-    throw new RequestFailedError(`could not reach a raftlock node at ${target.display} (${cause}); is it running, and is --http its --http-listen address?`);
+    const cause = error instanceof Error ? error.message : String(error);
+    throw new RequestFailedError(`could not reach a raftlock node at ${target.display} (${cause}); is it running, and is --http its --http-listen address?${tlsHint(target, cause)}`);
   }
   let parsed: unknown;
   try {
@@ -128,6 +161,15 @@ async function request<T>(target: Target, method: string, path: string, body: un
     throw new RequestFailedError(`${target.display} refused: ${message} (${code ?? `HTTP ${response.status}`})${hint}`, code);
   }
   return parsed as T;
+}
+
+/** What to change when a failure looks like a TLS mismatch; empty otherwise. */
+function tlsHint(target: Target, cause: string): string {
+  if (target.tls === undefined) return /socket hang up|ECONNRESET/.test(cause) ? ` If the node has --client-tls-*, use --http https://${target.display} with --tls-ca.` : "";
+  if (/wrong version number|packet length too long/i.test(cause)) return ` It does not seem to speak HTTPS: use --http http://${target.display}.`;
+  if (/certificate|self.signed|unable to/i.test(cause)) return " Give --tls-ca the CA that issued the node's --client-tls-cert (and --tls-cert/--tls-key if it has --client-tls-ca).";
+  if (/alert|socket hang up|ECONNRESET/.test(cause)) return " If the node has --client-tls-ca, give --tls-cert and --tls-key issued by that CA.";
+  return "";
 }
 
 /** Rows of cells, columns padded to their widest cell. */

@@ -136,7 +136,15 @@ describe("raftlock members", () => {
     expect(await usage(["members", "rename", "n4"])).toMatch(/^unknown subcommand "members rename"; one of list, add, promote, remove/);
     expect(await usage(["members"])).toMatch(/^raftlock members needs a subcommand/);
     expect(await usage(["transfer-leader", "--http", "nowhere"])).toBe("missing <id>; usage: raftlock transfer-leader <id> [--http host:port]");
+    expect(await usage(["status", "--http", `https://${http}`, "--tls-cert", "client.pem"])).toMatch(/^--tls-cert and --tls-key go together/);
+    expect(await usage(["status", "--http", http, "--tls-ca", "/nonexistent/ca.pem"])).toMatch(/^cannot read --tls-ca \/nonexistent\/ca\.pem \(ENOENT\)/);
     expect(requests).toEqual([]);
+  });
+
+  it("--http http:// and RAFTLOCK_HTTP with a scheme reach the same plain node", async () => {
+    expect(await run(["members", "list", "--http", `http://${http}`])).toMatch(/^ID +ROLE/);
+    expect(await run(["members", "list"], { RAFTLOCK_HTTP: `http://${http}/` })).toMatch(/^ID +ROLE/);
+    expect(requests).toHaveLength(2);
   });
 
   it("an unreachable node is a failed request, not a usage error", async () => {
