@@ -85,6 +85,7 @@ describe("peer streams over mutual TLS", () => {
     await Promise.all(nodes.map((node) => node.start()));
     await waitFor("n2 logs the refusal", () => nodes[1]!.logsMatching(/refused a peer connection/).length > 0);
     expect(reasonsOf(nodes[1]!, /refused a peer connection/)[0]).toMatch(/does not speak TLS/);
+    await waitFor("n1 logs the failed dial", () => nodes[0]!.logsMatching(/cannot reach peer/).length > 0);
     expect(reasonsOf(nodes[0]!, /cannot reach peer/)[0]).toMatch(/this node needs them too/);
     await holdsFor("no stream between n1 and n2", () => nodes[0]!.live.connectedPeers().length === 0, refusedWatchMs);
   });
