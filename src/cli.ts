@@ -21,7 +21,6 @@ import { fsmLimitsDefaults, ttlMsMinFor } from "./fsm/limits.js";
 import { CoordinationService } from "./node/coordination-service.js";
 import { joinAndPromote } from "./node/join.js";
 import { StorageCorruptError } from "./storage/storage.js";
-import { setProcessPeerTls } from "./transport/peer-tls.js";
 import { ReloadableTls, reloadAll, TlsFileError } from "./tls.js";
 
 const usage = `usage:
@@ -54,9 +53,7 @@ async function start(argv: string[]): Promise<void> {
   const metrics = new NodeMetrics();
   const peerTls = loadTls("peer-tls", config.peerTls);
   const clientTls = loadTls("client-tls", config.clientTls);
-  // RaftNode.start builds its transport's options itself; this is how the peer TLS material reaches it.
-  setProcessPeerTls(peerTls);
-  const node = await RaftNode.start(config, logger, fsm, metrics);
+  const node = await RaftNode.start(config, logger, fsm, metrics, peerTls);
   const service = new CoordinationService(node, fsm, logger, metrics);
   const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, config.authPassword, metrics), config.httpListen, clientTls);
   metrics.countConnections("http", () => new Promise((resolve) => server.getConnections((error, count) => resolve(error === null ? count : 0))));

@@ -5,6 +5,7 @@ import { formatAddress, type NodeConfig } from "../config.js";
 import { type ConfigChange, isMember } from "../raft/cluster-config.js";
 import { raftConfigDefaults } from "../raft/config.js";
 import { firstSnapshotAfterEntries } from "./snapshot-schedule.js";
+import type { ReloadableTls } from "../tls.js";
 import { Raft } from "../raft/raft.js";
 import { type ClusterConfig, type Entry, EntryType, type Message, type NodeId, type ProposeResult, type Ready, Role, type Snapshot, type SoftState } from "../raft/types.js";
 import type { NodeMetrics, RaftGauges } from "../metrics.js";
@@ -160,7 +161,8 @@ export class RaftNode {
   }
 
   /** Opens storage, recovers, joins the peers and starts ticking. */
-  static async start(config: NodeConfig, logger: Logger, stateMachine: StateMachine, metrics?: NodeMetrics): Promise<RaftNode> {
+  /** Opens storage, recovers, and joins the peer network (over mutual TLS with `peerTls`). */
+  static async start(config: NodeConfig, logger: Logger, stateMachine: StateMachine, metrics?: NodeMetrics, peerTls?: ReloadableTls): Promise<RaftNode> {
     const { storage, recovered, repairedTail } = await Storage.open({ dir: config.dataDir });
     if (repairedTail !== null) {
       logger.warn({ file: repairedTail.file, bytesCut: repairedTail.bytesCut }, "cut a torn tail off the write-ahead log");
@@ -176,6 +178,7 @@ export class RaftNode {
       listen: config.peerListen,
       peers,
       ...(config.clusterToken === undefined ? {} : { clusterToken: config.clusterToken }),
+      ...(peerTls === undefined ? {} : { tls: peerTls }),
       logger,
       onMessage: (message) => {
         node.observeHeartbeatAnswer(message);

@@ -23,21 +23,6 @@ export const tlsRefusalLogIntervalMs = 1_000;
 /** First byte of a TLS record carrying a handshake (a ClientHello, when it opens a connection). */
 const tlsHandshakeRecordByte = 0x16;
 
-let processPeerTls: ReloadableTls | undefined;
-
-/**
- * The peer TLS material of this process, for transports whose options name none. RaftNode.start
- * (node.ts) builds the transport's options itself, so `raftlock start` hands the material over here.
- */
-export function setProcessPeerTls(tls: ReloadableTls | undefined): void {
-  processPeerTls = tls;
-}
-
-/** The material set by setProcessPeerTls, if any. */
-export function processPeerTlsOrUndefined(): ReloadableTls | undefined {
-  return processPeerTls;
-}
-
 /** Options for ws (passed on to tls.connect) that present our certificate and verify the peer's chain. */
 export function dialTlsOptions(tls: ReloadableTls): ConnectionOptions {
   return {

@@ -29,7 +29,7 @@ import { PeerUnavailableError } from "./errors.js";
 import { type AcceptorIdentity, dialsTo, refusalReason, welcomeMismatch } from "./handshake.js";
 import { reconnectDelayMs, resolveLimits, type TransportLimits } from "./limits.js";
 import { peerPath, peerProblems, peerUrl, validateOptions } from "./options.js";
-import { createPeerServer, dialTlsOptions, explainDialError, processPeerTlsOrUndefined, refusedPeerCertificate, TlsRefusals } from "./peer-tls.js";
+import { createPeerServer, dialTlsOptions, explainDialError, refusedPeerCertificate, TlsRefusals } from "./peer-tls.js";
 import { type ReloadableTls, secureOptions } from "../tls.js";
 import { type LinkContext, PeerLink } from "./peer-link.js";
 
@@ -54,7 +54,7 @@ export interface TransportOptions {
   clusterToken?: string;
   /**
    * Mutual TLS (peer-tls.ts): listen with HTTPS and dial `wss`, each side presenting a certificate that must
-   * chain to the CA. Absent: the material given to setProcessPeerTls, else plain `ws`.
+   * chain to the CA. Absent: plain `ws`.
    */
   tls?: ReloadableTls;
   logger: Logger;
@@ -108,7 +108,7 @@ export class Transport {
     this.identity = { nodeId: options.nodeId, clusterId: options.clusterId, clusterToken: options.clusterToken };
     this.linkContext = this.createLinkContext();
     for (const peerId of this.addresses.keys()) this.links.set(peerId, new PeerLink(peerId, this.linkContext));
-    this.tls = options.tls ?? processPeerTlsOrUndefined();
+    this.tls = options.tls;
     this.httpServer = createPeerServer(this.tls, (_request, response) => {
       response.writeHead(426, { "content-type": "text/plain" }).end("raftlock peer port: WebSocket connections only\n");
     });
