@@ -24,7 +24,7 @@ export type ForwardedRequest =
 export class NodeError extends Error {
   override name = "NodeError";
   constructor(
-    /** LEADERLOST: the stream to the leader closed with the request in flight; its outcome is unknown. */
+    /** LEADERLOST: the stream to the leader closed, or another leader took over, with the request in flight; its outcome is unknown. */
     readonly code:
       | "NOLEADER"
       | "LEADERLOST"

@@ -221,9 +221,8 @@ export class RaftNode {
     if (this.stopping) throw new NodeError("SHUTTINGDOWN", "this node is shutting down; retry on another node");
     const leaderId = await this.waitForLeader();
     if (leaderId === this.config.id) return this.proposeLocally(data);
-    const transport = this.transport!;
     try {
-      const reply = await transport.request(leaderId, encodeRequest({ kind: RequestKind.Propose, data }), this.config.commitTimeoutMs);
+      const reply = await this.requestWhileLeading(leaderId, encodeRequest({ kind: RequestKind.Propose, data }), this.config.commitTimeoutMs);
       return decodeProposalReply(reply);
     } catch (error) {
       if (error instanceof NodeError) throw error;
@@ -246,7 +245,7 @@ export class RaftNode {
       readIndex = await this.readIndexLocally();
     } else {
       try {
-        const reply = await this.transport!.request(leaderId, encodeRequest({ kind: RequestKind.ReadIndex }), readTimeoutMs);
+        const reply = await this.requestWhileLeading(leaderId, encodeRequest({ kind: RequestKind.ReadIndex }), readTimeoutMs);
         readIndex = decodeJsonReply<{ index: number }>(reply).index;
       } catch (error) {
         if (error instanceof NodeError) throw error;
@@ -255,6 +254,33 @@ export class RaftNode {
     }
     await this.appliedUpTo(readIndex);
     return query(this.stateMachine);
+  }
+
+  /**
+   * A request to `leaderId` that fails with LEADERLOST as soon as this node knows another leader, or none:
+   * behind a silent partition the stream to a deposed leader stays open, and the request would wait out
+   * its whole timeout (10 s for a proposal) although a new leader was elected in about an election
+   * timeout. The outcome is unknown (the old leader may have replicated it); callers retry where safe.
+   */
+  private requestWhileLeading(leaderId: NodeId, payload: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    const request = this.transport!.request(leaderId, payload, timeoutMs);
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const stopWatching = this.onSoftStateChange((soft) => {
+        if (soft.leaderId === leaderId) return;
+        stopWatching();
+        reject(new NodeError("LEADERLOST", `the leader changed from ${leaderId} to ${soft.leaderId ?? "none"} with the request in flight; outcome unknown`));
+      });
+      request.then(
+        (reply) => {
+          stopWatching();
+          resolve(reply);
+        },
+        (error: unknown) => {
+          stopWatching();
+          reject(error);
+        },
+      );
+    });
   }
 
   /** Calls `listener` whenever this node's role, known leader or term changes; returns how to stop. */
@@ -328,7 +354,7 @@ export class RaftNode {
     assert(handler !== null, "requestLeader before setLeaderRequestHandler");
     if (leaderId === this.config.id) return handler(data);
     try {
-      return decodeBytesReply(await this.transport!.request(leaderId, encodeRequest({ kind: RequestKind.Leader, data }), readTimeoutMs));
+      return decodeBytesReply(await this.requestWhileLeading(leaderId, encodeRequest({ kind: RequestKind.Leader, data }), readTimeoutMs));
     } catch (error) {
       if (error instanceof NodeError) throw error;
       throw new NodeError("NOLEADER", "the leader did not answer; retry");

@@ -166,6 +166,29 @@ describe("a real 3-node cluster", { timeout: e2eTimeoutMs }, () => {
     expect(cluster.node(leader.id).output).toContain("handed leadership over before stopping");
   });
 
+  it("an acquire a follower forwarded to a leader that then went silent is answered by the next leader, not after the commit timeout", async () => {
+    const commitTimeoutMs = 10_000;
+    cluster = await E2eCluster.start(3, [...fastTimeouts, "--commit-timeout-ms", String(commitTimeoutMs)]);
+    const leader = await cluster.leader();
+    const follower = [...cluster.nodes.keys()].find((id) => id !== leader.id)!;
+    await waitFor(async () => (await cluster!.get(follower, "/readyz")).status === 200, 10_000, "the follower ready");
+    // SIGSTOP is a silent partition: the leader's sockets stay open, so nothing tells the follower that
+    // the request it forwards now will never be answered; only the election of a new leader does.
+    const paused = cluster.node(leader.id).process!;
+    paused.kill("SIGSTOP");
+    try {
+      const startedMs = performance.now();
+      const reply = await cluster.post<{ token: number }>(follower, "/v1/locks/forwarded-into-silence/acquire", { owner: "a", ttlMs: 30_000 });
+      const tookMs = performance.now() - startedMs;
+      expect(reply.status).toBe(200);
+      expect(reply.body.token).toBeGreaterThan(0);
+      // A new leader takes an election timeout or two (300-600 ms here), far below the commit timeout.
+      expect(tookMs).toBeLessThan(commitTimeoutMs / 2);
+    } finally {
+      paused.kill("SIGCONT");
+    }
+  });
+
   it("a node with a corrupt log refuses to start and says which file and byte are bad", async () => {
     cluster = await E2eCluster.start(3);
     const leader = await cluster.leader();
