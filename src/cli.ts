@@ -5,12 +5,7 @@ import { pino } from "pino";
 import pretty from "pino-pretty";
 import { bearerMatches, createHttpApp, listenHttp } from "./api/http/server.js";
 import { attachWatchSocket } from "./api/http/watch-socket.js";
-import { mergeCommandTables } from "./api/resp/command-table.js";
-import { coordinationCommandTable } from "./api/resp/coordination-commands.js";
-import { genericCommands } from "./api/resp/generic-commands.js";
-import { memberCommandTable } from "./api/resp/member-commands.js";
-import { pubsubCommandTable } from "./api/resp/pubsub-commands.js";
-import { scriptCommandTable } from "./api/resp/scripts.js";
+import { nodeCommandTable } from "./api/resp/node-commands.js";
 import { RespServer } from "./api/resp/server.js";
 import { clientCommands, clientUsage, RequestFailedError } from "./cli-admin.js";
 import { ConfigError, envName, type NodeConfig, parseStartConfig, startFlags } from "./config.js";
@@ -65,13 +60,7 @@ async function start(argv: string[]): Promise<void> {
       : await RespServer.start({
           listen: config.respListen,
           logger,
-          commands: mergeCommandTables(
-            genericCommands,
-            coordinationCommandTable(service, fsm, node),
-            memberCommandTable(node),
-            pubsubCommandTable(fsm),
-            scriptCommandTable(service),
-          ),
+          commands: nodeCommandTable(service, fsm, node),
           ...(password === undefined ? {} : { authPassword: password }),
           ...(clientTls === undefined ? {} : { tls: clientTls }),
           metrics,

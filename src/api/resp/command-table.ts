@@ -20,6 +20,13 @@ export type CommandFlag =
   | "no_multi"
   | "allow_busy";
 
+/**
+ * Whether a connection authenticated with the read-only password may run a command: "read" commands
+ * observe state or only change the connection's own settings; "write" commands change replicated state or
+ * the cluster and are refused to it with `-NOPERM`.
+ */
+export type CommandAccess = "read" | "write";
+
 export type CommandHandler = (ctx: CommandContext, args: readonly Buffer[]) => Reply | Promise<Reply>;
 
 export interface CommandSpec {
@@ -36,6 +43,11 @@ export interface CommandSpec {
   /** Lower-cased subcommand name to spec (`CLIENT SETNAME`, `COMMAND DOCS`). */
   readonly subcommands?: CommandTable;
   readonly flags?: readonly CommandFlag[];
+  /**
+   * Required of every command and subcommand, so that a new one is classified when it is written (a
+   * container's own value applies only to its own handler).
+   */
+  readonly access: CommandAccess;
   /**
    * Allowed while a RESP2 connection is subscribed, when Redis allows only (P)SUBSCRIBE, (P)UNSUBSCRIBE,
    * PING, QUIT and RESET: a RESP2 client in that mode reads every array as a pub/sub message.
@@ -76,12 +88,15 @@ export interface CommandContext {
   /** True when no password is required or the client has authenticated. */
   readonly authenticated: boolean;
   readonly authRequired: boolean;
+  /** False once the connection authenticated with the read-only password: "write" commands are refused. */
+  readonly mayWrite: boolean;
   /**
    * Checks a username and password as Redis's AUTH does (one user, "default"), in constant time; on
-   * success the connection is authenticated. Without a configured password any password of "default"
-   * succeeds (Redis's `nopass`).
+   * success the connection is authenticated (read-only with the read-only password) and the result is
+   * null, otherwise it is the error to answer: a wrong password, or too many failures from this address.
+   * Without a configured password any password of "default" succeeds (Redis's `nopass`).
    */
-  authenticate(username: string, password: Buffer): boolean;
+  authenticate(username: string, password: Buffer): Reply | null;
   /**
    * The channels and patterns this connection is subscribed to, owned by the pub/sub commands. While it is
    * not empty the idle timeout does not apply, and a RESP2 connection may only run commands
@@ -135,6 +150,9 @@ export function validateCommandTable(table: CommandTable, prefix = ""): void {
     const minimum = prefix === "" ? 1 : 2;
     if (!Number.isSafeInteger(spec.arity) || Math.abs(spec.arity) < minimum) {
       throw new Error(`RESP command '${fullName}' has arity ${spec.arity}; it must count the command name${prefix === "" ? "" : " and the subcommand"}`);
+    }
+    if (spec.access !== "read" && spec.access !== "write") {
+      throw new Error(`RESP command '${fullName}' must say whether a read-only connection may run it (access "read" or "write")`);
     }
     if (spec.handler === undefined && (spec.subcommands === undefined || spec.arity > -2)) {
       throw new Error(`RESP command '${fullName}' has no handler, so it needs subcommands and an arity of -2 or less`);

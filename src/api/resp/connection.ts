@@ -3,13 +3,13 @@
 // pauses while too many replies are pending or too many reply bytes wait for the socket, so a client
 // that pipelines without reading is slowed down by TCP instead of growing our memory.
 
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { Socket } from "node:net";
 import type { Logger } from "pino";
 import { assert } from "../../util/assert.js";
+import { type AuthFailureLimiter, type ClientAccess, type ClientCredentials, tooManyFailuresMessage } from "../auth.js";
 import { argument, type CommandContext, type RespServerInfo } from "./command-table.js";
 import type { RespLimits } from "./limits.js";
-import { err, type Reply, type RespProtocol } from "./reply.js";
+import { err, errorReply, type Reply, type RespProtocol } from "./reply.js";
 import { RequestReader, RespProtocolError } from "./request-reader.js";
 import { encodeReply } from "./writer.js";
 
@@ -19,6 +19,9 @@ import { encodeReply } from "./writer.js";
  * reset, which can destroy our last reply before the client reads it.
  */
 export const closeLingerMs = 2_000;
+
+/** Redis's answer to a wrong username or password. */
+export const wrongPasswordReply = errorReply("WRONGPASS", "invalid username-password pair or user is disabled.");
 
 /** One reply to come, in request order. `bytes` is null while its handler is still running. */
 interface ReplySlot {
@@ -31,8 +34,10 @@ export interface ConnectionOptions {
   readonly clientId: number;
   readonly limits: RespLimits;
   readonly server: RespServerInfo;
-  /** SHA-256 of the configured password; null when none is required. */
-  readonly passwordDigest: Buffer | null;
+  /** The passwords clients present; null when none is required. */
+  readonly credentials: ClientCredentials | null;
+  /** Shared by the server's connections: failures count per client address, not per connection. */
+  readonly authLimiter: AuthFailureLimiter | null;
   readonly execute: (ctx: CommandContext, args: readonly Buffer[]) => Reply | Promise<Reply>;
   readonly logger: Logger;
 }
@@ -48,7 +53,10 @@ export class RespConnection implements CommandContext {
   readonly subscriptions = new Set<string>();
   readonly server: RespServerInfo;
 
-  private hasAuthenticated = false;
+  /** What the client authenticated as; null until it has. */
+  private access: ClientAccess | null = null;
+  /** The client's IP address without the port: what failed authentication is counted by. */
+  private readonly remoteHost: string;
   private readonly reader: RequestReader;
   private readonly slots: ReplySlot[] = [];
   /** The slot of the request whose handler is running synchronously right now (for closeAfterReply). */
@@ -73,7 +81,8 @@ export class RespConnection implements CommandContext {
   ) {
     this.clientId = options.clientId;
     this.server = options.server;
-    this.remoteAddress = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
+    this.remoteHost = socket.remoteAddress ?? "?";
+    this.remoteAddress = `${this.remoteHost}:${socket.remotePort ?? "?"}`;
     this.logger = options.logger.child({ clientId: this.clientId, remote: this.remoteAddress });
     this.reader = new RequestReader(options.limits, () => this.authenticated);
     socket.setNoDelay(true);
@@ -88,29 +97,32 @@ export class RespConnection implements CommandContext {
   }
 
   get authRequired(): boolean {
-    return this.options.passwordDigest !== null;
+    return this.options.credentials !== null;
   }
-
-  /** Whether this connection's first refused AUTH was logged already. */
-  private authFailureLogged = false;
 
   get authenticated(): boolean {
-    return !this.authRequired || this.hasAuthenticated;
+    return !this.authRequired || this.access !== null;
   }
 
-  authenticate(username: string, password: Buffer): boolean {
-    const digest = this.options.passwordDigest;
-    // Without a password the default user is Redis's `nopass`: any password is right. Digests of equal
-    // length let timingSafeEqual compare passwords of any length without revealing where they differ.
-    const passwordMatches = digest === null || timingSafeEqual(createHash("sha256").update(password).digest(), digest);
-    const matches = username === "default" && passwordMatches;
-    if (matches) this.hasAuthenticated = true;
-    else if (!this.authFailureLogged) {
-      // Once per connection: a client retrying a wrong password must not flood the log. Never the password.
-      this.authFailureLogged = true;
-      this.logger.warn({ username }, "refused a RESP client's authentication (wrong username or password)");
+  get mayWrite(): boolean {
+    return this.access !== "read-only";
+  }
+
+  authenticate(username: string, password: Buffer): Reply | null {
+    const { credentials, authLimiter } = this.options;
+    // Without a password the default user is Redis's `nopass`: any password is right.
+    if (credentials === null) return username === "default" ? null : wrongPasswordReply;
+    // Checked before the password, so that an address over the limit learns nothing from its guesses.
+    const retryAfterSeconds = authLimiter?.retryAfterSeconds(this.remoteHost) ?? 0;
+    if (retryAfterSeconds > 0) return err(tooManyFailuresMessage(this.remoteHost, retryAfterSeconds, "AUTH"));
+    const access = credentials.check(password);
+    if (username !== "default" || access === null) {
+      // Logged by the limiter, per address and at most once a minute; never the password.
+      authLimiter?.recordFailure(this.remoteHost);
+      return wrongPasswordReply;
     }
-    return matches;
+    this.access = access;
+    return null;
   }
 
   push(reply: Reply): void {

@@ -4,7 +4,7 @@ import type { CoordinationStateMachine } from "../../fsm/coordination.js";
 import { type Consistency, CoordinationError, type CoordinationService, waitMsMax } from "../../node/coordination-service.js";
 import type { RaftNode } from "../../node/node.js";
 import { NodeError } from "../../node/forwarding.js";
-import { argument, type CommandContext, type CommandHandler, type CommandSpec, type CommandTable, parseIntegerArgument } from "./command-table.js";
+import { argument, type CommandAccess, type CommandContext, type CommandHandler, type CommandSpec, type CommandTable, parseIntegerArgument } from "./command-table.js";
 import { array, bulk, bulkOrNull, integer, map, nullArray, nullBulk, ok, type Reply, RespError } from "./reply.js";
 
 /** Each connection's read mode: `READONLY` / `CONSISTENCY serializable` answer reads from local state. */
@@ -82,12 +82,18 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
       removeHook();
     }
   };
-  const command = (arity: number, summary: string, handler: CommandHandler): CommandSpec => ({ arity, summary, group: "raftlock", handler: translated(handler, node.config.commitTimeoutMs) });
+  const command = (arity: number, access: CommandAccess, summary: string, handler: CommandHandler): CommandSpec => ({
+    arity,
+    access,
+    summary,
+    group: "raftlock",
+    handler: translated(handler, node.config.commitTimeoutMs),
+  });
 
   const table = new Map<string, CommandSpec>([
     [
       "lock.acquire",
-      command(-4, "LOCK.ACQUIRE name owner ttl-ms [WAIT ms] [SESSION id]: a fencing token, or nil", async (ctx, args) => {
+      command(-4, "write", "LOCK.ACQUIRE name owner ttl-ms [WAIT ms] [SESSION id]: a fencing token, or nil", async (ctx, args) => {
         const extra = options(args, 4, ["WAIT", "SESSION"], "lock.acquire");
         const waitAt = extra.get("WAIT");
         const sessionAt = extra.get("SESSION");
@@ -98,14 +104,14 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
         return grant === null ? nullBulk : integer(grant.token);
       }),
     ],
-    ["lock.release", command(3, "LOCK.RELEASE name owner: 1 released, 0 not held by owner", async (_ctx, args) => integer((await service.releaseLock(text(args, 1), text(args, 2))) ? 1 : 0))],
+    ["lock.release", command(3, "write", "LOCK.RELEASE name owner: 1 released, 0 not held by owner", async (_ctx, args) => integer((await service.releaseLock(text(args, 1), text(args, 2))) ? 1 : 0))],
     [
       "lock.refresh",
-      command(4, "LOCK.REFRESH name owner ttl-ms: 1 refreshed, 0 not held by owner", async (_ctx, args) => integer((await service.refreshLock(text(args, 1), text(args, 2), ttlOf(args, 3))) ? 1 : 0)),
+      command(4, "write", "LOCK.REFRESH name owner ttl-ms: 1 refreshed, 0 not held by owner", async (_ctx, args) => integer((await service.refreshLock(text(args, 1), text(args, 2), ttlOf(args, 3))) ? 1 : 0)),
     ],
     [
       "lock.info",
-      command(2, "LOCK.INFO name: owner, token, ttl-ms, session, waiters; nil when free", async (ctx, args) => {
+      command(2, "read", "LOCK.INFO name: owner, token, ttl-ms, session, waiters; nil when free", async (ctx, args) => {
         const info = await service.lockInfo(text(args, 1), consistencyOf(ctx));
         if (info === undefined) return nullArray;
         return map([
@@ -119,22 +125,22 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
     ],
     [
       "fence.check",
-      command(3, "FENCE.CHECK name token: 1 if token is the lock's current grant", async (ctx, args) =>
+      command(3, "read", "FENCE.CHECK name token: 1 if token is the lock's current grant", async (ctx, args) =>
         integer((await service.fenceCheck(text(args, 1), nonNegativeInteger(args, 2, "token"), consistencyOf(ctx))) ? 1 : 0),
       ),
     ],
     [
       "session.open",
-      command(-2, "SESSION.OPEN ttl-ms [LABEL text]: a session id", async (_ctx, args) => {
+      command(-2, "write", "SESSION.OPEN ttl-ms [LABEL text]: a session id", async (_ctx, args) => {
         const labelAt = options(args, 2, ["LABEL"], "session.open").get("LABEL");
         return integer(await service.openSession(ttlOf(args, 1), labelAt === undefined ? undefined : text(args, labelAt)));
       }),
     ],
-    ["session.keepalive", command(2, "SESSION.KEEPALIVE id: remaining ms", async (_ctx, args) => integer(Math.round(await service.keepalive(nonNegativeInteger(args, 1, "session id")))))],
-    ["session.close", command(2, "SESSION.CLOSE id: 1 closed, 0 unknown", async (_ctx, args) => integer((await service.closeSession(nonNegativeInteger(args, 1, "session id"))) ? 1 : 0))],
+    ["session.keepalive", command(2, "write", "SESSION.KEEPALIVE id: remaining ms", async (_ctx, args) => integer(Math.round(await service.keepalive(nonNegativeInteger(args, 1, "session id")))))],
+    ["session.close", command(2, "write", "SESSION.CLOSE id: 1 closed, 0 unknown", async (_ctx, args) => integer((await service.closeSession(nonNegativeInteger(args, 1, "session id"))) ? 1 : 0))],
     [
       "elect.campaign",
-      command(-4, "ELECT.CAMPAIGN election candidate ttl-ms [WAIT ms] [VALUE v] [SESSION id]: a token when leader, nil on timeout", async (ctx, args) => {
+      command(-4, "write", "ELECT.CAMPAIGN election candidate ttl-ms [WAIT ms] [VALUE v] [SESSION id]: a token when leader, nil on timeout", async (ctx, args) => {
         const extra = options(args, 4, ["WAIT", "VALUE", "SESSION"], "elect.campaign");
         const waitAt = extra.get("WAIT");
         const valueAt = extra.get("VALUE");
@@ -147,25 +153,25 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
         return grant === null ? nullBulk : integer(grant.token);
       }),
     ],
-    ["elect.proclaim", command(4, "ELECT.PROCLAIM election candidate value: 1, or 0 if not leader", async (_ctx, args) => integer((await service.proclaim(text(args, 1), text(args, 2), text(args, 3))) ? 1 : 0))],
-    ["elect.resign", command(3, "ELECT.RESIGN election candidate: 1 or 0", async (_ctx, args) => integer((await service.resign(text(args, 1), text(args, 2))) ? 1 : 0))],
+    ["elect.proclaim", command(4, "write", "ELECT.PROCLAIM election candidate value: 1, or 0 if not leader", async (_ctx, args) => integer((await service.proclaim(text(args, 1), text(args, 2), text(args, 3))) ? 1 : 0))],
+    ["elect.resign", command(3, "write", "ELECT.RESIGN election candidate: 1 or 0", async (_ctx, args) => integer((await service.resign(text(args, 1), text(args, 2))) ? 1 : 0))],
     [
       "elect.leader",
-      command(2, "ELECT.LEADER election: [candidate, value, token], or nil", async (ctx, args) => {
+      command(2, "read", "ELECT.LEADER election: [candidate, value, token], or nil", async (ctx, args) => {
         const leader = await service.electionLeader(text(args, 1), consistencyOf(ctx));
         return leader === undefined ? nullArray : array([bulk(leader.candidate), bulkOrNull(leader.value), integer(leader.token)]);
       }),
     ],
     [
       "raft.leader",
-      command(1, "RAFT.LEADER: [leaderId, term], or nil when no leader is known", () => {
+      command(1, "read", "RAFT.LEADER: [leaderId, term], or nil when no leader is known", () => {
         const leader = node.leader();
         return leader === null ? nullArray : array([bulk(leader.id), integer(leader.term)]);
       }),
     ],
     [
       "raft.status",
-      command(1, "RAFT.STATUS: id, role, term, leader, commit, applied, members", () => {
+      command(1, "read", "RAFT.STATUS: id, role, term, leader, commit, applied, members", () => {
         const status = node.localStatus();
         return map([
           ["id", bulk(status.id)],
@@ -181,7 +187,7 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
     // Redis lock compatibility (api.md): `SET key value NX PX ms` is an acquire with owner = value.
     [
       "set",
-      command(-3, "SET key value NX PX ms | NX EX s: acquire a lock (owner = value); OK or nil", async (_ctx, args) => {
+      command(-3, "write", "SET key value NX PX ms | NX EX s: acquire a lock (owner = value); OK or nil", async (_ctx, args) => {
         let nx = false;
         let ttl: number | null = null;
         for (let index = 3; index < args.length; index++) {
@@ -202,31 +208,31 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
     ],
     [
       "get",
-      command(2, "GET key: the lock's owner, or nil", async (ctx, args) => {
+      command(2, "read", "GET key: the lock's owner, or nil", async (ctx, args) => {
         const info = await service.lockInfo(text(args, 1), consistencyOf(ctx));
         return info === undefined ? nullBulk : bulk(info.owner);
       }),
     ],
     [
       "pttl",
-      command(2, "PTTL key: the lock's remaining ms, -2 when free", async (ctx, args) => {
+      command(2, "read", "PTTL key: the lock's remaining ms, -2 when free", async (ctx, args) => {
         const info = await service.lockInfo(text(args, 1), consistencyOf(ctx));
         return integer(info === undefined ? -2 : Math.max(0, Math.round(info.remainingMs ?? info.ttlMs)));
       }),
     ],
     [
       "del",
-      command(-2, "DEL key [key ...]: force-release locks (admin); how many were held", async (_ctx, args) => {
+      command(-2, "write", "DEL key [key ...]: force-release locks (admin); how many were held", async (_ctx, args) => {
         let released = 0;
         for (let index = 1; index < args.length; index++) if (await service.forceReleaseLock(text(args, index))) released++;
         return integer(released);
       }),
     ],
-    ["readonly", command(1, "READONLY: answer reads from this node's state (serializable)", (ctx) => setReadMode(ctx, "serializable"))],
-    ["readwrite", command(1, "READWRITE: linearizable reads (the default)", (ctx) => setReadMode(ctx, "linearizable"))],
+    ["readonly", command(1, "read", "READONLY: answer reads from this node's state (serializable)", (ctx) => setReadMode(ctx, "serializable"))],
+    ["readwrite", command(1, "read", "READWRITE: linearizable reads (the default)", (ctx) => setReadMode(ctx, "linearizable"))],
     [
       "consistency",
-      command(2, "CONSISTENCY linearizable|serializable: this connection's read mode", (ctx, args) => {
+      command(2, "read", "CONSISTENCY linearizable|serializable: this connection's read mode", (ctx, args) => {
         const mode = text(args, 1).toLowerCase();
         if (mode !== "linearizable" && mode !== "serializable") throw new RespError("ERR", `CONSISTENCY must be linearizable or serializable (got "${mode}")`);
         return setReadMode(ctx, mode);

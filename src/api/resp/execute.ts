@@ -1,5 +1,5 @@
-// One request to one reply: find the command, check arity, authentication and subscribed mode the way
-// Redis 7 does (in that order), run the handler, and turn what it throws into an error reply.
+// One request to one reply: find the command, check arity, authentication, permission and subscribed mode
+// the way Redis 7 does (in that order), run the handler, and turn what it throws into an error reply.
 
 import type { Logger } from "pino";
 import { AssertionError } from "../../util/assert.js";
@@ -14,6 +14,10 @@ export function executeCommand(table: CommandTable, ctx: CommandContext, args: r
   if ("error" in lookup) return lookup.error;
   const { spec, handler, fullName } = lookup;
   if (!ctx.authenticated && !(spec.flags ?? []).includes("no_auth")) return noAuthReply;
+  if (!ctx.mayWrite && spec.access === "write") {
+    // NOPERM is the code of Redis's ACL refusals, which clients already surface as a permission error.
+    return errorReply("NOPERM", `this connection authenticated with the read-only password; it may not run ${fullName.replace("|", " ").toUpperCase()}`);
+  }
   if (ctx.protocol === 2 && ctx.subscriptions.size > 0 && spec.allowedWhenSubscribed !== true) {
     return err(`Can't execute '${fullName}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`);
   }

@@ -16,10 +16,9 @@ import { array, bulk, bulkOrNull, err, errorReply, integer, map, ok, type Reply,
 /** Longest client name or library name/version a connection keeps (`CLIENT SETNAME`, `CLIENT SETINFO`). */
 export const clientAttributeBytesMax = 256;
 
-const wrongPassword = errorReply("WRONGPASS", "invalid username-password pair or user is disabled.");
-
 const ping: CommandSpec = {
   arity: -1,
+  access: "read",
   flags: ["fast"],
   allowedWhenSubscribed: true,
   summary: "Returns the server's liveliness response.",
@@ -35,6 +34,7 @@ const ping: CommandSpec = {
 
 const echo: CommandSpec = {
   arity: 2,
+  access: "read",
   flags: ["fast"],
   summary: "Returns the given string.",
   group: "connection",
@@ -43,6 +43,7 @@ const echo: CommandSpec = {
 
 const quit: CommandSpec = {
   arity: -1,
+  access: "read",
   flags: ["no_auth", "fast", "loading", "stale", "allow_busy"],
   allowedWhenSubscribed: true,
   summary: "Closes the connection.",
@@ -55,6 +56,7 @@ const quit: CommandSpec = {
 
 const auth: CommandSpec = {
   arity: -2,
+  access: "read",
   flags: ["no_auth", "fast", "loading", "stale", "noscript", "allow_busy"],
   summary: "Authenticates the connection.",
   group: "connection",
@@ -64,12 +66,13 @@ const auth: CommandSpec = {
       return err("AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
     }
     const username = args.length === 3 ? argument(args, 1).toString() : "default";
-    return ctx.authenticate(username, argument(args, args.length - 1)) ? ok : wrongPassword;
+    return ctx.authenticate(username, argument(args, args.length - 1)) ?? ok;
   },
 };
 
 const hello: CommandSpec = {
   arity: -1,
+  access: "read",
   flags: ["no_auth", "fast", "loading", "stale", "noscript", "allow_busy"],
   summary: "Handshakes with the server: protocol version, authentication, client name.",
   group: "connection",
@@ -85,7 +88,8 @@ const hello: CommandSpec = {
       const option = argument(args, index).toString();
       const argumentsLeft = args.length - 1 - index;
       if (option.toLowerCase() === "auth" && argumentsLeft >= 2) {
-        if (!ctx.authenticate(argument(args, index + 1).toString(), argument(args, index + 2))) return wrongPassword;
+        const refusal = ctx.authenticate(argument(args, index + 1).toString(), argument(args, index + 2));
+        if (refusal !== null) return refusal;
         index += 2;
       } else if (option.toLowerCase() === "setname" && argumentsLeft >= 1) {
         const failure = setClientName(ctx, argument(args, index + 1));
@@ -118,6 +122,7 @@ const hello: CommandSpec = {
 
 const select: CommandSpec = {
   arity: 2,
+  access: "read",
   flags: ["loading", "stale", "fast"],
   summary: "Changes the selected database; raftlock has only database 0.",
   group: "connection",
@@ -153,17 +158,19 @@ const subcommandsOfClient: CommandTable = new Map<string, CommandSpec>([
     "setname",
     {
       arity: 3,
+      access: "read",
       flags: ["noscript", "loading", "stale"],
       summary: "Sets the connection name.",
       handler: (ctx, args) => setClientName(ctx, argument(args, 2)) ?? ok,
     },
   ],
-  ["getname", { arity: 2, flags: ["noscript", "loading", "stale"], summary: "Returns the name of the connection.", handler: (ctx) => bulkOrNull(ctx.clientName) }],
-  ["id", { arity: 2, flags: ["noscript", "loading", "stale"], summary: "Returns the unique client ID of the connection.", handler: (ctx) => integer(ctx.clientId) }],
+  ["getname", { arity: 2, access: "read", flags: ["noscript", "loading", "stale"], summary: "Returns the name of the connection.", handler: (ctx) => bulkOrNull(ctx.clientName) }],
+  ["id", { arity: 2, access: "read", flags: ["noscript", "loading", "stale"], summary: "Returns the unique client ID of the connection.", handler: (ctx) => integer(ctx.clientId) }],
   [
     "setinfo",
     {
       arity: 4,
+      access: "read",
       flags: ["noscript", "loading", "stale", "allow_busy"],
       summary: "Sets information specific to the client or connection.",
       handler: (ctx, args) => {
@@ -184,16 +191,18 @@ const subcommandsOfClient: CommandTable = new Map<string, CommandSpec>([
     "info",
     {
       arity: 2,
+      access: "read",
       flags: ["noscript", "loading", "stale"],
       summary: "Returns information about the connection.",
       handler: (ctx) => ({ type: "verbatim", format: "txt", value: `${clientInfoLine(ctx)}\n` }),
     },
   ],
-  ["help", { arity: 2, flags: ["loading", "stale"], summary: "Returns helpful text about the different subcommands.", handler: () => clientHelp }],
+  ["help", { arity: 2, access: "read", flags: ["loading", "stale"], summary: "Returns helpful text about the different subcommands.", handler: () => clientHelp }],
 ]);
 
 const client: CommandSpec = {
   arity: -2,
+  access: "read",
   summary: "A container for client connection commands.",
   group: "connection",
   subcommands: subcommandsOfClient,

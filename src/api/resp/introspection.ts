@@ -23,12 +23,13 @@ export interface InfoSection {
 }
 
 const subcommandsOfCommand: CommandTable = new Map<string, CommandSpec>([
-  ["count", { arity: 2, flags: ["loading", "stale"], summary: "Returns a count of commands.", handler: (ctx) => integer(ctx.server.commands.size) }],
-  ["list", { arity: 2, flags: ["loading", "stale"], summary: "Returns a list of command names.", handler: (ctx) => array([...ctx.server.commands.keys()].map((name) => bulk(name))) }],
+  ["count", { arity: 2, access: "read", flags: ["loading", "stale"], summary: "Returns a count of commands.", handler: (ctx) => integer(ctx.server.commands.size) }],
+  ["list", { arity: 2, access: "read", flags: ["loading", "stale"], summary: "Returns a list of command names.", handler: (ctx) => array([...ctx.server.commands.keys()].map((name) => bulk(name))) }],
   [
     "info",
     {
       arity: -2,
+      access: "read",
       flags: ["loading", "stale"],
       summary: "Returns information about one, multiple or all commands.",
       handler: (ctx, args) => (args.length === 2 ? allCommandInfo(ctx) : array(namesIn(args).map((name) => commandInfoOrNull(ctx.server.commands, name)))),
@@ -38,6 +39,7 @@ const subcommandsOfCommand: CommandTable = new Map<string, CommandSpec>([
     "docs",
     {
       arity: -2,
+      access: "read",
       flags: ["loading", "stale"],
       summary: "Returns documentary information about one, multiple or all commands.",
       handler: (ctx, args) => {
@@ -51,12 +53,13 @@ const subcommandsOfCommand: CommandTable = new Map<string, CommandSpec>([
       },
     },
   ],
-  ["help", { arity: 2, flags: ["loading", "stale"], summary: "Returns helpful text about the different subcommands.", handler: () => commandHelp }],
+  ["help", { arity: 2, access: "read", flags: ["loading", "stale"], summary: "Returns helpful text about the different subcommands.", handler: () => commandHelp }],
 ]);
 
 /** `COMMAND [COUNT | LIST | INFO [name…] | DOCS [name…] | HELP]`. */
 export const commandCommand: CommandSpec = {
   arity: -1,
+  access: "read",
   flags: ["loading", "stale"],
   summary: "Returns detailed information about all commands.",
   group: "server",
@@ -132,6 +135,7 @@ function commandDocs(name: string, spec: CommandSpec): Reply {
 export function infoCommand(extraSections: () => readonly InfoSection[]): CommandSpec {
   return {
     arity: -1,
+    access: "read",
     flags: ["loading", "stale"],
     summary: "Returns information and statistics about the server.",
     group: "server",

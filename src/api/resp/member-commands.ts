@@ -72,6 +72,8 @@ export function memberCommandTable(node: MembershipAdmin, transferSettleMs = tra
   const command = (arity: number, flags: readonly CommandFlag[], summary: string, handler: CommandHandler): CommandSpec => ({
     arity,
     flags,
+    // The Redis flags already say it: a membership change is "write", RAFT.MEMBERS "readonly".
+    access: flags.includes("write") ? "write" : "read",
     summary,
     group: "raftlock",
     handler: translated(handler),

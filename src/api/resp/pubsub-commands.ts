@@ -79,7 +79,7 @@ export function pubsubCommandTable(fsm: CoordinationStateMachine): CommandTable 
   };
   const confirm = (kind: string, name: string | null, ctx: CommandContext): Reply =>
     push([bulk(kind), name === null ? nullBulk : bulk(name), integer(ctx.subscriptions.size)]);
-  const spec = (arity: number, summary: string, handler: CommandSpec["handler"]): CommandSpec => ({ arity, summary, group: "pubsub", allowedWhenSubscribed: true, handler });
+  const spec = (arity: number, summary: string, handler: CommandSpec["handler"]): CommandSpec => ({ arity, access: "read", summary, group: "pubsub", allowedWhenSubscribed: true, handler });
 
   return new Map<string, CommandSpec>([
     [

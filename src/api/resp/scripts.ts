@@ -3,7 +3,7 @@
 // Recognised: the classic scripts of the Redis docs, node-redlock 4's, and redis-py's `Lock`.
 import { createHash } from "node:crypto";
 import type { CoordinationService } from "../../node/coordination-service.js";
-import { argument, type CommandSpec, type CommandTable, parseIntegerArgument } from "./command-table.js";
+import { argument, type CommandAccess, type CommandSpec, type CommandTable, parseIntegerArgument } from "./command-table.js";
 import { bulk, integer, RespError } from "./reply.js";
 
 /**
@@ -99,12 +99,12 @@ export function scriptCommandTable(service: CoordinationService): CommandTable {
     }
     return (await service.refreshLock(name, owner, ttlMs)) ? 1 : 0;
   };
-  const spec = (arity: number, summary: string, handler: CommandSpec["handler"]): CommandSpec => ({ arity, summary, group: "scripting", handler });
+  const spec = (arity: number, access: CommandAccess, summary: string, handler: CommandSpec["handler"]): CommandSpec => ({ arity, access, summary, group: "scripting", handler });
   return new Map<string, CommandSpec>([
-    ["eval", spec(-3, "EVAL script numkeys key owner [ttl-ms]: the standard unlock / extend lock scripts", async (_ctx, args) => integer(await run(remember(argument(args, 1)).kind, args, 2)))],
+    ["eval", spec(-3, "write", "EVAL script numkeys key owner [ttl-ms]: the standard unlock / extend lock scripts", async (_ctx, args) => integer(await run(remember(argument(args, 1)).kind, args, 2)))],
     [
       "evalsha",
-      spec(-3, "EVALSHA sha1 numkeys key owner [ttl-ms]", async (_ctx, args) => {
+      spec(-3, "write", "EVALSHA sha1 numkeys key owner [ttl-ms]", async (_ctx, args) => {
         const kind = bySha.get(argument(args, 1).toString("latin1").toLowerCase());
         if (kind === undefined) throw new RespError("NOSCRIPT", "No matching script. Please use EVAL.");
         return integer(await run(kind, args, 2));
@@ -114,11 +114,12 @@ export function scriptCommandTable(service: CoordinationService): CommandTable {
       "script",
       {
         arity: -2,
+        access: "read",
         summary: "SCRIPT LOAD|EXISTS",
         group: "scripting",
         subcommands: new Map<string, CommandSpec>([
-          ["load", spec(3, "SCRIPT LOAD script: its SHA1, for the standard lock scripts", (_ctx, args) => bulk(remember(argument(args, 2)).sha))],
-          ["exists", spec(-3, "SCRIPT EXISTS sha1...: 1 for each known script", (_ctx, args) => ({ type: "array", items: args.slice(2).map((sha) => integer(bySha.has(sha.toString("latin1").toLowerCase()) ? 1 : 0)) }))],
+          ["load", spec(3, "read", "SCRIPT LOAD script: its SHA1, for the standard lock scripts", (_ctx, args) => bulk(remember(argument(args, 2)).sha))],
+          ["exists", spec(-3, "read", "SCRIPT EXISTS sha1...: 1 for each known script", (_ctx, args) => ({ type: "array", items: args.slice(2).map((sha) => integer(bySha.has(sha.toString("latin1").toLowerCase()) ? 1 : 0)) }))],
         ]),
       },
     ],

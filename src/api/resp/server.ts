@@ -2,7 +2,6 @@
 // dispatches requests on one command table. A protocol error or a misbehaving client closes that
 // connection only.
 
-import { createHash } from "node:crypto";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
@@ -10,6 +9,7 @@ import type { Address } from "../../config.js";
 import type { NodeMetrics } from "../../metrics.js";
 import { type ReloadableTls, secureOptions, tlsServerOptions } from "../../tls.js";
 import { assert } from "../../util/assert.js";
+import { AuthFailureLimiter, type AuthLimits, authLimitsDefault, ClientCredentials } from "../auth.js";
 import { type CommandContext, type CommandTable, type RespServerInfo, validateCommandTable } from "./command-table.js";
 import { closeLingerMs, RespConnection } from "./connection.js";
 import { executeCommand } from "./execute.js";
@@ -24,6 +24,12 @@ export interface RespServerOptions {
   readonly commands: CommandTable;
   /** When set, every command but AUTH, HELLO … AUTH and QUIT answers `-NOAUTH` until the client authenticates. */
   readonly authPassword?: string;
+  /** With `authPassword`: a second password whose connections may run only "read" commands. */
+  readonly authReadOnlyPassword?: string;
+  /** Bounds on failed AUTH attempts per client address. */
+  readonly authLimits?: AuthLimits;
+  /** The clock of the AUTH failure window; tests move it by hand. */
+  readonly nowMs?: () => number;
   readonly limits?: Partial<RespLimits>;
   /** Counts requests by command and outcome, and open connections. */
   readonly metrics?: NodeMetrics;
@@ -43,8 +49,9 @@ export class RespServer implements RespServerInfo {
   private readonly refusedSockets = new Set<Socket>();
   private nextClientId = 1;
   private readonly logger: Logger;
-  /** Only a digest of the password is kept, and compared in constant time. */
-  private readonly passwordDigest: Buffer | null;
+  /** Only digests of the passwords are kept, and compared in constant time. */
+  private readonly credentials: ClientCredentials | null;
+  private readonly authLimiter: AuthFailureLimiter | null;
   private readonly metrics: NodeMetrics | null;
 
   private constructor(
@@ -54,7 +61,9 @@ export class RespServer implements RespServerInfo {
     this.commands = options.commands;
     this.limits = resolveRespLimits(options.limits);
     this.logger = options.logger.child({ component: "resp" });
-    this.passwordDigest = options.authPassword === undefined ? null : createHash("sha256").update(options.authPassword).digest();
+    this.credentials = options.authPassword === undefined ? null : new ClientCredentials(options.authPassword, options.authReadOnlyPassword);
+    this.authLimiter =
+      this.credentials === null ? null : new AuthFailureLimiter(this.logger, "RESP", options.authLimits ?? authLimitsDefault, options.nowMs);
     this.metrics = options.metrics ?? null;
     this.metrics?.labelRespCommands(this.commands.keys());
     this.metrics?.countConnections("resp", () => this.connections.size);
@@ -64,6 +73,9 @@ export class RespServer implements RespServerInfo {
   static async start(options: RespServerOptions): Promise<RespServer> {
     validateCommandTable(options.commands);
     if (options.authPassword === "") throw new Error("the RESP password must not be empty; leave it unset to require none");
+    if (options.authReadOnlyPassword !== undefined && options.authPassword === undefined) {
+      throw new Error("a RESP read-only password needs a full password too: otherwise writers could not authenticate");
+    }
     // allowHalfOpen: a client that shuts down its sending side after its requests still gets the replies.
     const { tls } = options;
     const netServer = tls === undefined ? createServer({ allowHalfOpen: true }) : createTlsServer({ allowHalfOpen: true, ...tlsServerOptions(tls) });
@@ -87,7 +99,7 @@ export class RespServer implements RespServerInfo {
       });
     });
     netServer.on("error", (error) => server.logger.error({ err: error }, "RESP server error"));
-    server.logger.info({ address: server.address(), authRequired: server.passwordDigest !== null, tls: tls !== undefined, clientCertificateRequired: tls?.verifiesPeer ?? false }, "listening for RESP clients");
+    server.logger.info({ address: server.address(), authRequired: server.credentials !== null, readOnlyPassword: options.authReadOnlyPassword !== undefined, tls: tls !== undefined, clientCertificateRequired: tls?.verifiesPeer ?? false }, "listening for RESP clients");
     return server;
   }
 
@@ -143,7 +155,8 @@ export class RespServer implements RespServerInfo {
       clientId: this.nextClientId++,
       limits: this.limits,
       server: this,
-      passwordDigest: this.passwordDigest,
+      credentials: this.credentials,
+      authLimiter: this.authLimiter,
       execute: (ctx, args) => this.execute(ctx, args),
       logger: this.logger,
     });

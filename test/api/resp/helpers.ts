@@ -3,6 +3,7 @@
 
 import { connect, type Socket } from "node:net";
 import { pino } from "pino";
+import type { AuthLimits } from "../../../src/api/auth.js";
 import { argument, type CommandSpec, type CommandTable, mergeCommandTables } from "../../../src/api/resp/command-table.js";
 import { genericCommands } from "../../../src/api/resp/generic-commands.js";
 import type { RespLimits } from "../../../src/api/resp/limits.js";
@@ -36,7 +37,15 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(options: { limits?: Partial<RespLimits>; authPassword?: string } = {}): Promise<TestServer> {
+export interface TestServerOptions {
+  readonly limits?: Partial<RespLimits>;
+  readonly authPassword?: string;
+  readonly authReadOnlyPassword?: string;
+  readonly authLimits?: AuthLimits;
+  readonly nowMs?: () => number;
+}
+
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const logs: LogLine[] = [];
   const logger = pino({ level: "debug" }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
   let count = 0;
@@ -48,19 +57,23 @@ export async function startTestServer(options: { limits?: Partial<RespLimits>; a
       "test.slow",
       {
         arity: 3,
+        access: "read",
         handler: async (_ctx, args) => {
           await new Promise((resolve) => setTimeout(resolve, Number(argument(args, 1).toString())));
           return bulk(argument(args, 2));
         },
       },
     ],
-    ["test.echo2", { arity: 3, summary: "Answers its two arguments as an array.", group: "test", handler: (_ctx, args) => array([bulk(argument(args, 1)), bulk(argument(args, 2))]) }],
-    ["test.count", { arity: 1, handler: () => integer(++count) }],
+    ["test.echo2", { arity: 3, access: "read", summary: "Answers its two arguments as an array.", group: "test", handler: (_ctx, args) => array([bulk(argument(args, 1)), bulk(argument(args, 2))]) }],
+    ["test.count", { arity: 1, access: "read", handler: () => integer(++count) }],
+    // TEST.WRITE: a command a read-only connection may not run.
+    ["test.write", { arity: 1, access: "write", handler: () => ok }],
     // TEST.ONCLOSE keep|drop: registers a close hook, and with drop removes it again at once.
     [
       "test.onclose",
       {
         arity: 2,
+        access: "read",
         handler: (ctx, args) => {
           const remove = ctx.onClose(() => closeHooksRun++);
           if (argument(args, 1).toString() === "drop") remove();
@@ -68,11 +81,12 @@ export async function startTestServer(options: { limits?: Partial<RespLimits>; a
         },
       },
     ],
-    ["test.gate", { arity: 1, handler: () => new Promise((resolve) => gateWaiters.push(() => resolve(ok))) }],
+    ["test.gate", { arity: 1, access: "read", handler: () => new Promise((resolve) => gateWaiters.push(() => resolve(ok))) }],
     [
       "test.push",
       {
         arity: 2,
+        access: "read",
         handler: (ctx, args) => {
           ctx.push(push([bulk("message"), bulk("test"), bulk(argument(args, 1))]));
           return ok;
@@ -84,6 +98,7 @@ export async function startTestServer(options: { limits?: Partial<RespLimits>; a
       "test.flood",
       {
         arity: 3,
+        access: "read",
         handler: (ctx, args) => {
           const payload = Buffer.alloc(Number(argument(args, 2).toString()), 0x78);
           for (let index = 0; index < Number(argument(args, 1).toString()); index++) ctx.push(push([bulk("message"), bulk("test"), bulk(payload)]));
@@ -95,6 +110,7 @@ export async function startTestServer(options: { limits?: Partial<RespLimits>; a
       "test.subscribe",
       {
         arity: 2,
+        access: "read",
         allowedWhenSubscribed: true,
         handler: (ctx, args) => {
           ctx.subscriptions.add(argument(args, 1).toString());
@@ -106,6 +122,7 @@ export async function startTestServer(options: { limits?: Partial<RespLimits>; a
       "test.types",
       {
         arity: 1,
+        access: "read",
         handler: () =>
           map([
             ["nothing", nullBulk],
@@ -119,6 +136,7 @@ export async function startTestServer(options: { limits?: Partial<RespLimits>; a
       "test.fail",
       {
         arity: 1,
+        access: "read",
         handler: () => {
           throw new Error("boom");
         },
@@ -128,6 +146,7 @@ export async function startTestServer(options: { limits?: Partial<RespLimits>; a
       "test.refuse",
       {
         arity: 1,
+        access: "read",
         handler: async () => {
           throw new RespError("NOLEADER", "no leader is elected yet; retry");
         },
@@ -141,6 +160,9 @@ export async function startTestServer(options: { limits?: Partial<RespLimits>; a
     logger,
     commands,
     ...(options.authPassword === undefined ? {} : { authPassword: options.authPassword }),
+    ...(options.authReadOnlyPassword === undefined ? {} : { authReadOnlyPassword: options.authReadOnlyPassword }),
+    ...(options.authLimits === undefined ? {} : { authLimits: options.authLimits }),
+    ...(options.nowMs === undefined ? {} : { nowMs: options.nowMs }),
     ...(options.limits === undefined ? {} : { limits: options.limits }),
   });
   return {

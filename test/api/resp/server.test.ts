@@ -365,10 +365,11 @@ describe("RESP server: authentication", () => {
     expect(await client.ask(command("PING"), noAuth)).toBe(noAuth);
     expect(await client.ask(command("AUTH", password), "+OK\r\n")).toBe("+OK\r\n");
     expect(await client.ask(command("PING"), "+PONG\r\n")).toBe("+PONG\r\n");
-    // Two refusals on one connection: logged once, with the username and never a password.
-    const refusals = server.logs.filter((line) => String(line.msg).startsWith("refused a RESP client's authentication"));
+    // Two refusals from one address within a minute: logged once, and never a password.
+    const refusals = server.logs.filter((line) => String(line.msg).startsWith("refused RESP client authentication"));
     expect(refusals).toHaveLength(1);
-    expect(JSON.stringify(refusals)).not.toContain("guess");
+    expect(refusals[0]).toMatchObject({ remote: "127.0.0.1", failures: 1 });
+    expect(JSON.stringify(server.logs)).not.toContain("guess");
     const other = await connectTo(server);
     expect(await other.ask(command("AUTH", "default", password), "+OK\r\n")).toBe("+OK\r\n");
     const syntax = "-ERR syntax error\r\n";
@@ -409,6 +410,85 @@ describe("RESP server: authentication", () => {
     await client.ask(command("TEST.FAIL"), "-ERR internal error in 'test.fail'; the server log has the details\r\n");
     expect(server.logs.length).toBeGreaterThan(0);
     expect(JSON.stringify(server.logs)).not.toContain(password);
+  });
+});
+
+describe("RESP server: the read-only password", () => {
+  const password = "full-Pa55";
+  const readOnlyPassword = "reader-Pa55";
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ authPassword: password, authReadOnlyPassword: readOnlyPassword });
+  });
+  afterAll(() => server.close());
+
+  it("AUTH with it allows reads and refuses writes with -NOPERM; AUTH with the full password lifts that", async () => {
+    const client = await connectTo(server);
+    expect(await client.ask(command("AUTH", readOnlyPassword), "+OK\r\n")).toBe("+OK\r\n");
+    expect(await client.ask(command("TEST.COUNT"), ":1\r\n")).toBe(":1\r\n");
+    const refused = "-NOPERM this connection authenticated with the read-only password; it may not run TEST.WRITE\r\n";
+    expect(await client.ask(command("TEST.WRITE"), refused)).toBe(refused);
+    expect(await client.ask(command("CLIENT", "SETNAME", "reader"), "+OK\r\n")).toBe("+OK\r\n");
+    expect(await client.ask(command("AUTH", "default", password), "+OK\r\n")).toBe("+OK\r\n");
+    expect(await client.ask(command("TEST.WRITE"), "+OK\r\n")).toBe("+OK\r\n");
+  });
+
+  it("HELLO 3 AUTH with it authenticates read-only too", async () => {
+    const client = await connectTo(server);
+    expect(await client.ask(command("HELLO", "3", "AUTH", "default", readOnlyPassword), "%7\r\n")).toMatch(/^%7\r\n/);
+    await waitFor("the whole HELLO reply", () => client.received.endsWith("*0\r\n"));
+    const refused = "-NOPERM this connection authenticated with the read-only password; it may not run TEST.WRITE\r\n";
+    expect(await client.ask(command("TEST.WRITE"), refused)).toBe(refused);
+  });
+
+  it("is refused without a full password, and must differ from it", async () => {
+    await expect(startTestServer({ authReadOnlyPassword: readOnlyPassword })).rejects.toThrow("a RESP read-only password needs a full password too");
+    await expect(startTestServer({ authPassword: password, authReadOnlyPassword: password })).rejects.toThrow("the read-only password must differ from the full password");
+  });
+});
+
+describe("RESP server: failed AUTH is limited per client address", () => {
+  const password = "s3cret-Pa55";
+  const wrong = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+
+  it("after failuresMax failures in a window, AUTH is refused unchecked, the right password too, until the window passes", async () => {
+    let nowMs = 0;
+    const server = await startTestServer({ authPassword: password, authLimits: { failuresMax: 3, failureWindowMs: 10_000, logIntervalMs: 60_000, addressesMax: 100 }, nowMs: () => nowMs });
+    try {
+      const client = await connectTo(server);
+      for (let attempt = 0; attempt < 3; attempt++) expect(await client.ask(command("AUTH", `guess-${attempt}`), wrong)).toBe(wrong);
+      nowMs = 2_500;
+      const limited = "-ERR too many failed AUTH attempts from 127.0.0.1; retry in 8 s\r\n";
+      expect(await client.ask(command("AUTH", password), limited)).toBe(limited);
+      // A new connection from the same address is limited too: the count is per address, not per connection.
+      const other = await connectTo(server);
+      expect(await other.ask(command("HELLO", "3", "AUTH", "default", password), limited)).toBe(limited);
+      nowMs = 10_000;
+      expect(await other.ask(command("AUTH", password), "+OK\r\n")).toBe("+OK\r\n");
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("logs refusals once per address per interval, with the count since the previous line and never a password", async () => {
+    let nowMs = 0;
+    const server = await startTestServer({ authPassword: password, authLimits: { failuresMax: 100, failureWindowMs: 1_000, logIntervalMs: 60_000, addressesMax: 100 }, nowMs: () => nowMs });
+    try {
+      const client = await connectTo(server);
+      const refusals = (): Record<string, unknown>[] => server.logs.filter((line) => String(line.msg).startsWith("refused RESP client authentication"));
+      for (let attempt = 0; attempt < 5; attempt++) await client.ask(command("AUTH", `guess-${attempt}`), wrong);
+      expect(refusals()).toHaveLength(1);
+      nowMs = 59_999;
+      await client.ask(command("AUTH", "guess-5"), wrong);
+      expect(refusals()).toHaveLength(1);
+      nowMs = 60_000;
+      await client.ask(command("AUTH", "guess-6"), wrong);
+      expect(refusals()).toHaveLength(2);
+      expect(refusals().map((line) => line.failures)).toEqual([1, 6]);
+      expect(JSON.stringify(server.logs)).not.toMatch(/guess|s3cret/);
+    } finally {
+      await server.close();
+    }
   });
 });
 
