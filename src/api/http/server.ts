@@ -1,10 +1,10 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import { performance } from "node:perf_hooks";
 import express, { type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import type { Address } from "../../config.js";
+import { type AuthFailureLimiter, type ClientAccess, type ClientCredentials, tooManyFailuresMessage } from "../auth.js";
 import type { CoordinationStateMachine } from "../../fsm/coordination.js";
 import { CoordinationError, type CoordinationService } from "../../node/coordination-service.js";
 import { NodeError } from "../../node/forwarding.js";
@@ -17,8 +17,8 @@ import { statusPageRouter } from "./status-page.js";
 
 /** Seconds a client should wait before retrying when there is no leader. */
 export const retryAfterSeconds = 1;
-/** At most one log line per this interval about refused (unauthenticated) HTTP requests. */
-export const authRefusalLogIntervalMs = 10_000;
+/** Methods a client authenticated with the read-only password may use: those that change nothing. */
+const readOnlyMethods: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
 /** Largest request body the HTTP API reads. */
 export const httpBodyBytesMax = 64 * 1024;
 /** Command bytes of a barrier entry: the state machine skips it, the log still orders it. */
@@ -45,29 +45,27 @@ export function createHttpApp(
   node: RaftNode,
   logger: Logger,
   coordination?: { service: CoordinationService; fsm: CoordinationStateMachine },
-  authPassword?: string,
+  auth?: HttpAuth,
   metrics?: NodeMetrics,
 ): express.Express {
   const app = express();
   app.disable("x-powered-by");
   if (metrics !== undefined) app.use(countRequests(metrics));
-  if (coordination !== undefined) app.use(statusPageRouter(coordination.fsm, authPassword)); // before auth: the page itself holds no data
-  if (authPassword !== undefined) {
-    let refusalsUnlogged = 0;
-    let refusalLoggedAtMs = Number.NEGATIVE_INFINITY;
+  if (coordination !== undefined) app.use(statusPageRouter(coordination.fsm, auth)); // before auth: the page itself holds no data
+  if (auth !== undefined) {
     app.use((request, response, next) => {
       // Probes stay open: an orchestrator checks liveness without the application's secret.
-      if (request.path === "/healthz" || request.path === "/readyz" || bearerMatches(request, authPassword)) return next();
-      // Logged once per interval with a count, not per request: a misconfigured scraper would flood the log.
-      refusalsUnlogged++;
-      const nowMs = performance.now();
-      if (nowMs - refusalLoggedAtMs >= authRefusalLogIntervalMs) {
-        const withToken = request.headers.authorization !== undefined;
-        logger.warn({ remote: request.socket.remoteAddress, path: request.path, withToken, refusals: refusalsUnlogged }, "refused HTTP requests without the right bearer token");
-        refusalsUnlogged = 0;
-        refusalLoggedAtMs = nowMs;
+      if (request.path === "/healthz" || request.path === "/readyz") return next();
+      const access = authorizeRequest(request, auth);
+      if (typeof access !== "string") {
+        sendRefusal(response, access);
+        return;
       }
-      response.status(401).set("WWW-Authenticate", "Bearer").json({ error: { code: "NOAUTH", message: "authentication required: send Authorization: Bearer <password>" } });
+      if (access === "read-only" && !readOnlyMethods.has(request.method)) {
+        response.status(403).json({ error: { code: "NOPERM", message: `this request authenticated with the read-only password; it may not ${request.method} ${request.path}` } });
+        return;
+      }
+      next();
     });
   }
   app.use(express.json({ limit: httpBodyBytesMax }));
@@ -197,12 +195,51 @@ function countRequests(metrics: NodeMetrics): express.RequestHandler {
   };
 }
 
-/** Whether `request` carries `Authorization: Bearer <password>`, compared in constant time. */
-export function bearerMatches(request: IncomingMessage, password: string): boolean {
+/** Client authentication on the HTTP port: the passwords, and the limit on failures per client address. */
+export interface HttpAuth {
+  readonly credentials: ClientCredentials;
+  /** Shared by every route and the WebSocket upgrade, so that all count towards one limit per address. */
+  readonly limiter: AuthFailureLimiter;
+}
+
+/** Why a request is refused: no or a wrong bearer token (401), or too many wrong ones from its address (429). */
+export interface HttpRefusal {
+  readonly status: 401 | 429;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: { readonly error: { readonly code: string; readonly message: string } };
+}
+
+/**
+ * The access `request`'s `Authorization: Bearer <password>` grants (compared in constant time), or why it
+ * is refused. Every refusal is counted for the log; a wrong token also towards its address's limit.
+ */
+export function authorizeRequest(request: IncomingMessage, auth: HttpAuth): ClientAccess | HttpRefusal {
+  const address = request.socket.remoteAddress ?? "?";
   const header = request.headers.authorization;
-  if (header === undefined || !header.startsWith("Bearer ")) return false;
-  const digest = (text: string): Buffer => createHash("sha256").update(text).digest();
-  return timingSafeEqual(digest(header.slice("Bearer ".length)), digest(password));
+  const unauthenticated: HttpRefusal = {
+    status: 401,
+    headers: { "WWW-Authenticate": "Bearer" },
+    body: { error: { code: "NOAUTH", message: "authentication required: send Authorization: Bearer <password>" } },
+  };
+  if (header === undefined || !header.startsWith("Bearer ")) {
+    auth.limiter.recordMissingCredentials(address);
+    return unauthenticated;
+  }
+  // Checked before the token, so that an address over the limit learns nothing from its guesses.
+  const retryAfterSeconds = auth.limiter.retryAfterSeconds(address);
+  if (retryAfterSeconds > 0) {
+    const message = tooManyFailuresMessage(address, retryAfterSeconds, "authentication");
+    return { status: 429, headers: { "Retry-After": String(retryAfterSeconds) }, body: { error: { code: "TOOMANYAUTH", message } } };
+  }
+  const access = auth.credentials.check(header.slice("Bearer ".length));
+  if (access !== null) return access;
+  auth.limiter.recordFailure(address);
+  return unauthenticated;
+}
+
+/** Answers `refusal` as JSON with its status and headers. */
+export function sendRefusal(response: Response, refusal: HttpRefusal): void {
+  response.status(refusal.status).set(refusal.headers).json(refusal.body);
 }
 
 /**

@@ -4,7 +4,7 @@
 // password field and kept in sessionStorage (per tab, gone when the tab closes).
 import express from "express";
 import type { CoordinationStateMachine } from "../../fsm/coordination.js";
-import { bearerMatches } from "./server.js";
+import { authorizeRequest, type HttpAuth, sendRefusal } from "./server.js";
 
 /** Locks, and sessions, one list answer names at most; the answer says `truncated` when there were more. */
 export const statusListEntriesMax = 1_000;
@@ -22,11 +22,13 @@ interface LockListing {
 }
 
 /** The page and its lists; registered before the authentication middleware, so the lists check the password themselves. */
-export function statusPageRouter(fsm: CoordinationStateMachine, authPassword?: string): express.Router {
+export function statusPageRouter(fsm: CoordinationStateMachine, auth?: HttpAuth): express.Router {
   const router = express.Router();
+  // Both lists are GETs, so the read-only password suffices.
   const authorized: express.RequestHandler = (request, response, next) => {
-    if (authPassword === undefined || bearerMatches(request, authPassword)) return next();
-    response.status(401).set("WWW-Authenticate", "Bearer").json({ error: { code: "NOAUTH", message: "authentication required: send Authorization: Bearer <password>" } });
+    const access = auth === undefined ? "full" : authorizeRequest(request, auth);
+    if (typeof access === "string") return next();
+    sendRefusal(response, access);
   };
 
   router.get("/", (_request, response) => {
