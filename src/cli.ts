@@ -3,7 +3,8 @@
 // administer a running cluster.
 import { pino } from "pino";
 import pretty from "pino-pretty";
-import { bearerMatches, createHttpApp, listenHttp } from "./api/http/server.js";
+import { AuthFailureLimiter, ClientCredentials } from "./api/auth.js";
+import { authorizeRequest, createHttpApp, type HttpAuth, listenHttp } from "./api/http/server.js";
 import { attachWatchSocket } from "./api/http/watch-socket.js";
 import { nodeCommandTable } from "./api/resp/node-commands.js";
 import { RespServer } from "./api/resp/server.js";
@@ -16,6 +17,7 @@ import { fsmLimitsDefaults, ttlMsMinFor } from "./fsm/limits.js";
 import { CoordinationService } from "./node/coordination-service.js";
 import { joinAndPromote } from "./node/join.js";
 import { StorageCorruptError } from "./storage/storage.js";
+import { exposureWarnings } from "./exposure.js";
 import { ReloadableTls, reloadAll, TlsFileError } from "./tls.js";
 
 const usage = `usage:
@@ -43,6 +45,7 @@ async function start(argv: string[]): Promise<void> {
   // JSON lines for log collectors; readable lines for a person at a terminal (same fields, same events).
   const destination = process.stdout.isTTY ? pretty({ colorize: true, singleLine: true, sync: true, translateTime: "SYS:HH:MM:ss.l" }) : undefined;
   const logger = pino({ level: config.logLevel, base: { nodeId: config.id } }, destination);
+  for (const warning of exposureWarnings(config)) logger.warn(warning.fields, warning.message);
   // Every member derives the same TTL floor from the same election timeout: replicated decisions use it.
   const fsm = new CoordinationStateMachine({ ...fsmLimitsDefaults, ttlMsMin: ttlMsMinFor(config.electionTimeoutMaxMs) });
   const metrics = new NodeMetrics();
@@ -50,10 +53,14 @@ async function start(argv: string[]): Promise<void> {
   const clientTls = loadTls("client-tls", config.clientTls);
   const node = await RaftNode.start(config, logger, fsm, metrics, peerTls);
   const service = new CoordinationService(node, fsm, logger, metrics);
-  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, config.authPassword, metrics), config.httpListen, clientTls);
+  const httpAuth: HttpAuth | undefined =
+    config.authPassword === undefined
+      ? undefined
+      : { credentials: new ClientCredentials(config.authPassword, config.authReadOnlyPassword), limiter: new AuthFailureLimiter(logger.child({ component: "http" }), "HTTP") };
+  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, httpAuth, metrics), config.httpListen, clientTls);
   metrics.countConnections("http", () => new Promise((resolve) => server.getConnections((error, count) => resolve(error === null ? count : 0))));
-  const password = config.authPassword;
-  attachWatchSocket(server, fsm, (request) => password === undefined || bearerMatches(request, password));
+  // A watch only reads, so the read-only password suffices.
+  attachWatchSocket(server, fsm, (request) => httpAuth === undefined || typeof authorizeRequest(request, httpAuth) === "string");
   const resp =
     config.respListen === undefined
       ? null
@@ -61,7 +68,8 @@ async function start(argv: string[]): Promise<void> {
           listen: config.respListen,
           logger,
           commands: nodeCommandTable(service, fsm, node),
-          ...(password === undefined ? {} : { authPassword: password }),
+          ...(config.authPassword === undefined ? {} : { authPassword: config.authPassword }),
+          ...(config.authReadOnlyPassword === undefined ? {} : { authReadOnlyPassword: config.authReadOnlyPassword }),
           ...(clientTls === undefined ? {} : { tls: clientTls }),
           metrics,
         });

@@ -1,6 +1,7 @@
 // `raftlock start` configuration: command-line flags, each also read from RAFTLOCK_<FLAG> in the environment
 // (flags win). Validation happens here, once, with messages that say what is wrong and what to do.
 
+import { readFileSync, statSync } from "node:fs";
 import { readTlsFiles, type TlsFiles, TlsFileError } from "./tls.js";
 
 /** A host and port to listen on or dial. */
@@ -29,6 +30,8 @@ export interface NodeConfig {
   readonly clusterToken: string | undefined;
   /** When set, clients must present it: `AUTH` on RESP, `Authorization: Bearer` on HTTP. */
   readonly authPassword: string | undefined;
+  /** With `authPassword`: a second password that allows only reads (RESP read commands, HTTP GET). */
+  readonly authReadOnlyPassword: string | undefined;
   readonly electionTimeoutMinMs: number;
   readonly electionTimeoutMaxMs: number;
   readonly heartbeatIntervalMs: number;
@@ -55,6 +58,8 @@ export class ConfigError extends Error {
 export const idLengthMax = 64;
 /** Most members one cluster may list. */
 export const peersMax = 15;
+/** Largest secret file (`--*-password-file`, `--cluster-token-file`); a larger one is most likely the wrong file. */
+export const secretFileBytesMax = 4096;
 
 interface FlagSpec {
   readonly name: string;
@@ -67,7 +72,7 @@ export const startFlags: readonly FlagSpec[] = [
   { name: "id", help: "this node's id, one of the ids in --peers (e.g. n1)" },
   { name: "data-dir", help: "directory for the write-ahead log and snapshots (created if missing)" },
   { name: "peer-listen", help: "host:port for replication traffic from the other nodes" },
-  { name: "http-listen", help: "host:port for the HTTP API, health checks and metrics" },
+  { name: "http-listen", help: "host:port for the HTTP API, health checks and metrics; a non-loopback host without --auth-password logs a warning", defaultValue: "127.0.0.1:8381" },
   { name: "resp-listen", help: "host:port for the RESP (Redis protocol) API; none when not given" },
   { name: "peers", help: "a new cluster's members as id=host:port, comma separated, this node included; or dns:<headless-service>:<port> with --replicas" },
   { name: "replicas", help: "with --peers dns:...: how many StatefulSet ordinals form the cluster at first start; higher ordinals join" },
@@ -75,7 +80,11 @@ export const startFlags: readonly FlagSpec[] = [
   { name: "peer-advertise", help: "host:port other members dial to reach this node (default: its --peers entry, else --peer-listen)" },
   { name: "cluster-id", help: "name shared by all members; nodes of another cluster are refused", defaultValue: "raftlock" },
   { name: "cluster-token", help: "shared secret every peer must present (also RAFTLOCK_CLUSTER_TOKEN)" },
+  { name: "cluster-token-file", help: "file holding --cluster-token (one trailing newline is dropped), e.g. a mounted Kubernetes Secret" },
   { name: "auth-password", help: "password clients must present (RESP AUTH, HTTP Authorization: Bearer); also RAFTLOCK_AUTH_PASSWORD" },
+  { name: "auth-password-file", help: "file holding --auth-password (one trailing newline is dropped)" },
+  { name: "auth-readonly-password", help: "a second client password that may only read (RESP read commands, HTTP GET); needs --auth-password" },
+  { name: "auth-readonly-password-file", help: "file holding --auth-readonly-password (one trailing newline is dropped)" },
   { name: "election-timeout-min-ms", help: "lower bound of the randomized election timeout", defaultValue: "1000" },
   { name: "election-timeout-max-ms", help: "upper bound of the randomized election timeout", defaultValue: "2000" },
   { name: "heartbeat-interval-ms", help: "how often the leader sends heartbeats", defaultValue: "100" },
@@ -153,8 +162,7 @@ export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     httpListen,
     respListen: raw.has("resp-listen") ? parseAddress("resp-listen", raw.get("resp-listen")!) : undefined,
     ...membership,
-    clusterToken: raw.get("cluster-token"),
-    authPassword: raw.get("auth-password"),
+    ...parseSecrets(raw),
     electionTimeoutMinMs,
     electionTimeoutMaxMs,
     heartbeatIntervalMs,
@@ -166,6 +174,51 @@ export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     peerTls: parseTlsFlags("peer-tls", raw, true),
     clientTls: parseTlsFlags("client-tls", raw, false),
   };
+}
+
+/** `--cluster-token`, `--auth-password` and `--auth-readonly-password`, each from its flag or its file. */
+function parseSecrets(raw: ReadonlyMap<string, string>): Pick<NodeConfig, "clusterToken" | "authPassword" | "authReadOnlyPassword"> {
+  const clusterToken = secretOf("cluster-token", raw);
+  const authPassword = secretOf("auth-password", raw);
+  const authReadOnlyPassword = secretOf("auth-readonly-password", raw);
+  if (authReadOnlyPassword !== undefined && authPassword === undefined) {
+    throw new ConfigError("--auth-readonly-password needs --auth-password too: without it clients need no password at all, and writers would have none to use");
+  }
+  // Compared, never shown: an error message must not echo either secret.
+  if (authReadOnlyPassword !== undefined && authReadOnlyPassword === authPassword) {
+    throw new ConfigError("--auth-readonly-password must differ from --auth-password, or every client holding it could write");
+  }
+  return { clusterToken, authPassword, authReadOnlyPassword };
+}
+
+/**
+ * The secret `--<flag>` or the content of `--<flag>-file` (one trailing newline dropped, as `echo` and
+ * editors leave one); undefined when neither is given. Messages name the flag and the file, never the secret.
+ */
+function secretOf(flag: string, raw: ReadonlyMap<string, string>): string | undefined {
+  const value = raw.get(flag);
+  const path = raw.get(`${flag}-file`);
+  if (value !== undefined && path !== undefined) {
+    throw new ConfigError(`give either --${flag} or --${flag}-file (or ${envName(flag)} / ${envName(`${flag}-file`)}), not both`);
+  }
+  if (value !== undefined) {
+    if (value === "") throw new ConfigError(`--${flag} must not be empty; leave it unset for none`);
+    return value;
+  }
+  if (path === undefined) return undefined;
+  let content: string;
+  try {
+    const size = statSync(path).size;
+    if (size > secretFileBytesMax) throw new ConfigError(`--${flag}-file ${path} holds ${size} bytes, more than ${secretFileBytesMax}; is it the right file?`);
+    content = readFileSync(path, "utf8");
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
+    throw new ConfigError(`--${flag}-file ${path} cannot be read (${code}); check the path and that this user may read it`);
+  }
+  const secret = content.replace(/\r?\n$/, "");
+  if (secret === "") throw new ConfigError(`--${flag}-file ${path} is empty; put the secret in it, or leave the flag unset for none`);
+  return secret;
 }
 
 /**

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, envName, parseStartConfig } from "../src/config.js";
+import { ConfigError, envName, parseStartConfig, secretFileBytesMax } from "../src/config.js";
+import { exposureWarnings, isLoopbackHost } from "../src/exposure.js";
 import { type CertFiles, TestCa } from "./support/certs.js";
 
 const base = ["--id", "n1", "--data-dir", "./data/n1", "--peer-listen", "127.0.0.1:7001", "--http-listen", "127.0.0.1:8381", "--peers", "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003"];
@@ -118,5 +119,82 @@ describe("TLS flags", () => {
     expect(errorOf([...base, "--client-tls-ca", ca.cert])).toMatch(/^--client-tls-cert, --client-tls-key go together .*; missing --client-tls-cert, --client-tls-key$/);
     expect(errorOf([...base, "--client-tls-cert", join(dir, "gone.pem"), "--client-tls-key", node.key])).toMatch(/^cannot read --client-tls-cert .*gone\.pem \(ENOENT\); check the path/);
     expect(errorOf([...base, "--peer-tls-cert", node.cert, "--peer-tls-key", node.key, "--peer-tls-ca", node.key])).toMatch(/^--peer-tls-ca .*node\.key is not a PEM certificate/);
+  });
+});
+
+describe("secrets and client passwords", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "raftlock-config-secrets-"));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const secretFile = (name: string, content: string): string => {
+    const path = join(dir, name);
+    writeFileSync(path, content);
+    return path;
+  };
+
+  it("reads --auth-password-file, --auth-readonly-password-file and --cluster-token-file, dropping one trailing newline", () => {
+    const config = parseStartConfig(
+      [...base, "--auth-password-file", secretFile("password", "full pw\n"), "--auth-readonly-password-file", secretFile("readonly", "reader\r\n"), "--cluster-token-file", secretFile("token", "t0ken\n\n")],
+      {},
+    );
+    expect(config.authPassword).toBe("full pw");
+    expect(config.authReadOnlyPassword).toBe("reader");
+    expect(config.clusterToken).toBe("t0ken\n");
+    const fromEnv = parseStartConfig(base, { RAFTLOCK_AUTH_PASSWORD_FILE: secretFile("env-password", "from-env"), RAFTLOCK_AUTH_READONLY_PASSWORD: "ro" });
+    expect([fromEnv.authPassword, fromEnv.authReadOnlyPassword]).toEqual(["from-env", "ro"]);
+  });
+
+  it("refuses a secret given twice, a missing, empty or oversized file, without ever showing the secret", () => {
+    const path = secretFile("both", "file-secret\n");
+    expect(errorOf([...base, "--auth-password", "flag-secret", "--auth-password-file", path])).toBe(
+      "give either --auth-password or --auth-password-file (or RAFTLOCK_AUTH_PASSWORD / RAFTLOCK_AUTH_PASSWORD_FILE), not both",
+    );
+    expect(errorOf([...base, "--cluster-token-file", path], { RAFTLOCK_CLUSTER_TOKEN: "env-secret" })).toMatch(/^give either --cluster-token or --cluster-token-file/);
+    expect(errorOf([...base, "--auth-password-file", join(dir, "gone")])).toMatch(/^--auth-password-file .*gone cannot be read \(ENOENT\); check the path and that this user may read it$/);
+    expect(errorOf([...base, "--auth-password-file", secretFile("empty", "\n")])).toMatch(/^--auth-password-file .*empty is empty; put the secret in it/);
+    expect(errorOf([...base, "--cluster-token-file", secretFile("big", "x".repeat(secretFileBytesMax + 1))])).toMatch(/holds 4097 bytes, more than 4096; is it the right file\?$/);
+    expect(errorOf([...base, "--auth-password", ""])).toBe("--auth-password must not be empty; leave it unset for none");
+  });
+
+  it("refuses a read-only password without a full one, or equal to it, without showing either", () => {
+    expect(errorOf([...base, "--auth-readonly-password", "reader"])).toMatch(/^--auth-readonly-password needs --auth-password too/);
+    const same = errorOf([...base, "--auth-password", "same-pw", "--auth-readonly-password-file", secretFile("same", "same-pw\n")]);
+    expect(same).toBe("--auth-readonly-password must differ from --auth-password, or every client holding it could write");
+  });
+
+  it("binds the HTTP API to 127.0.0.1:8381 unless told otherwise, and keeps RESP off unless given", () => {
+    const withoutHttp = base.filter((_arg, index) => index !== base.indexOf("--http-listen") && index !== base.indexOf("--http-listen") + 1);
+    const config = parseStartConfig(withoutHttp, {});
+    expect(config.httpListen).toEqual({ host: "127.0.0.1", port: 8381 });
+    expect(config.respListen).toBeUndefined();
+  });
+});
+
+describe("exposure warnings", () => {
+  const warningsFor = (...extra: string[]): string[] => exposureWarnings(parseStartConfig([...base, ...extra], {})).map((warning) => warning.message);
+
+  it("say nothing for loopback listeners", () => {
+    expect(["127.0.0.1", "127.8.9.10", "::1", "localhost", "LocalHost", "::ffff:127.0.0.1"].every(isLoopbackHost)).toBe(true);
+    expect(["0.0.0.0", "::", "10.0.0.5", "128.0.0.1", "raftlock-0.raftlock"].some(isLoopbackHost)).toBe(false);
+    expect(warningsFor("--resp-listen", "[::1]:6381")).toEqual([]);
+  });
+
+  it("name the client ports beyond loopback without a password, once, and how to fix it", () => {
+    const [warning, ...others] = warningsFor("--http-listen", "0.0.0.0:8381", "--resp-listen", "10.0.0.5:6381");
+    expect(others).toEqual([]);
+    expect(warning).toBe(
+      "HTTP 0.0.0.0:8381 and RESP 10.0.0.5:6381 accept clients without authentication: anyone who can reach them can take and release locks. " +
+        "Set --auth-password (or --auth-password-file), bind 127.0.0.1 when the application runs beside this node, or require client certificates with --client-tls-ca",
+    );
+    expect(warningsFor("--resp-listen", "0.0.0.0:6381")[0]).toMatch(/^RESP 0\.0\.0\.0:6381 accepts clients without authentication: anyone who can reach it/);
+    expect(warningsFor("--http-listen", "0.0.0.0:8381", "--auth-password", "pw")).toEqual([]);
+  });
+
+  it("name a peer port beyond loopback without a cluster token", () => {
+    const warnings = exposureWarnings(parseStartConfig([...base.slice(0, 4), "--peer-listen", "0.0.0.0:7001", ...base.slice(6)], {}));
+    expect(warnings.map((warning) => warning.message)).toEqual([expect.stringMatching(/^peer 0\.0\.0\.0:7001 accepts members without a secret: .* Set --cluster-token \(or --cluster-token-file\)/)]);
+    expect(exposureWarnings(parseStartConfig([...base.slice(0, 4), "--peer-listen", "0.0.0.0:7001", ...base.slice(6), "--cluster-token", "t"], {}))).toEqual([]);
   });
 });
