@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { E2eCluster, fastTimeouts, waitFor } from "./harness.js";
@@ -194,7 +197,11 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
 
   it("with --auth-password, every route but the probes and the status page wants the bearer token, the WebSocket watch too", async () => {
     const password = "s3cret-e2e";
-    cluster = await E2eCluster.start(3, [...fastTimeouts, "--auth-password", password]);
+    // From a file, as a mounted Kubernetes Secret gives it (with the trailing newline `echo` leaves).
+    const passwordFile = join(mkdtempSync(join(tmpdir(), "raftlock-e2e-secret-")), "password");
+    writeFileSync(passwordFile, `${password}\n`);
+    const readOnlyPassword = "reader-e2e";
+    cluster = await E2eCluster.start(3, [...fastTimeouts, "--auth-password-file", passwordFile, "--auth-readonly-password", readOnlyPassword]);
     const port = cluster.node("n1").httpPort;
     await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 15_000, "n1 ready without credentials");
     expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
@@ -203,11 +210,18 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
     expect(await refused.json()).toEqual({ error: { code: "NOAUTH", message: "authentication required: send Authorization: Bearer <password>" } });
     expect((await fetch(`http://127.0.0.1:${port}/v1/cluster/leader`, { headers: { authorization: "Bearer wrong" } })).status).toBe(401);
     expect((await fetch(`http://127.0.0.1:${port}/v1/cluster/leader`, { headers: { authorization: `Bearer ${password}` } })).status).toBe(200);
-    // The node says so once (two refusals within the interval), without any token in the line.
-    await waitFor(() => cluster!.node("n1").output.includes("refused HTTP requests without the right bearer token"), 5_000, "the refusal logged");
-    const refusalLines = cluster.node("n1").output.split("\n").filter((line) => line.includes("refused HTTP requests"));
+    // The node says so once (two refusals from one address within the minute), without any token in the line.
+    await waitFor(() => cluster!.node("n1").output.includes("refused HTTP client authentication"), 5_000, "the refusal logged");
+    const refusalLines = cluster.node("n1").output.split("\n").filter((line) => line.includes("refused HTTP client authentication"));
     expect(refusalLines).toHaveLength(1);
     expect(refusalLines[0]).not.toMatch(/wrong|s3cret/);
+    expect(cluster.node("n1").output).not.toMatch(/s3cret|reader-e2e/);
+    // The read-only password reads, and is refused every change.
+    const asReader = { authorization: `Bearer ${readOnlyPassword}`, "content-type": "application/json" };
+    expect((await fetch(`http://127.0.0.1:${port}/v1/cluster/leader`, { headers: asReader })).status).toBe(200);
+    const write = await fetch(`http://127.0.0.1:${port}/v1/locks/reports/acquire`, { method: "POST", headers: asReader, body: JSON.stringify({ owner: "r", ttlMs }) });
+    expect(write.status).toBe(403);
+    expect(await write.json()).toEqual({ error: { code: "NOPERM", message: "this request authenticated with the read-only password; it may not POST /v1/locks/reports/acquire" } });
     // The WebSocket watch: refused without the token, and with it delivers history in log order.
     const unauthorized = new WebSocket(`ws://127.0.0.1:${port}/v1/ws`);
     unauthorized.on("error", () => undefined); // the refused upgrade also surfaces as an error event

@@ -206,8 +206,8 @@ describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () 
     expect(await client.call("PING")).toBe("PONG"); // the connection survived every error
   });
 
-  it("says -NOLEADER when no majority is left, and -NOAUTH before AUTH when a password is set", async () => {
-    cluster = await E2eCluster.start(3, [...fastTimeouts, "--auth-password", "pw-e2e"]);
+  it("says -NOLEADER when no majority is left, -NOAUTH before AUTH when a password is set, and -NOPERM to writes after AUTH with the read-only one", async () => {
+    cluster = await E2eCluster.start(3, [...fastTimeouts, "--auth-password", "pw-e2e", "--auth-readonly-password", "pw-reader"]);
     for (const id of ["n1", "n2"]) await waitFor(() => portOpen(cluster!.node(id).respPort), 15_000, `${id} serves RESP`);
     // No ready check: ioredis's INFO would itself be refused before AUTH, which is what this test shows.
     const client = new Redis({ port: cluster.node("n1").respPort, host: "127.0.0.1", maxRetriesPerRequest: 0, enableReadyCheck: false });
@@ -215,6 +215,13 @@ describe("the RESP API on a real 3-node cluster", { timeout: e2eTimeoutMs }, () 
     clients.push(client);
     await expect(client.call("LOCK.INFO", "x")).rejects.toThrow("NOAUTH Authentication required.");
     expect(await client.call("AUTH", "pw-e2e")).toBe("OK");
+    const reader = new Redis({ port: cluster.node("n1").respPort, host: "127.0.0.1", maxRetriesPerRequest: 0, password: "pw-reader" });
+    clients.unshift(reader);
+    await waitFor(async () => (await reader.call("RAFT.LEADER")) ?? undefined, 15_000, "a leader, asked with the read-only password");
+    expect(await reader.call("LOCK.INFO", "x")).toBeNull();
+    await expect(reader.call("LOCK.ACQUIRE", "x", "reader", String(ttlMs))).rejects.toThrow(
+      "NOPERM this connection authenticated with the read-only password; it may not run LOCK.ACQUIRE",
+    );
     const [leaderId] = await waitFor(async () => ((await client.call("RAFT.LEADER")) as [string, number] | null) ?? undefined, 15_000, "a leader");
     // Keep the node that does not lead; the other two go away.
     const survivor = leaderId === "n1" ? "n2" : "n1";
