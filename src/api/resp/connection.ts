@@ -167,25 +167,35 @@ export class RespConnection implements CommandContext {
   }
 
   private readChunk(chunk: Buffer): void {
-    // Replies of one read go out in one write.
-    this.socket.cork();
-    this.reading = true;
-    let rest: Buffer;
-    try {
-      rest = this.reader.read(chunk, (args) => {
-        this.handleRequest(args);
-        return this.mayRead();
-      });
-    } catch (error) {
-      if (!(error instanceof RespProtocolError)) throw error;
-      rest = Buffer.alloc(0);
-      this.failProtocol(error);
-    } finally {
-      this.reading = false;
-      this.socket.uncork();
+    let pending: Buffer | null = chunk;
+    while (pending !== null) {
+      // Replies of one read go out in one write.
+      this.socket.cork();
+      this.reading = true;
+      let rest: Buffer;
+      try {
+        rest = this.reader.read(pending, (args) => {
+          this.handleRequest(args);
+          return this.mayRead();
+        });
+      } catch (error) {
+        if (!(error instanceof RespProtocolError)) throw error;
+        rest = Buffer.alloc(0);
+        this.failProtocol(error);
+      } finally {
+        this.reading = false;
+        this.socket.uncork();
+      }
+      if (this.ending) return;
+      pending = null;
+      if (rest.length > 0 && this.mayRead()) {
+        // The reader stopped for output that uncork() has just handed to the kernel: read on now. Left
+        // for a later read, these requests would be overtaken by the next chunk's (found by the fuzz).
+        pending = rest;
+      } else if (rest.length > 0) {
+        this.unread = rest;
+      }
     }
-    if (this.ending) return;
-    if (rest.length > 0) this.unread = rest;
     if (!this.mayRead()) this.pauseReading();
     this.endIfClientDone();
   }

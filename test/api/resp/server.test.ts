@@ -273,6 +273,21 @@ describe("RESP server: protocol errors close that connection only", () => {
 });
 
 describe("RESP server: limits", () => {
+  // Found by the RESP fuzz target: reading stopped between two requests once a read's replies passed
+  // outputBytesSoftMax, but when uncork() handed them all to the kernel at once, reading was never
+  // paused, and the rest waited for the next read, whose bytes were then parsed first.
+  it("answers every pipelined request, in order, when a read's replies pass outputBytesSoftMax", async () => {
+    const server = await startTestServer({ limits: { outputBytesSoftMax: 16 } });
+    try {
+      const client = await connectTo(server);
+      const pongs = "+PONG\r\n".repeat(5);
+      expect(await client.ask("PING\r\n".repeat(5), pongs, 1_000)).toBe(pongs);
+      expect(await client.ask("ECHO a\r\n", "$1\r\na\r\n", 1_000)).toBe("$1\r\na\r\n");
+    } finally {
+      await server.close();
+    }
+  });
+
   it("refuses connections past connectionsMax with an error and serves again once one closes", async () => {
     const server = await startTestServer({ limits: { connectionsMax: 2 } });
     try {
