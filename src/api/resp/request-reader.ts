@@ -51,6 +51,11 @@ export class RequestReader {
   private state: ScanState = "request";
   /** The header line read so far (it may arrive split across reads). */
   private headerLine = "";
+  /**
+   * The `$<length>` line being read began in an earlier read, and redis-parser has not been handed any of
+   * it: it gets the line in canonical form once the line is whole and checked.
+   */
+  private lengthLineWithheld = false;
   private argumentsLeft = 0;
   /** Bytes of the current argument left to skip, its CRLF included. */
   private argumentBytesLeft = 0;
@@ -122,10 +127,27 @@ export class RequestReader {
           if (this.headerLine === "" && chunk[position] !== dollar) {
             throw new RespProtocolError(`expected '$', got '${String.fromCharCode(chunk[position] as number)}'`);
           }
+          const lineStart = position;
           const lineEnd = this.readHeaderLine(chunk, position, "bulk count");
-          position = lineEnd ?? chunk.length;
-          if (lineEnd === null) break;
-          this.argumentBytesLeft = this.argumentLength() + 2;
+          if (lineEnd === null) {
+            // The line goes on in the next read. redis-parser takes the first CR as the end of a line
+            // without looking at what follows (`$6\rX` is a length of 6 to it), so it must not see a line
+            // before the scanner has checked it whole: it gets what came before the line now, and the
+            // line itself once it is complete.
+            if (lineStart > parserStart) this.parser.execute(chunk.subarray(parserStart, lineStart));
+            this.lengthLineWithheld = true;
+            position = chunk.length;
+            parserStart = chunk.length;
+            break;
+          }
+          position = lineEnd;
+          const length = this.argumentLength();
+          if (this.lengthLineWithheld) {
+            this.lengthLineWithheld = false;
+            this.parser.execute(Buffer.from(`$${length}\r\n`));
+            parserStart = position;
+          }
+          this.argumentBytesLeft = length + 2;
           this.state = "argument";
           break;
         }

@@ -122,6 +122,22 @@ describe("request reader: malformed and oversized requests", () => {
     expect(protocolError(["*1\r\n$2\r\nabc\r\n"])).toMatch(/^expected CRLF/);
   });
 
+  // Found by the fuzz tests (test/fuzz/resp.ts): the start of a length line was handed to redis-parser
+  // before the line was complete; redis-parser read `$6\rX` as a length of 6 and later met a type byte it
+  // rejects, a failed assertion that would have crashed the node on one client's bytes.
+  it("refuses a length line with a stray CR however the line is split across reads, and reads a valid one split anywhere", () => {
+    const bad = "*2\r\n$4\r\nECHO\r\n$6\rc\\x1c\\xd6\" \"@IX/\"\n*7\r\n";
+    for (let cut = 1; cut < bad.length; cut++) {
+      expect(protocolError([bad.slice(0, cut), bad.slice(cut)])).toBe("invalid bulk length");
+    }
+    const good = multibulk("ECHO", "hello") + multibulk("PING");
+    for (let first = 1; first < good.length; first++) {
+      for (let second = first + 1; second < good.length; second++) {
+        expect(readAll([good.slice(0, first), good.slice(first, second), good.slice(second)])).toEqual([["ECHO", "hello"], ["PING"]]);
+      }
+    }
+  });
+
   it("refuses an endless header line", () => {
     expect(protocolError(["*" + "1".repeat(40)])).toMatch(/^too big mbulk count string/);
   });
