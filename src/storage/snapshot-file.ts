@@ -59,7 +59,7 @@ export async function writeSnapshotFile(dir: string, snapshot: Snapshot): Promis
   checkSnapshotFits(snapshot);
   const finalPath = path.join(dir, snapshotFileName(snapshot.meta.index));
   const temporaryPath = finalPath + temporarySuffix;
-  const header = encodeHeader(snapshot);
+  const header = encodeSnapshotHeader(snapshot);
   const trailer = Buffer.alloc(trailerBytes);
   trailer.writeUInt32LE(crc32(snapshot.data, crc32(header)));
   const handle = await fs.open(temporaryPath, "w");
@@ -120,7 +120,8 @@ export async function readSnapshotFile(filePath: string, expectedIndex: number):
   return decodeSnapshotFile(await fs.readFile(filePath), expectedIndex);
 }
 
-function encodeHeader(snapshot: Snapshot): Buffer {
+/** Every byte of the file before the data: fixed header and configuration (the fuzz tests re-encode with it). */
+export function encodeSnapshotHeader(snapshot: Snapshot): Buffer {
   const config = new ByteWriter(256);
   writeMembers(config, snapshot.meta.config.voters);
   writeMembers(config, snapshot.meta.config.learners);
@@ -160,10 +161,14 @@ function readAddresses(reader: ByteReader): Record<NodeId, string> {
   const countAt = reader.position;
   const count = reader.u16("address count");
   if (count > configMembersMax) throw new DecodeError(`${count} addresses, above configMembersMax`, countAt);
-  const addresses: Record<NodeId, string> = {};
+  const addresses = new Map<NodeId, string>();
   for (let k = 0; k < count; k++) {
+    const memberAt = reader.position;
     const member = reader.string("member id", nodeIdBytesMax);
-    addresses[member] = reader.string("member address", memberAddressBytesMax);
+    // A record cannot hold an id twice, so the writer never writes one; a second would silently win.
+    if (addresses.has(member)) throw new DecodeError(`the addresses name member "${member}" twice`, memberAt);
+    addresses.set(member, reader.string("member address", memberAddressBytesMax));
   }
-  return addresses;
+  // fromEntries defines own properties: a member id such as "__proto__" stays an id, not a prototype.
+  return Object.fromEntries(addresses);
 }

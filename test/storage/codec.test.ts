@@ -5,7 +5,7 @@ import { crc32 } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { EntryType } from "../../src/raft/types.js";
 import { ByteReader, ByteWriter, DecodeError } from "../../src/util/bytes.js";
-import { decodeSnapshotFile } from "../../src/storage/snapshot-file.js";
+import { decodeSnapshotFile, encodeSnapshotHeader } from "../../src/storage/snapshot-file.js";
 import { checkFrame, decodeRecord, frameHeaderBytes, recordBytesMax, writeRecord, type WalRecord } from "../../src/storage/wal-format.js";
 
 function roundTrip(record: WalRecord): WalRecord {
@@ -96,5 +96,36 @@ describe("snapshot file format", () => {
     trailer.writeUInt32LE(crc32(body));
     const read = decodeSnapshotFile(Buffer.concat([body, trailer]), 7);
     expect(read).toMatchObject({ ok: true, snapshot: { meta: { index: 7, term: 2, config: { voters: ["n1"], learners: [], addresses: {} } } } });
+  });
+
+  // Found by the fuzz tests (test/fuzz/snapshot.ts): addresses were read into a plain object, so a member
+  // called "__proto__" lost its address, and a member named twice silently kept the second one.
+  it("keeps the address of a member with any id, and refuses a file that names a member's address twice", () => {
+    const addresses = Object.fromEntries([["__proto__", "10.0.0.9:7000"], ["n1", "10.0.0.1:7000"]]);
+    const file = (config: Buffer): Buffer => {
+      const header = encodeSnapshotHeader({ meta: { index: 3, term: 1, config: { voters: [], learners: [], addresses: {} } }, data: new Uint8Array(0) });
+      header.writeUInt32LE(config.length, 24);
+      const body = Buffer.concat([header.subarray(0, 32), config]);
+      const trailer = Buffer.alloc(4);
+      trailer.writeUInt32LE(crc32(body));
+      return Buffer.concat([body, trailer]);
+    };
+    const configOf = (pairs: [string, string][]): Buffer => {
+      const writer = new ByteWriter(256);
+      writer.u16(1);
+      writer.string("n1", 256);
+      writer.u16(0);
+      writer.u16(pairs.length);
+      for (const [id, address] of pairs) {
+        writer.string(id, 256);
+        writer.string(address, 300);
+      }
+      return Buffer.from(writer.view());
+    };
+    const read = decodeSnapshotFile(file(configOf(Object.entries(addresses))), 3);
+    expect(read.ok && Object.entries(read.snapshot.meta.config.addresses)).toEqual([["__proto__", "10.0.0.9:7000"], ["n1", "10.0.0.1:7000"]]);
+    expect(read.ok && Object.getPrototypeOf(read.snapshot.meta.config.addresses)).toBe(Object.prototype);
+    const twice = decodeSnapshotFile(file(configOf([["n1", "10.0.0.1:7000"], ["n1", "10.0.0.2:7000"]])), 3);
+    expect(twice).toEqual({ ok: false, problem: expect.stringMatching(/does not decode \(the addresses name member "n1" twice\)/) });
   });
 });
