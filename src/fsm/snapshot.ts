@@ -115,8 +115,9 @@ function writeWaiter(sink: ByteSink, waiter: Waiter): void {
 }
 
 /**
- * The state a snapshot holds. Throws a DecodeError for bytes of another layout, and an AssertionError
- * (from `reindex`) for a well-formed snapshot whose state breaks an invariant: that one was written by a bug.
+ * The state a snapshot holds. Throws a DecodeError for bytes of another layout, and for a well-formed
+ * snapshot whose state breaks an invariant: the bytes come from a file or from the leader, so they are
+ * input, checked before `reindex` asserts the same invariants on the state built from them.
  */
 export function decodeState(data: Uint8Array, limits: Pick<FsmLimits, "watchHistoryEventsMax" | "requestResultsMax">): CoordinationState {
   const reader = new ByteReader(data);
@@ -148,8 +149,10 @@ export function decodeState(data: Uint8Array, limits: Pick<FsmLimits, "watchHist
   }
   reader.expectEnd("state snapshot");
 
-  const watchHistoryEventsMax = limits.watchHistoryEventsMax;
-  const state = new CoordinationState(limits, WatchHistory.restore(watchHistoryEventsMax, floorIndex, events));
+  const history = restoreHistory(limits.watchHistoryEventsMax, floorIndex, events);
+  const problem = invariantProblem({ appliedIndex, lastTokenIssued, raftLeader, sessions, resources: [...locks, ...elections], newestEventIndex: history.retained().at(-1)?.index ?? null });
+  if (problem !== null) throw new DecodeError(`the snapshot holds a state no sequence of entries makes: ${problem}`, 0);
+  const state = new CoordinationState(limits, history);
   for (const [requestId, result] of requests) state.requestResults.set(requestId, result);
   state.appliedIndex = appliedIndex;
   state.lastTokenIssued = lastTokenIssued;
@@ -163,6 +166,57 @@ export function decodeState(data: Uint8Array, limits: Pick<FsmLimits, "watchHist
   if (state.locks.size !== locks.length || state.elections.size !== elections.length) throw new DecodeError("a lock or election is listed twice", 0);
   state.reindex();
   return state;
+}
+
+/** The watch history as WatchHistory.restore builds it, refusing (instead of asserting on) events out of log order. */
+function restoreHistory(eventsMax: number, floorIndex: number, events: readonly FsmEvent[]): WatchHistory {
+  const history = WatchHistory.restore(eventsMax, floorIndex, []);
+  let previousIndex = 0;
+  for (const event of events) {
+    // Appending may raise the floor (a full history drops its oldest index), so it is read each time.
+    if (event.index <= history.floorIndex || event.index < previousIndex) {
+      throw new DecodeError(`watch history event at index ${event.index} is out of log order (floor ${history.floorIndex}, previous event at ${previousIndex})`, 0);
+    }
+    history.append(event);
+    previousIndex = event.index;
+  }
+  return history;
+}
+
+interface DecodedTables {
+  readonly appliedIndex: number;
+  readonly lastTokenIssued: number;
+  readonly raftLeader: { readonly index: number } | null;
+  readonly sessions: readonly Session[];
+  readonly resources: readonly Resource[];
+  readonly newestEventIndex: number | null;
+}
+
+/** Which invariant of `CoordinationState.reindex` the decoded tables break, or null when they hold. */
+function invariantProblem(tables: DecodedTables): string | null {
+  const sessions = new Map(tables.sessions.map((session) => [session.sessionId, session]));
+  const tokens = new Set<number>();
+  const resourcesHeld = new Map<number, number>();
+  for (const resource of tables.resources) {
+    const { kind, name, holder } = resource;
+    if (holder === null) return `${kind} "${name}" is kept while nobody holds it`;
+    if (holder.token < 1 || holder.token > tables.lastTokenIssued || tokens.has(holder.token)) {
+      return `${kind} "${name}" has token ${holder.token}, not a unique one of those issued (1 to ${tables.lastTokenIssued})`;
+    }
+    tokens.add(holder.token);
+    if (kind === "lock" && (holder.value !== null || resource.waiters.some((waiter) => waiter.value !== null))) return `lock "${name}" carries a value`;
+    if (!sessions.has(holder.sessionId)) return `the holder of ${kind} "${name}" has no session ${holder.sessionId}`;
+    resourcesHeld.set(holder.sessionId, (resourcesHeld.get(holder.sessionId) ?? 0) + 1);
+    for (const waiter of resource.waiters) {
+      if (waiter.sessionId !== null && sessions.get(waiter.sessionId)?.implicit !== false) return `a waiter on "${name}" has no session ${waiter.sessionId} of its own`;
+    }
+  }
+  for (const session of tables.sessions) {
+    if (session.implicit && resourcesHeld.get(session.sessionId) !== 1) return `implicit lease ${session.sessionId} does not hold exactly one lock`;
+  }
+  if (tables.newestEventIndex !== null && tables.newestEventIndex > tables.appliedIndex) return `the watch history has an event at ${tables.newestEventIndex}, after the last applied entry ${tables.appliedIndex}`;
+  if (tables.raftLeader !== null && tables.raftLeader.index > tables.appliedIndex) return `the raft leader was recorded at ${tables.raftLeader.index}, after the last applied entry ${tables.appliedIndex}`;
+  return null;
 }
 
 function readOptionalText(reader: ByteReader, what: string): string | null {

@@ -114,6 +114,22 @@ describe("snapshots", () => {
     expect(h.fsm.snapshot()).toEqual(before);
   });
 
+  // Found by the fuzz tests (test/fuzz/snapshot.ts): such a snapshot failed an assertion in reindex, which
+  // crashes the node; the bytes come from a file or the leader, so they are refused as input instead.
+  it("refuses, as a DecodeError, a well-formed snapshot whose state breaks an invariant, and keeps its state", () => {
+    const h = busyHarness();
+    const before = h.fsm.snapshot();
+    const noTokensIssued = new Uint8Array(before);
+    // lastTokenIssued: the u53 after the version byte and the applied index, little-endian.
+    noTokensIssued.fill(0, 9, 17);
+    expect(() => h.fsm.restore(noTokensIssued)).toThrow(/not a unique one of those issued \(1 to 0\)/);
+    expect(() => h.fsm.restore(noTokensIssued)).toThrow(DecodeError);
+    const nothingApplied = new Uint8Array(before);
+    nothingApplied.fill(0, 1, 9);
+    expect(() => h.fsm.restore(nothingApplied)).toThrow(DecodeError);
+    expect(h.fsm.snapshot()).toEqual(before);
+  });
+
   it("a follower that installs a snapshot delivers the events it skipped, in order, then tells restore listeners", () => {
     const leader = new FsmHarness();
     const follower = new FsmHarness();
