@@ -150,7 +150,7 @@ export function decodeState(data: Uint8Array, limits: Pick<FsmLimits, "watchHist
   reader.expectEnd("state snapshot");
 
   const history = restoreHistory(limits.watchHistoryEventsMax, floorIndex, events);
-  const problem = invariantProblem({ appliedIndex, lastTokenIssued, raftLeader, sessions, resources: [...locks, ...elections], newestEventIndex: history.retained().at(-1)?.index ?? null });
+  const problem = invariantProblem({ appliedIndex, lastTokenIssued, raftLeader, sessions, resources: [...locks, ...elections], historyFloorIndex: history.floorIndex, newestEventIndex: history.retained().at(-1)?.index ?? null });
   if (problem !== null) throw new DecodeError(`the snapshot holds a state no sequence of entries makes: ${problem}`, 0);
   const state = new CoordinationState(limits, history);
   for (const [requestId, result] of requests) state.requestResults.set(requestId, result);
@@ -189,6 +189,7 @@ interface DecodedTables {
   readonly raftLeader: { readonly index: number } | null;
   readonly sessions: readonly Session[];
   readonly resources: readonly Resource[];
+  readonly historyFloorIndex: number;
   readonly newestEventIndex: number | null;
 }
 
@@ -214,6 +215,8 @@ function invariantProblem(tables: DecodedTables): string | null {
   for (const session of tables.sessions) {
     if (session.implicit && resourcesHeld.get(session.sessionId) !== 1) return `implicit lease ${session.sessionId} does not hold exactly one lock`;
   }
+  // The next entry's events must land above the floor, or appending them fails an assertion.
+  if (tables.historyFloorIndex > tables.appliedIndex) return `the watch history starts after ${tables.historyFloorIndex}, past the last applied entry ${tables.appliedIndex}`;
   if (tables.newestEventIndex !== null && tables.newestEventIndex > tables.appliedIndex) return `the watch history has an event at ${tables.newestEventIndex}, after the last applied entry ${tables.appliedIndex}`;
   if (tables.raftLeader !== null && tables.raftLeader.index > tables.appliedIndex) return `the raft leader was recorded at ${tables.raftLeader.index}, after the last applied entry ${tables.appliedIndex}`;
   return null;

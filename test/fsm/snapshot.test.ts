@@ -130,6 +130,15 @@ describe("snapshots", () => {
     expect(h.fsm.snapshot()).toEqual(before);
   });
 
+  it("refuses a snapshot whose watch history starts after its last applied entry: the next entry's events could not be kept", () => {
+    const empty = new CoordinationStateMachine(testLimits).snapshot();
+    const floorAhead = new Uint8Array(empty);
+    // The history's floor index follows the version, two u53s, the leader flag and three u32 counts.
+    floorAhead[30] = 127;
+    const restored = new CoordinationStateMachine(testLimits);
+    expect(() => restored.restore(floorAhead)).toThrow(/the watch history starts after 127, past the last applied entry 0/);
+  });
+
   it("a follower that installs a snapshot delivers the events it skipped, in order, then tells restore listeners", () => {
     const leader = new FsmHarness();
     const follower = new FsmHarness();
