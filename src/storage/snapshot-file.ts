@@ -93,6 +93,7 @@ export function decodeSnapshotFile(buffer: Buffer, expectedIndex: number): Snaps
   if (crc32(buffer.subarray(0, bodyEnd)) !== buffer.readUInt32LE(bodyEnd)) {
     return { ok: false, problem: "the snapshot's checksum does not match its contents" };
   }
+  if (buffer.readUInt16LE(6) !== 0) return { ok: false, problem: "the snapshot header's reserved field is not zero: a layout this raftlock did not write" };
   try {
     const reader = new ByteReader(buffer, 8, bodyEnd);
     const index = reader.u53("snapshot index");

@@ -100,7 +100,7 @@ describe("snapshot file format", () => {
 
   // Found by the fuzz tests (test/fuzz/snapshot.ts): addresses were read into a plain object, so a member
   // called "__proto__" lost its address, and a member named twice silently kept the second one.
-  it("keeps the address of a member with any id, and refuses a file that names a member's address twice", () => {
+  it("keeps the address of a member with any id, and refuses a file that names a member's address twice or sets the reserved field", () => {
     const addresses = Object.fromEntries([["__proto__", "10.0.0.9:7000"], ["n1", "10.0.0.1:7000"]]);
     const file = (config: Buffer): Buffer => {
       const header = encodeSnapshotHeader({ meta: { index: 3, term: 1, config: { voters: [], learners: [], addresses: {} } }, data: new Uint8Array(0) });
@@ -125,6 +125,10 @@ describe("snapshot file format", () => {
     const read = decodeSnapshotFile(file(configOf(Object.entries(addresses))), 3);
     expect(read.ok && Object.entries(read.snapshot.meta.config.addresses)).toEqual([["__proto__", "10.0.0.9:7000"], ["n1", "10.0.0.1:7000"]]);
     expect(read.ok && Object.getPrototypeOf(read.snapshot.meta.config.addresses)).toBe(Object.prototype);
+    const reserved = file(configOf([]));
+    reserved.writeUInt16LE(1, 6);
+    reserved.writeUInt32LE(crc32(reserved.subarray(0, reserved.length - 4)), reserved.length - 4);
+    expect(decodeSnapshotFile(reserved, 3)).toEqual({ ok: false, problem: "the snapshot header's reserved field is not zero: a layout this raftlock did not write" });
     const twice = decodeSnapshotFile(file(configOf([["n1", "10.0.0.1:7000"], ["n1", "10.0.0.2:7000"]])), 3);
     expect(twice).toEqual({ ok: false, problem: expect.stringMatching(/does not decode \(the addresses name member "n1" twice\)/) });
   });
