@@ -166,7 +166,14 @@ export function checkSegmentHeader(buffer: Buffer, expectedSeq: number, lastNonZ
   }
   if (!headerIntact) return { ok: false, torn: false, problem: "the segment header's checksum does not match" };
   if (buffer.readUInt16LE(6) !== segmentHeaderBytes) return { ok: false, torn: false, problem: "the segment header has an unknown size" };
-  const seq = new ByteReader(buffer, 8, 16).u53("segment sequence number");
+  let seq: number;
+  try {
+    seq = new ByteReader(buffer, 8, 16).u53("segment sequence number");
+  } catch (error) {
+    // A checksum-valid header we never wrote (no segment number reaches 2^53): a refusal, not a crash.
+    if (!(error instanceof DecodeError)) throw error;
+    return { ok: false, torn: false, problem: `the segment header does not decode (${error.message})` };
+  }
   if (seq !== expectedSeq) {
     return { ok: false, torn: false, problem: `the header says segment ${seq} but the file name says ${expectedSeq} (a renamed or copied file?)` };
   }

@@ -2,6 +2,7 @@
 // else refuses to start with the file and byte offset, and each repaired log keeps working across restarts.
 
 import { promises as fs } from "node:fs";
+import { crc32 } from "node:zlib";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { StorageCorruptError } from "../../src/storage/storage.js";
@@ -215,6 +216,21 @@ describe("WAL recovery", () => {
     buffer.writeUInt16LE(2, 4);
     await fs.writeFile(segmentPath, buffer);
     await expect(open(dir)).rejects.toThrow(/WAL format version 2, and this raftlock reads only version 1/);
+  });
+
+  // Found by the WAL fuzz target (test/fuzz/wal.ts): the header's DecodeError escaped recovery as is,
+  // instead of the StorageCorruptError naming the file that the operator's advice hangs on.
+  it("a checksum-valid header whose segment number is not a safe integer is refused as damage, naming the file", async () => {
+    const dir = await tempDir();
+    await writeThreeSaves(dir);
+    const segmentPath = await newestSegment(dir);
+    const buffer = await fs.readFile(segmentPath);
+    buffer.writeUInt32LE(0xffff_ffff, 12);
+    buffer.writeUInt32LE(crc32(buffer.subarray(0, 20)), 20);
+    await fs.writeFile(segmentPath, buffer);
+    const refusal = open(dir);
+    await expect(refusal).rejects.toThrow(StorageCorruptError);
+    await expect(refusal).rejects.toThrow(/at byte 0: the segment header does not decode \(segment sequence number is .* above the largest safe integer/);
   });
 
   it("a file that is not a segment under a segment's name is refused", async () => {
