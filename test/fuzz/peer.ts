@@ -155,6 +155,9 @@ const snapshotBytesMax = liveLimits.snapshotBytesMax!;
 const linksMax = transportLimitsDefault.linksMax;
 const frameBytesMax = liveLimits.frameBytesMax!;
 
+/** The term of probe heartbeats: fuzzed heartbeats (small terms, or random 53-bit ones) do not hit it. */
+const probeTerm = 987_654_321;
+
 /** Frames one property run sends; the connection is checked (a probe) after the last. */
 export const peerFramesPerRun = 24;
 
@@ -297,7 +300,7 @@ async function startLiveCluster(): Promise<LiveCluster> {
     onMessage: (message) => {
       if (cluster === null || message.from !== fuzzPeerId) return;
       cluster.delivered += 1;
-      if (message.type === "heartbeat") cluster.lastRound = message.round;
+      if (message.type === "heartbeat" && message.term === probeTerm) cluster.lastRound = message.round;
     },
     onRequest: async (_from, payload) => payload,
   });
@@ -400,7 +403,7 @@ export const peerLinkPart: FuzzPart = {
         // A probe: every frame before it was handled, and nothing closed the connection unexpectedly.
         if (peer === null || !peer.open) peer = await reconnect();
         round += 1;
-        peer.send(encodeFrame({ kind: "messages", messages: [{ type: "heartbeat", from: fuzzPeerId, to: nodeId, term: 1, leaderCommit: 0, round }] }));
+        peer.send(encodeFrame({ kind: "messages", messages: [{ type: "heartbeat", from: fuzzPeerId, to: nodeId, term: probeTerm, leaderCommit: 0, round }] }));
         expectedDelivered += 1;
         const probe = peer;
         await waitUntil(`the probe heartbeat ${round}`, () => cluster.lastRound === round || probe.closeEvent !== null);
