@@ -214,6 +214,8 @@ function invariantProblem(tables: DecodedTables): string | null {
   }
   for (const session of tables.sessions) {
     if (session.implicit && resourcesHeld.get(session.sessionId) !== 1) return `implicit lease ${session.sessionId} does not hold exactly one lock`;
+    // A session's id is the index of the entry that opened it: a later one would collide with a new session.
+    if (session.sessionId < 1 || session.sessionId > tables.appliedIndex) return `session ${session.sessionId} was not opened by an applied entry (1 to ${tables.appliedIndex})`;
   }
   // The next entry's events must land above the floor, or appending them fails an assertion.
   if (tables.historyFloorIndex > tables.appliedIndex) return `the watch history starts after ${tables.historyFloorIndex}, past the last applied entry ${tables.appliedIndex}`;

@@ -130,6 +130,18 @@ describe("snapshots", () => {
     expect(h.fsm.snapshot()).toEqual(before);
   });
 
+  it("refuses a snapshot holding a session opened after its last applied entry: the next session would take its id", () => {
+    const h = new FsmHarness();
+    const session = h.openSession();
+    const bytes = new Uint8Array(h.fsm.snapshot());
+    // The session table follows the version, two u53s and the leader flag: its count, then the first id.
+    expect(new DataView(bytes.buffer).getUint32(18, true)).toBe(1);
+    expect(bytes[22]).toBe(session);
+    bytes[22] = session + 5;
+    const restored = new CoordinationStateMachine(testLimits);
+    expect(() => restored.restore(bytes)).toThrow(/session 6 was not opened by an applied entry \(1 to 1\)/);
+  });
+
   it("refuses a snapshot whose watch history starts after its last applied entry: the next entry's events could not be kept", () => {
     const empty = new CoordinationStateMachine(testLimits).snapshot();
     const floorAhead = new Uint8Array(empty);
