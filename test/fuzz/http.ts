@@ -183,6 +183,9 @@ async function viaSocket(port: number, request: HttpCase, mutations: readonly Mu
  * this once the handler answers such errors with their own 4xx status.
  */
 function knownBodyParserRefusal(request: HttpCase, damaged: boolean): boolean {
+  // Damage can turn any header into one of the above (a flipped bit makes "bogus" "BOGUS", or "text/plain"
+  // a JSON type), so a damaged request may always meet the issue.
+  if (damaged) return true;
   const contentType = request.contentType ?? "";
   // fetch sends no body with GET or HEAD; the raw socket does.
   if ((!damaged && (request.method === "GET" || request.method === "HEAD")) || !contentType.startsWith("application/json")) return false;
