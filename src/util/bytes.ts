@@ -13,7 +13,8 @@ const wordSpan = 2 ** 32;
 const u53HighWordMax = 0x1f_ffff;
 
 const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string; dropped, "\uFEFForders" and "orders" would be one lock.
+const textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 /**
  * Strings up to this many characters are tried as ASCII by hand first: lock names, owners and ids are
  * short and ASCII, and a call into the UTF-8 encoder or decoder costs several times a loop over them.

@@ -47,6 +47,11 @@ describe("string fields", () => {
     );
   });
 
+  it("keep a leading byte order mark: \"\\uFEFForders\" and \"orders\" are different names", () => {
+    const texts = ["\uFEFForders", "orders"];
+    expect(decodeStrings(encodeStrings(texts), texts.length)).toEqual(texts);
+  });
+
   it("refuse invalid UTF-8 however short", () => {
     for (const invalid of [[0x80], [0xc3, 0x28], [0x61, 0xff, 0x62], [0xed, 0xa0, 0x80]]) {
       const bytes = Uint8Array.from([invalid.length, 0, ...invalid]);
