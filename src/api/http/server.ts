@@ -170,6 +170,13 @@ export function createHttpApp(
       response.status(bodyError.status ?? 400).json({ error: { code: "BADREQUEST", message: "the request body is not valid JSON or is too large" } });
       return;
     }
+    // Other refusals of the body parser (an unsupported charset or content-encoding, a body shorter than
+    // its Content-Length) are the client's mistake: http-errors marks them with a 4xx status and `expose`.
+    const clientError = error as { status?: unknown; expose?: unknown; message?: unknown };
+    if (typeof clientError.status === "number" && clientError.status >= 400 && clientError.status < 500 && clientError.expose === true) {
+      response.status(clientError.status).json({ error: { code: "BADREQUEST", message: `the request was refused: ${String(clientError.message)}` } });
+      return;
+    }
     logger.error({ err: error }, "HTTP request failed");
     response.status(500).json({ error: { code: "INTERNAL", message: "internal error; the node logged the details" } });
   });
