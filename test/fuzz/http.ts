@@ -23,7 +23,8 @@ import { CoordinationService } from "../../src/node/coordination-service.js";
 import { RaftNode } from "../../src/node/node.js";
 import { freePort } from "../support/ports.js";
 import { applyMutations, type Mutation, mutationsArb } from "./mutate.js";
-import { checkProperty, type FuzzOptions, type FuzzPart, type FuzzReport, Stats, waitUntil } from "./run.js";
+import { checkProperty, type FuzzOptions, type FuzzPart, type FuzzReport, Stats } from "./run.js";
+import { waitFor } from "../support/wait.js";
 import { scratchRoot } from "./wal.js";
 
 /** Requests one property run sends at once. */
@@ -222,7 +223,7 @@ export async function startOneNode(): Promise<OneNode> {
   const node = await RaftNode.start(config, logger, fsm);
   const service = new CoordinationService(node, fsm, logger);
   const server: Server = await listenHttp(createHttpApp(node, logger, { service, fsm }), { host: "127.0.0.1", port: 0 });
-  await waitUntil("the one-node cluster to elect itself", () => node.leader() !== null, 10_000);
+  await waitFor("the one-node cluster to elect itself", () => node.leader() !== null, 10_000);
   const address = server.address();
   if (address === null || typeof address === "string") throw new Error("the HTTP server has no port");
   return {

@@ -21,7 +21,8 @@ import { CloseCode } from "../../src/transport/connection.js";
 import { transportLimitsDefault } from "../../src/transport/limits.js";
 import { peerPath, Transport, type TransportLimits } from "../../src/transport/transport.js";
 import { hostileBytes } from "./mutate.js";
-import { checkProperty, type FuzzOptions, type FuzzPart, type FuzzReport, hexPreview, Stats, waitUntil } from "./run.js";
+import { checkProperty, type FuzzOptions, type FuzzPart, type FuzzReport, hexPreview, Stats } from "./run.js";
+import { waitFor } from "../support/wait.js";
 
 // ---------------------------------------------------------------------------------------------
 // Frames
@@ -244,7 +245,7 @@ class RawPeer {
   }
 
   async closed(what: string): Promise<{ code: number; reason: string }> {
-    await waitUntil(what, () => this.closeEvent !== null);
+    await waitFor(what, () => this.closeEvent !== null);
     return this.closeEvent!;
   }
 
@@ -305,14 +306,14 @@ async function startLiveCluster(): Promise<LiveCluster> {
     onRequest: async (_from, payload) => payload,
   });
   cluster = { node, goodPeer, delivered: 0, lastRound: -1, goodPeerRounds: -1, closeReasons, errorLogs };
-  await waitUntil("the node connected to its well-behaved peer", () => node.connectedPeers().includes(goodPeerId), 10_000);
+  await waitFor("the node connected to its well-behaved peer", () => node.connectedPeers().includes(goodPeerId), 10_000);
   return cluster;
 }
 
 async function handshake(port: number): Promise<RawPeer> {
   const peer = await RawPeer.connect(port);
   peer.send(encodeFrame(goodHello));
-  await waitUntil("the node's welcome", () => peer.welcomed || peer.closeEvent !== null);
+  await waitFor("the node's welcome", () => peer.welcomed || peer.closeEvent !== null);
   if (!peer.welcomed) throw new Error(`the node refused a correct hello: ${JSON.stringify(peer.closeEvent)}`);
   return peer;
 }
@@ -365,7 +366,7 @@ export const peerLinkPart: FuzzPart = {
           const peerIds = cluster.node.peerIds();
           const acceptable = decoded?.kind === "hello" && decoded.clusterToken === clusterToken && decoded.clusterId === clusterId &&
             decoded.toNodeId === nodeId && decoded.fromNodeId < nodeId && (peerIds.includes(decoded.fromNodeId) || peerIds.length < linksMax);
-          await waitUntil("an answer to a first frame", () => stranger.welcomed || stranger.closeEvent !== null);
+          await waitFor("an answer to a first frame", () => stranger.welcomed || stranger.closeEvent !== null);
           if (stranger.welcomed !== acceptable) throw new Error(`first frame ${hexPreview(firstFrame)} (${JSON.stringify(decoded)}) was ${stranger.welcomed ? "accepted" : "refused"}`);
           stats.add(acceptable ? "first frames accepted (a hello with the token)" : "first frames refused");
           stranger.terminate();
@@ -406,12 +407,12 @@ export const peerLinkPart: FuzzPart = {
         peer.send(encodeFrame({ kind: "messages", messages: [{ type: "heartbeat", from: fuzzPeerId, to: nodeId, term: probeTerm, leaderCommit: 0, round }] }));
         expectedDelivered += 1;
         const probe = peer;
-        await waitUntil(`the probe heartbeat ${round}`, () => cluster.lastRound === round || probe.closeEvent !== null);
+        await waitFor(`the probe heartbeat ${round}`, () => cluster.lastRound === round || probe.closeEvent !== null);
         if (probe.closeEvent !== null) throw new Error(`the node closed the connection unexpectedly: ${JSON.stringify(probe.closeEvent)}`);
         if (cluster.delivered !== expectedDelivered) throw new Error(`the node delivered ${cluster.delivered} messages from the peer; the frames sent carry ${expectedDelivered}`);
         // The node's own link to a well-behaved peer was never disturbed.
         cluster.node.send({ type: "heartbeat", from: nodeId, to: goodPeerId, term: 1, leaderCommit: 0, round });
-        await waitUntil(`the well-behaved peer to hear heartbeat ${round}`, () => cluster.goodPeerRounds === round);
+        await waitFor(`the well-behaved peer to hear heartbeat ${round}`, () => cluster.goodPeerRounds === round);
         if (cluster.errorLogs.length > 0) throw new Error(`the node logged errors: ${cluster.errorLogs.join("; ")}`);
       });
       return await checkProperty(this, options, property, Math.ceil(options.count / peerFramesPerRun), peerFramesPerRun, stats);

@@ -22,7 +22,8 @@ import type { RespLimits } from "../../src/api/resp/limits.js";
 import { headerLineBytesMax, RequestReader, type RequestReaderLimits, RespProtocolError, unauthenticatedArgumentsMax, unauthenticatedBulkBytesMax } from "../../src/api/resp/request-reader.js";
 import { RespServer } from "../../src/api/resp/server.js";
 import { applyMutations, concat, type Mutation, mutationsArb, splitAt } from "./mutate.js";
-import { checkProperty, type FuzzOptions, type FuzzPart, type FuzzReport, hexPreview, Stats, waitUntil } from "./run.js";
+import { checkProperty, type FuzzOptions, type FuzzPart, type FuzzReport, hexPreview, Stats } from "./run.js";
+import { waitFor } from "../support/wait.js";
 
 /** Small limits, so that random requests reach them often. */
 export const fuzzRespLimits: RequestReaderLimits = { argumentsMax: 12, bulkBytesMax: 200, requestBytesMax: 600, inlineBytesMax: 300 };
@@ -405,7 +406,7 @@ class WellBehavedClient {
     this.received = Buffer.alloc(0);
     const expected = `$${Buffer.byteLength(text)}\r\n${text}\r\n`;
     this.socket.write(`*2\r\n$4\r\nECHO\r\n$${Buffer.byteLength(text)}\r\n${text}\r\n`);
-    await waitUntil(`the well-behaved client's ECHO ${text} answered`, () => this.received.length >= Buffer.byteLength(expected));
+    await waitFor(`the well-behaved client's ECHO ${text} answered`, () => this.received.length >= Buffer.byteLength(expected));
     if (this.received.toString() !== expected) throw new Error(`the well-behaved client got ${JSON.stringify(this.received.toString())}, expected ${JSON.stringify(expected)}`);
   }
 
@@ -450,7 +451,7 @@ export const respServerPart: FuzzPart = {
           stats.add("replies", replies.length);
         });
         if (errorLogs.length > 0) throw new Error(`the server logged errors: ${errorLogs.join("; ")}`);
-        await waitUntil("every fuzz connection to be gone from the server", () => server.connectionsOpen() === 1);
+        await waitFor("every fuzz connection to be gone from the server", () => server.connectionsOpen() === 1);
         await client.echo(`after run ${run}`);
       });
       return await checkProperty(this, options, property, Math.ceil(options.count / respConnectionsPerRun), respConnectionsPerRun, stats);

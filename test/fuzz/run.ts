@@ -94,14 +94,6 @@ export async function checkProperty<T>(
   };
 }
 
-/** Polls `condition` until it holds; throws naming `what` once `timeoutMs` has passed. */
-export async function waitUntil(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}
 
 /** Hex of at most the first `bytesMax` bytes, for failure messages. */
 export function hexPreview(bytes: Uint8Array, bytesMax = 64): string {

@@ -7,6 +7,7 @@ import { decodeFrame, encodeFrame, type Frame } from "../../src/transport/codec.
 import { type PeerAddress, peerPath, Transport, type TransportLimits, type TransportOptions } from "../../src/transport/transport.js";
 import type { ReloadableTls } from "../../src/tls.js";
 import { freePort } from "../support/ports.js";
+import { waitFor } from "../support/wait.js";
 
 export type LogLine = Record<string, unknown> & { level: number; msg: string };
 
@@ -46,14 +47,7 @@ export async function holdsFor(what: string, condition: () => boolean, durationM
   if (!condition()) throw new Error(`no longer holds: ${what}`);
 }
 
-/** Polls `condition` until it holds; fails with `what` once `timeoutMs` has passed. */
-export async function waitFor(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+export { waitFor };
 
 export { freePort };
 

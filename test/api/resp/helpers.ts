@@ -9,17 +9,11 @@ import { genericCommands } from "../../../src/api/resp/generic-commands.js";
 import type { RespLimits } from "../../../src/api/resp/limits.js";
 import { array, bulk, integer, map, nullBulk, ok, push, RespError } from "../../../src/api/resp/reply.js";
 import { RespServer } from "../../../src/api/resp/server.js";
+import { waitFor } from "../../support/wait.js";
 
 export type LogLine = Record<string, unknown> & { level: number; msg: string };
 
-/** Polls `condition` until it holds; fails with `what` once `timeoutMs` has passed. */
-export async function waitFor(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+export { waitFor };
 
 export interface TestServer {
   readonly server: RespServer;
