@@ -2,7 +2,7 @@
 // `members list|add|promote|remove` and `transfer-leader`. The node forwards changes to the leader.
 import { readFileSync } from "node:fs";
 import { type AdminTls, sendAdminRequest } from "./admin-http.js";
-import { ConfigError, envName, formatAddress, idRule, isValidId, parseAddress } from "./config.js";
+import { ConfigError, envName, formatAddress, httpListenDefault, idRule, isValidId, parseAddress } from "./config.js";
 
 /** How long a read (`status`, `members list`) may take before the command gives up. */
 export const readTimeoutMs = 5_000;
@@ -15,7 +15,6 @@ export const changeTimeoutMs = 30_000;
 export const transferSettleMs = 5_000;
 const transferPollIntervalMs = 100;
 /** The `--http` used when neither the flag nor RAFTLOCK_HTTP is given: `npm start`'s first node. */
-export const httpDefault = "127.0.0.1:8381";
 
 /** The node answered but refused, or could not be reached: exit 1 (usage errors are ConfigErrors, exit 2). */
 export class RequestFailedError extends Error {
@@ -38,7 +37,7 @@ export const clientUsage = `  raftlock status [--http host:port]              ev
   raftlock members promote <id>                   make a caught-up learner a voter
   raftlock members remove <id>                    take a voter or learner out (then stop its process)
   raftlock transfer-leader <id>                   hand leadership to voter <id>
-    --http defaults to $${envName("http")}, else ${httpDefault}; with $${envName("auth-password")} set,
+    --http defaults to $${envName("http")}, else ${httpListenDefault}; with $${envName("auth-password")} set,
     requests carry it as Authorization: Bearer
     a node with --client-tls-*: --http https://host:port --tls-ca <ca.pem> (or $${envName("tls-ca")}); when it
     also has --client-tls-ca, add --tls-cert <cert.pem> --tls-key <key.pem> (or $${envName("tls-cert")}, $${envName("tls-key")})`;
@@ -86,7 +85,7 @@ function parseArguments(argv: readonly string[], env: NodeJS.ProcessEnv, names: 
   if (positional.length !== names.length) {
     throw usageError(positional.length < names.length ? `missing <${names[positional.length]}>` : `unexpected argument "${positional[names.length]}"`);
   }
-  const http = values.get("http") ?? httpDefault;
+  const http = values.get("http") ?? httpListenDefault;
   const scheme = /^(https?):\/\//.exec(http)?.[1] ?? (values.has("tls-ca") ? "https" : "http");
   const address = parseAddress("http", http.replace(/^https?:\/\//, "").replace(/\/$/, ""));
   const display = formatAddress(address);

@@ -67,12 +67,15 @@ interface FlagSpec {
   readonly defaultValue?: string;
 }
 
+/** Where the HTTP API listens unless told: loopback, for an application in the same pod or host. */
+export const httpListenDefault = "127.0.0.1:8381";
+
 /** Every flag `raftlock start` accepts, in the order `--help` lists them. */
 export const startFlags: readonly FlagSpec[] = [
   { name: "id", help: "this node's id, one of the ids in --peers (e.g. n1)" },
   { name: "data-dir", help: "directory for the write-ahead log and snapshots (created if missing)" },
   { name: "peer-listen", help: "host:port for replication traffic from the other nodes" },
-  { name: "http-listen", help: "host:port for the HTTP API, health checks and metrics; a non-loopback host without --auth-password logs a warning", defaultValue: "127.0.0.1:8381" },
+  { name: "http-listen", help: "host:port for the HTTP API, health checks and metrics; a non-loopback host without --auth-password logs a warning", defaultValue: httpListenDefault },
   { name: "resp-listen", help: "host:port for the RESP (Redis protocol) API; none when not given" },
   { name: "peers", help: "a new cluster's members as id=host:port, comma separated, this node included; or dns:<headless-service>:<port> with --replicas" },
   { name: "replicas", help: "with --peers dns:...: how many StatefulSet ordinals form the cluster at first start; higher ordinals join" },

@@ -76,7 +76,7 @@ export function readTlsFiles(what: string, files: TlsFiles): TlsPems {
   }
   try {
     // The same check the listeners will make; catches what the per-file checks above cannot (e.g. a weak key OpenSSL refuses).
-    createSecureContext({ cert, key, ...(ca === undefined ? {} : { ca }) });
+    createSecureContext(secureOptions({ cert, key, ca }));
   } catch (error) {
     throw new TlsFileError(files.cert, `--${what}-cert ${files.cert} and --${what}-key ${files.key} cannot be used together (${(error as Error).message})`);
   }
@@ -104,7 +104,7 @@ function parseCertificate(flag: string, file: string, pem: Buffer): X509Certific
 }
 
 /** The loggable facts of a PEM certificate. */
-export function summarizeCertificate(file: string, pem: Buffer): TlsSummary {
+function summarizeCertificate(file: string, pem: Buffer): TlsSummary {
   const certificate = new X509Certificate(pem);
   return { cert: file, serialNumber: certificate.serialNumber, fingerprint256: certificate.fingerprint256, validTo: certificate.validTo };
 }
@@ -175,10 +175,6 @@ interface ReloadLogger {
  * with the file and the reason; the others still reload. Never throws.
  */
 export function reloadAll(sets: readonly ReloadableTls[], logger: ReloadLogger): void {
-  if (sets.length === 0) {
-    logger.info({}, "SIGHUP: no TLS certificates are configured; nothing to reload");
-    return;
-  }
   const reloaded: (TlsSummary & { tls: string })[] = [];
   for (const set of sets) {
     try {

@@ -45,6 +45,8 @@ export const pendingReadsMax = 100_000;
 export const removedPeerGraceElectionTimeouts = 2;
 /** How long `transferLeadership` waits for the target to take over, in election timeouts. */
 export const transferWaitElectionTimeouts = 2;
+/** Exit status after a storage failure (EX_SOFTWARE): the operator restarts the node, whose recovery repairs the log. */
+const storageFailureExitCode = 70;
 
 /** How linearizable reads confirm leadership: a heartbeat round (ReadIndex) or the leader's lease. */
 export type ReadMode = "read-index" | "lease";
@@ -534,9 +536,7 @@ export class RaftNode {
       this.followConfig();
       if (this.snapshotInProgress === null && this.appliedIndex - this.snapshotIndex >= this.snapshotDueAfterEntries) this.startSnapshot();
     } catch (error) {
-      // A failed write or fsync leaves the disk in an unknown state (fsyncgate): stop rather than guess.
-      this.logger.fatal({ err: error }, "storage failed; stopping the node to protect replicated state");
-      process.exit(70);
+      this.stopOnStorageFailure(error, "storage failed; stopping the node to protect replicated state");
     } finally {
       this.processing = false;
     }
@@ -686,11 +686,15 @@ export class RaftNode {
         this.kick();
       },
       (error: unknown) => {
-        // As for a failed WAL write: the disk is in an unknown state (fsyncgate), stop rather than guess.
-        this.logger.fatal({ err: error, index }, "writing a snapshot failed; stopping the node to protect replicated state");
-        process.exit(70);
+        this.stopOnStorageFailure(error, "writing a snapshot failed; stopping the node to protect replicated state", { index });
       },
     );
+  }
+
+  /** A failed write or sync leaves the disk in an unknown state (fsyncgate): stop rather than guess. */
+  private stopOnStorageFailure(error: unknown, message: string, fields: Record<string, unknown> = {}): never {
+    this.logger.fatal({ err: error, ...fields }, message);
+    process.exit(storageFailureExitCode);
   }
 
   /** Compacts the core's log to the snapshot that became durable; runs between Readys only. */

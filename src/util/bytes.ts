@@ -312,11 +312,14 @@ export class ByteReader {
     const at = this.offset;
     const lengthBytes = this.u16(`${what} length`);
     if (lengthBytes > bytesMax) throw new DecodeError(`${what} is ${lengthBytes} bytes long, above the limit of ${bytesMax}`, at);
+    this.need(lengthBytes, what);
     const start = this.offset;
-    const utf8 = this.raw(lengthBytes, what, false);
-    if (isShortAsciiBytes(this.buffer, start, start + lengthBytes)) return latin1Slice.call(this.buffer, start, start + lengthBytes);
+    const end = start + lengthBytes;
+    this.offset = end;
+    // No subarray for the fast path: most strings decoded while applying entries are short ASCII.
+    if (isShortAsciiBytes(this.buffer, start, end)) return latin1Slice.call(this.buffer, start, end);
     try {
-      return textDecoder.decode(utf8);
+      return textDecoder.decode(this.buffer.subarray(start, end));
     } catch {
       throw new DecodeError(`${what} is not valid UTF-8`, at);
     }

@@ -65,24 +65,6 @@ function notAcquired(response: Response, what: string): void {
   response.status(409).json({ error: { code: "NOTACQUIRED", message: what } });
 }
 
-/**
- * A path parameter that is not valid percent-encoding (`/v1/locks/%ZZ`) fails while express matches the
- * route, before any handler runs; the router passes that URIError on as it is. Mounted last in a router,
- * this turns it into a 400 naming the path instead of an internal error.
- */
-export function badPathEncoding(): express.ErrorRequestHandler {
-  return (error: unknown, request: Request, _response: Response, next: NextFunction) => {
-    if (error instanceof URIError) {
-      next(new BadRequestError(`the path ${JSON.stringify(request.path.slice(0, pathEchoLengthMax))} is not valid percent-encoding (${error.message})`));
-      return;
-    }
-    next(error);
-  };
-}
-
-/** Characters of a bad path quoted back in the error, at most. */
-const pathEchoLengthMax = 200;
-
 /** Wraps an async handler so its failures reach the error middleware. */
 function route(handler: (request: Request, response: Response) => Promise<void>) {
   return (request: Request, response: Response, next: NextFunction): void => {
@@ -236,7 +218,6 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
       watchStreams--;
     });
   });
-  router.use(badPathEncoding());
   return router;
 }
 

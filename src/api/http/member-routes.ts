@@ -2,7 +2,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import { ConfigError, formatAddress, idRule, isValidId, parseAddress } from "../../config.js";
 import type { ConfigChange } from "../../raft/cluster-config.js";
 import type { RaftNode } from "../../node/node.js";
-import { BadRequestError, badPathEncoding } from "./coordination-routes.js";
+import { BadRequestError } from "./coordination-routes.js";
 
 /**
  * Membership and leadership administration: `GET /v1/members`, `POST /v1/members` `{id, address}` (add a
@@ -46,7 +46,6 @@ export function memberRouter(node: RaftNode): express.Router {
       next(error);
     }
   });
-  router.use(badPathEncoding());
   return router;
 }
 

@@ -17,6 +17,8 @@ import { statusPageRouter } from "./status-page.js";
 
 /** Seconds a client should wait before retrying when there is no leader. */
 export const retryAfterSeconds = 1;
+/** Characters of a bad path quoted back in the error, at most. */
+const pathEchoLengthMax = 200;
 /** Methods a client authenticated with the read-only password may use: those that change nothing. */
 const readOnlyMethods: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
 /** Largest request body the HTTP API reads. */
@@ -150,7 +152,14 @@ export function createHttpApp(
   });
 
   // express needs all four parameters to recognise an error handler.
-  app.use((error: unknown, _request: Request, response: Response, _next: NextFunction) => {
+  app.use((error: unknown, request: Request, response: Response, _next: NextFunction) => {
+    if (error instanceof URIError) {
+      // A path parameter that is not valid percent-encoding (`/v1/locks/%ZZ`) fails while express matches
+      // the route, before any handler runs, in whichever router: the client's mistake, named here once.
+      const path = JSON.stringify(request.path.slice(0, pathEchoLengthMax));
+      response.status(400).json({ error: { code: "BADREQUEST", message: `the path ${path} is not valid percent-encoding (${error.message})` } });
+      return;
+    }
     if (error instanceof BadRequestError) {
       response.status(400).json({ error: { code: "BADREQUEST", message: error.message } });
       return;
@@ -216,6 +225,13 @@ export interface HttpRefusal {
   readonly body: { readonly error: { readonly code: string; readonly message: string } };
 }
 
+/** The answer to a request without a bearer token (or with a wrong one): built once, not per request. */
+const unauthenticated: HttpRefusal = {
+  status: 401,
+  headers: { "WWW-Authenticate": "Bearer" },
+  body: { error: { code: "NOAUTH", message: "authentication required: send Authorization: Bearer <password>" } },
+};
+
 /**
  * The access `request`'s `Authorization: Bearer <password>` grants (compared in constant time), or why it
  * is refused. Every refusal is counted for the log; a wrong token also towards its address's limit.
@@ -223,11 +239,6 @@ export interface HttpRefusal {
 export function authorizeRequest(request: IncomingMessage, auth: HttpAuth): ClientAccess | HttpRefusal {
   const address = request.socket.remoteAddress ?? "?";
   const header = request.headers.authorization;
-  const unauthenticated: HttpRefusal = {
-    status: 401,
-    headers: { "WWW-Authenticate": "Bearer" },
-    body: { error: { code: "NOAUTH", message: "authentication required: send Authorization: Bearer <password>" } },
-  };
   if (header === undefined || !header.startsWith("Bearer ")) {
     auth.limiter.recordMissingCredentials(address);
     return unauthenticated;
