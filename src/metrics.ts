@@ -5,6 +5,7 @@
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { FsmEvent } from "./fsm/events.js";
+import { type LimitName, limitNames } from "./limit-hits.js";
 
 export const metricPrefix = "raftlock_";
 
@@ -78,6 +79,7 @@ export class NodeMetrics {
   private readonly httpRequests: Counter<"route" | "method" | "status">;
   private readonly httpSeconds: Histogram<"route" | "method" | "status">;
   private readonly peerRoundTripSeconds: Histogram<"peer">;
+  private readonly limitHits: Counter<"limit">;
 
   constructor() {
     const registers = [this.registry];
@@ -205,6 +207,14 @@ export class NodeMetrics {
       buckets: lockSecondsBuckets,
       registers,
     });
+    this.limitHits = new Counter({
+      name: `${metricPrefix}limit_hits_total`,
+      help: "Times a named limit refused something on this node (see the README's limits table); state machine limits count on every member.",
+      labelNames: ["limit"],
+      registers,
+    });
+    // Every series from the start at 0: an alert on increase() then also fires on the first hit.
+    for (const limit of limitNames) this.limitHits.inc({ limit }, 0);
     this.respRequests = new Counter({
       name: `${metricPrefix}resp_requests_total`,
       help: "RESP requests answered, by command (other: not in the command table) and outcome (ok or error).",
@@ -328,6 +338,17 @@ export class NodeMetrics {
   /** Grants whose release this node waits to see (bounded by heldLocksTrackedMax). */
   get grantsTracked(): number {
     return this.grants.size;
+  }
+
+  /** A named limit refused something; `limit` comes from the fixed list in limit-hits.ts. */
+  limitHit(limit: LimitName): void {
+    this.limitHits.inc({ limit });
+  }
+
+  /** This node's hits of `limit` so far (for tests and the status of a running node). */
+  async limitHitCount(limit: LimitName): Promise<number> {
+    const { values } = await this.limitHits.get();
+    return values.find((sample) => sample.labels.limit === limit)?.value ?? 0;
   }
 
   respAnswered(command: string, ok: boolean, seconds: number): void {
