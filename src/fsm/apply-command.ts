@@ -1,6 +1,7 @@
 // What each command does to the coordination state. Every handler checks all that can refuse the
 // command before it changes anything, so that an error result leaves the state exactly as it was.
 
+import type { LimitHitSink, LimitName } from "../limit-hits.js";
 import { assert } from "../util/assert.js";
 import type { Command } from "./commands.js";
 import type { FsmLimits } from "./limits.js";
@@ -19,8 +20,30 @@ interface AcquireRequest {
   readonly value: string | null;
 }
 
-/** Applies a validated command at `state.appliedIndex`. */
-export function applyCommand(state: CoordinationState, command: Command, limits: FsmLimits): CommandResult {
+/** Applies a validated command at `state.appliedIndex`; each refusal by a limit is also told to `onLimitHit`. */
+export function applyCommand(state: CoordinationState, command: Command, limits: FsmLimits, onLimitHit: LimitHitSink): CommandResult {
+  const result = applyWithinLimits(state, command, limits);
+  if (result instanceof LimitRefusal) {
+    onLimitHit(result.limit);
+    return result.result;
+  }
+  return result;
+}
+
+/** A refusal by a named limit: the error result every member gives, and which limit it was (for metrics only). */
+class LimitRefusal {
+  readonly result: CommandResult;
+  constructor(
+    readonly limit: LimitName,
+    message: string,
+  ) {
+    this.result = errorResult("LIMIT", message);
+  }
+}
+
+type Outcome = CommandResult | LimitRefusal;
+
+function applyWithinLimits(state: CoordinationState, command: Command, limits: FsmLimits): Outcome {
   switch (command.type) {
     case "session-open":
       return openSession(state, command.ttlMs, command.label ?? null, limits);
@@ -81,7 +104,7 @@ export function applyCommand(state: CoordinationState, command: Command, limits:
 // ---------------------------------------------------------------------------------------------
 // Sessions
 
-function openSession(state: CoordinationState, ttlMs: number, label: string | null, limits: FsmLimits): CommandResult {
+function openSession(state: CoordinationState, ttlMs: number, label: string | null, limits: FsmLimits): Outcome {
   if (state.sessions.size >= limits.sessionsMax) return tooManySessions(limits);
   const session = state.openSession(state.appliedIndex, ttlMs, label, false);
   return { kind: "session", sessionId: session.sessionId, ttlMs: session.ttlMs };
@@ -114,14 +137,14 @@ function explicitSession(state: CoordinationState, sessionId: number): Session |
   return errorResult("NOSESSION", `session ${sessionId} does not exist: it expired, was closed or was never opened; open a new one`);
 }
 
-function tooManySessions(limits: FsmLimits): CommandResult {
-  return errorResult("LIMIT", `too many sessions and lock leases are open (limit ${limits.sessionsMax}); close unused ones and retry`);
+function tooManySessions(limits: FsmLimits): LimitRefusal {
+  return new LimitRefusal("sessions", `too many sessions and lock leases are open (limit ${limits.sessionsMax}); close unused ones and retry`);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Locks and elections
 
-function acquire(state: CoordinationState, request: AcquireRequest, limits: FsmLimits): CommandResult {
+function acquire(state: CoordinationState, request: AcquireRequest, limits: FsmLimits): Outcome {
   let session: Session | null = null;
   if (request.sessionId !== undefined) {
     const found = explicitSession(state, request.sessionId);
@@ -133,9 +156,10 @@ function acquire(state: CoordinationState, request: AcquireRequest, limits: FsmL
   if (existing === undefined) {
     const resourcesMax = request.kind === "lock" ? limits.locksMax : limits.electionsMax;
     if (resources.size >= resourcesMax) {
-      return errorResult("LIMIT", `too many ${request.kind}s exist (limit ${resourcesMax}); release unused ones and retry`);
+      return new LimitRefusal(request.kind === "lock" ? "locks" : "elections", `too many ${request.kind}s exist (limit ${resourcesMax}); release unused ones and retry`);
     }
     if (session === null && state.sessions.size >= limits.sessionsMax) return tooManySessions(limits);
+    if (session !== null && state.claimsOf(session.sessionId) >= limits.locksPerSessionMax) return tooManyClaims(session, limits);
     const resource: Resource = { kind: request.kind, name: request.name, holder: null, waiters: [] };
     resources.set(request.name, resource);
     return grantNow(state, resource, request, session);
@@ -176,12 +200,20 @@ function acquire(state: CoordinationState, request: AcquireRequest, limits: FsmL
     return { kind: "queued", position: retriedAt + 1 };
   }
   if (existing.waiters.length >= limits.waitersPerLockMax) {
-    return errorResult("LIMIT", `${request.kind} "${request.name}" already has ${existing.waiters.length} waiters (limit ${limits.waitersPerLockMax}); retry later`);
+    return new LimitRefusal("waiters_per_lock", `${request.kind} "${request.name}" already has ${existing.waiters.length} waiters (limit ${limits.waitersPerLockMax}); retry later`);
   }
   if (state.waiterCount >= limits.waitersMax) {
-    return errorResult("LIMIT", `too many requests are waiting for locks and elections (limit ${limits.waitersMax}); retry later`);
+    return new LimitRefusal("waiters", `too many requests are waiting for locks and elections (limit ${limits.waitersMax}); retry later`);
   }
+  if (session !== null && state.claimsOf(session.sessionId) >= limits.locksPerSessionMax) return tooManyClaims(session, limits);
   return { kind: "queued", position: state.enqueue(existing, waiter) };
+}
+
+function tooManyClaims(session: Session, limits: FsmLimits): LimitRefusal {
+  return new LimitRefusal(
+    "locks_per_session",
+    `session ${session.sessionId} already holds or waits for ${limits.locksPerSessionMax} locks and elections (limit ${limits.locksPerSessionMax}); release some, or use another session`,
+  );
 }
 
 function grantNow(state: CoordinationState, resource: Resource, request: AcquireRequest, session: Session | null): CommandResult {

@@ -2,6 +2,7 @@
 // tokens, elections and the watch history (coordination.md). Pure and deterministic: no clock, no
 // randomness, no I/O; the same entries give byte-identical snapshots on every node.
 
+import { ignoreLimitHits, type LimitHitSink } from "../limit-hits.js";
 import { EntryType, type Entry } from "../raft/types.js";
 import type { StateMachine } from "../node/state-machine.js";
 import { assert } from "../util/assert.js";
@@ -76,11 +77,17 @@ export class CoordinationStateMachine implements StateMachine {
   private readonly listeners = new Set<EventListener>();
   private readonly restoreListeners = new Set<RestoreListener>();
   private applying = false;
+  private onLimitHit: LimitHitSink = ignoreLimitHits;
 
   /** `limits` must be the same on every member: replicated decisions depend on them. */
   constructor(readonly limits: FsmLimits = fsmLimitsDefaults) {
     checkFsmLimits(limits);
     this.state = new CoordinationState(limits);
+  }
+
+  /** Where refusals by the state machine's limits are reported (metrics); every member reports its own. */
+  reportLimitHits(sink: LimitHitSink): void {
+    this.onLimitHit = sink;
   }
 
   apply(entry: Entry): Uint8Array {
@@ -96,7 +103,7 @@ export class CoordinationStateMachine implements StateMachine {
       // A retry of a request that was applied already: the first answer, and nothing changes.
       const earlier = requestId === null ? undefined : this.state.requestResults.get(requestId);
       if (earlier !== undefined) return earlier.slice(); // a copy: the record is replicated state
-      const result = encodeResult(applyCommand(this.state, command, this.limits));
+      const result = encodeResult(applyCommand(this.state, command, this.limits, this.onLimitHit));
       if (requestId !== null) this.state.requestResults.set(requestId, result);
       const events = this.state.takeEvents();
       for (const event of events) if (isRetainedInHistory(event)) this.state.history.append(event);

@@ -65,6 +65,8 @@ interface SessionLinks {
   readonly held: Set<Resource>;
   /** Resource → how many of this session's waiters are queued on it. */
   readonly waiting: Map<Resource, number>;
+  /** The sum of `waiting`'s counts, kept so that the per-session limit is checked in O(1). */
+  waiterCount: number;
 }
 
 /** How a holder lets go: the first three keep its session (unless an implicit lease), "expired" is its session's expiry. */
@@ -118,7 +120,7 @@ export class CoordinationState {
     assert(!this.sessions.has(sessionId), `session ${sessionId} opened twice`);
     const session: Session = { sessionId, ttlMs, label, implicit };
     this.sessions.set(sessionId, session);
-    this.links.set(sessionId, { held: new Set(), waiting: new Map() });
+    this.links.set(sessionId, { held: new Set(), waiting: new Map(), waiterCount: 0 });
     this.emit({ type: "session-opened", sessionId, ttlMs, implicit });
     return session;
   }
@@ -145,7 +147,7 @@ export class CoordinationState {
     }
     const held = [...links.held].sort((a, b) => a.holder!.token - b.holder!.token);
     for (const resource of held) this.letGo(resource, reason === "expired" ? "expired" : "session-closed", true);
-    assert(links.held.size === 0 && links.waiting.size === 0, `session ${session.sessionId} still linked after it ended`);
+    assert(links.held.size === 0 && links.waiting.size === 0 && links.waiterCount === 0, `session ${session.sessionId} still linked after it ended`);
     this.sessions.delete(session.sessionId);
     this.links.delete(session.sessionId);
     this.emit({ type: "session-ended", sessionId: session.sessionId, reason });
@@ -270,11 +272,19 @@ export class CoordinationState {
   private linkWaiter(resource: Resource, waiter: Waiter, change: 1 | -1): void {
     this.waiterCount += change;
     if (waiter.sessionId === null) return;
-    const waiting = this.linksOf(waiter.sessionId).waiting;
+    const links = this.linksOf(waiter.sessionId);
+    links.waiterCount += change;
+    const waiting = links.waiting;
     const count = (waiting.get(resource) ?? 0) + change;
     assert(count >= 0, "a session's waiter count went negative");
     if (count === 0) waiting.delete(resource);
     else waiting.set(resource, count);
+  }
+
+  /** Locks and elections the session holds, plus its requests queued for others (`locksPerSessionMax`). */
+  claimsOf(sessionId: number): number {
+    const links = this.linksOf(sessionId);
+    return links.held.size + links.waiterCount;
   }
 
   private linksOf(sessionId: number): SessionLinks {
@@ -293,7 +303,7 @@ export class CoordinationState {
   reindex(): void {
     this.links.clear();
     this.waiterCount = 0;
-    for (const session of this.sessions.values()) this.links.set(session.sessionId, { held: new Set(), waiting: new Map() });
+    for (const session of this.sessions.values()) this.links.set(session.sessionId, { held: new Set(), waiting: new Map(), waiterCount: 0 });
     const tokens = new Set<number>();
     for (const resource of [...this.locks.values(), ...this.elections.values()]) {
       assert(resource.holder !== null, `${resource.kind} "${resource.name}" is kept while nobody holds it`);

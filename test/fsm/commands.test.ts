@@ -121,6 +121,7 @@ describe("limits: a full table refuses the command, never grows past its bound",
     expect(h.run({ type: "session-open", ttlMs })).toMatchObject({ kind: "error", code: "LIMIT" });
     expect(h.acquire("billing", "bob")).toMatchObject({ kind: "error", code: "LIMIT" });
     expect(h.fsm.lockInfo("billing")).toBeUndefined();
+    expect(h.limitHits).toEqual(["sessions", "sessions"]);
   });
 
   it("locks and elections", () => {
@@ -131,6 +132,7 @@ describe("limits: a full table refuses the command, never grows past its bound",
     expect(h.campaign("secondary", "n1")).toMatchObject({ kind: "error", code: "LIMIT" });
     // The existing lock still takes waiters.
     expect(h.acquire("orders", "bob", { wait: true })).toMatchObject({ kind: "queued" });
+    expect(h.limitHits).toEqual(["locks", "elections"]);
   });
 
   it("waiters per lock and in all", () => {
@@ -144,5 +146,33 @@ describe("limits: a full table refuses the command, never grows past its bound",
     h.campaign("primary", "n1");
     h.campaign("primary", "n2");
     expect(h.campaign("primary", "n3")).toMatchObject({ kind: "error", code: "LIMIT" });
+    expect(h.limitHits).toEqual(["waiters_per_lock", "waiters"]);
+  });
+
+  it("locks per session: held and queued alike, and a retry takes no second place", () => {
+    const h = new FsmHarness({ locksPerSessionMax: 3 });
+    const session = h.openSession();
+    h.acquire("a", "app", { sessionId: session });
+    h.campaign("primary", "app", { sessionId: session });
+    h.acquire("b", "other");
+    expect(h.acquire("b", "app", { sessionId: session, wait: true })).toMatchObject({ kind: "queued", position: 1 });
+    // A retry of the queued request and a re-acquire of a held lock add nothing.
+    expect(h.acquire("b", "app", { sessionId: session, wait: true })).toMatchObject({ kind: "queued", position: 1 });
+    expect(h.acquire("a", "app", { sessionId: session })).toMatchObject({ kind: "granted" });
+    const before = h.fsm.snapshot().subarray(9);
+    expect(h.acquire("c", "app", { sessionId: session })).toMatchObject({
+      kind: "error",
+      code: "LIMIT",
+      message: `session ${session} already holds or waits for 3 locks and elections (limit 3); release some, or use another session`,
+    });
+    expect(h.fsm.snapshot().subarray(9)).toEqual(before);
+    h.acquire("d", "other");
+    expect(h.acquire("d", "app", { sessionId: session, wait: true })).toMatchObject({ kind: "error", code: "LIMIT" });
+    expect(h.fsm.lockInfo("c")).toBeUndefined();
+    expect(h.limitHits).toEqual(["locks_per_session", "locks_per_session"]);
+    // Another session, and locks without one, are not held back; a release makes room again.
+    expect(h.acquire("c", "app")).toMatchObject({ kind: "granted" });
+    h.run({ type: "lock-release", name: "a", owner: "app" });
+    expect(h.acquire("e", "app", { sessionId: session })).toMatchObject({ kind: "granted" });
   });
 });

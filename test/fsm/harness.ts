@@ -6,6 +6,7 @@ import { encodeCommand, type Command } from "../../src/fsm/commands.js";
 import type { FsmEvent } from "../../src/fsm/events.js";
 import { fsmLimitsDefaults, type FsmLimits } from "../../src/fsm/limits.js";
 import { decodeResult, type CommandResult } from "../../src/fsm/results.js";
+import type { LimitName } from "../../src/limit-hits.js";
 import { EntryType, type Entry } from "../../src/raft/types.js";
 
 /** TTL bounds of a cluster whose largest election timeout is 2 s: 3000 ms to 24 h. */
@@ -20,6 +21,8 @@ export class FsmHarness {
   readonly fsm: CoordinationStateMachine;
   /** Every event delivered to subscribers, in order. */
   readonly events: FsmEvent[] = [];
+  /** Every limit the state machine reported hitting, in order. */
+  readonly limitHits: LimitName[] = [];
   /** Index of the last entry applied (or skipped, for entries that are not applied, like a leader's empty entry). */
   lastIndex = 0;
   private waiterCount = 0;
@@ -27,6 +30,7 @@ export class FsmHarness {
   constructor(limits: Partial<FsmLimits> = {}, fsm?: CoordinationStateMachine) {
     this.fsm = fsm ?? new CoordinationStateMachine({ ...testLimits, ...limits });
     this.fsm.subscribe((event) => this.events.push(event));
+    this.fsm.reportLimitHits((limit) => this.limitHits.push(limit));
   }
 
   /** Applies `command` as the next entry and returns its decoded reply. */
