@@ -27,7 +27,7 @@ export const limitDescriptions = {
   waiters: "acquires and campaigns queued in the cluster (`waitersMax`)",
   locks_per_session: "locks and elections one session holds or waits for (`locksPerSessionMax`)",
   sessions_per_client: "sessions and implicit lock leases one client address opened through this node and still has (`sessionsPerClientMax`)",
-  blocked_clients: "clients blocked in an acquire or campaign on this node at once (`blockedClientsMax`)",
+  blocked_clients: "acquires and campaigns in flight on this node at once, blocked ones included (`blockedClientsMax`)",
   // Consensus and replication (src/node/node.ts, src/transport/limits.ts)
   proposal_bytes: "bytes of one proposed entry (`proposalBytesMax`)",
   pending_proposals: "proposals this node waits on to commit (`pendingProposalsMax`)",

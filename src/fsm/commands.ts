@@ -15,6 +15,7 @@
 // real limits (limits.ts) are checked by `validateCommand`, which the server calls before proposing and
 // `apply` calls again, so that a user sees the same error text either way.
 
+import type { LimitName } from "../limit-hits.js";
 import { assert } from "../util/assert.js";
 import { ByteReader, DecodeError, encodeWith, type ByteSink } from "../util/bytes.js";
 import {
@@ -224,7 +225,7 @@ export function decodeCommandEntry(data: Uint8Array): CommandEntry {
 export function validateRequestId(requestId: string | null): CommandError | null {
   if (requestId === null) return null;
   const problem = checkText("request id", requestId, 1, requestIdBytesMax);
-  return problem === null ? null : { code: "ERR", message: problem };
+  return problem === null ? null : { code: "ERR", message: problem.message };
 }
 
 function readFields(reader: ByteReader, type: CommandType): Command {
@@ -301,14 +302,25 @@ export function ttlMsMessage(limits: FsmLimits, got: string): string {
   return `ttl-ms must be an integer between ${limits.ttlMsMin} and ${ttlMsMax} (got ${got})`;
 }
 
+/** Why a field is refused; `limit` when it is longer than a named limit allows (counted in metrics). */
+interface FieldProblem {
+  readonly message: string;
+  readonly limit?: LimitName;
+}
+
+/** A refusal of a command's fields: an error result, and the named limit it hit if any. */
+export type CommandRefusal = CommandError & { readonly limit?: LimitName };
+
 function checkTtlMs(ttlMs: number, limits: FsmLimits): string | null {
   return Number.isSafeInteger(ttlMs) && ttlMs >= limits.ttlMsMin && ttlMs <= ttlMsMax ? null : ttlMsMessage(limits, String(ttlMs));
 }
 
-function checkText(what: string, value: string, bytesMin: number, bytesMax: number): string | null {
+/** `limit`: the named limit a text longer than `bytesMax` hits (waiter and request ids are ours, not the client's). */
+function checkText(what: string, value: string, bytesMin: number, bytesMax: number, limit?: LimitName): FieldProblem | null {
   const lengthBytes = Buffer.byteLength(value, "utf8");
   if (lengthBytes >= bytesMin && lengthBytes <= bytesMax) return null;
-  return bytesMin === 0 ? `${what} must be at most ${bytesMax} bytes (got ${lengthBytes})` : `${what} must be ${bytesMin} to ${bytesMax} bytes (got ${lengthBytes})`;
+  const message = bytesMin === 0 ? `${what} must be at most ${bytesMax} bytes (got ${lengthBytes})` : `${what} must be ${bytesMin} to ${bytesMax} bytes (got ${lengthBytes})`;
+  return lengthBytes > bytesMax && limit !== undefined ? { message, limit } : { message };
 }
 
 function checkId(what: string, value: number | undefined): string | null {
@@ -317,16 +329,18 @@ function checkId(what: string, value: number | undefined): string | null {
 }
 
 /** Why `command` must be refused before it touches any state, or null when its fields are within bounds. */
-export function validateCommand(command: Command, limits: FsmLimits): CommandError | null {
+export function validateCommand(command: Command, limits: FsmLimits): CommandRefusal | null {
   const problems = fieldProblems(command, limits);
-  const first = problems.find((problem): problem is string => problem !== null);
-  return first === undefined ? null : { code: "ERR", message: first };
+  const first = problems.find((problem) => problem !== null);
+  if (first === undefined || first === null) return null;
+  if (typeof first === "string") return { code: "ERR", message: first };
+  return first.limit === undefined ? { code: "ERR", message: first.message } : { code: "ERR", message: first.message, limit: first.limit };
 }
 
-function fieldProblems(command: Command, limits: FsmLimits): (string | null)[] {
+function fieldProblems(command: Command, limits: FsmLimits): (string | FieldProblem | null)[] {
   switch (command.type) {
     case "session-open":
-      return [checkTtlMs(command.ttlMs, limits), command.label === undefined ? null : checkText("label", command.label, 0, labelBytesMax)];
+      return [checkTtlMs(command.ttlMs, limits), command.label === undefined ? null : checkText("label", command.label, 0, labelBytesMax, "name_bytes")];
     case "session-close":
       return [checkId("session id", command.sessionId)];
     case "sessions-expire":
@@ -336,39 +350,39 @@ function fieldProblems(command: Command, limits: FsmLimits): (string | null)[] {
       ];
     case "lock-acquire":
       return [
-        checkText("lock name", command.name, 1, nameBytesMax),
-        checkText("owner", command.owner, 1, ownerBytesMax),
+        checkText("lock name", command.name, 1, nameBytesMax, "name_bytes"),
+        checkText("owner", command.owner, 1, ownerBytesMax, "name_bytes"),
         checkTtlMs(command.ttlMs, limits),
         checkId("session id", command.sessionId),
         checkText("waiter id", command.waiterId, 1, waiterIdBytesMax),
       ];
     case "lock-release":
-      return [checkText("lock name", command.name, 1, nameBytesMax), checkText("owner", command.owner, 1, ownerBytesMax)];
+      return [checkText("lock name", command.name, 1, nameBytesMax, "name_bytes"), checkText("owner", command.owner, 1, ownerBytesMax, "name_bytes")];
     case "lock-refresh":
-      return [checkText("lock name", command.name, 1, nameBytesMax), checkText("owner", command.owner, 1, ownerBytesMax), checkTtlMs(command.ttlMs, limits)];
+      return [checkText("lock name", command.name, 1, nameBytesMax, "name_bytes"), checkText("owner", command.owner, 1, ownerBytesMax, "name_bytes"), checkTtlMs(command.ttlMs, limits)];
     case "lock-cancel":
-      return [checkText("lock name", command.name, 1, nameBytesMax), checkText("waiter id", command.waiterId, 1, waiterIdBytesMax)];
+      return [checkText("lock name", command.name, 1, nameBytesMax, "name_bytes"), checkText("waiter id", command.waiterId, 1, waiterIdBytesMax)];
     case "lock-force-release":
-      return [checkText("lock name", command.name, 1, nameBytesMax)];
+      return [checkText("lock name", command.name, 1, nameBytesMax, "name_bytes")];
     case "elect-campaign":
       return [
-        checkText("election name", command.election, 1, nameBytesMax),
-        checkText("candidate", command.candidate, 1, ownerBytesMax),
+        checkText("election name", command.election, 1, nameBytesMax, "name_bytes"),
+        checkText("candidate", command.candidate, 1, ownerBytesMax, "name_bytes"),
         checkTtlMs(command.ttlMs, limits),
-        command.value === undefined ? null : checkText("value", command.value, 0, valueBytesMax),
+        command.value === undefined ? null : checkText("value", command.value, 0, valueBytesMax, "value_bytes"),
         checkId("session id", command.sessionId),
         checkText("waiter id", command.waiterId, 1, waiterIdBytesMax),
       ];
     case "elect-proclaim":
       return [
-        checkText("election name", command.election, 1, nameBytesMax),
-        checkText("candidate", command.candidate, 1, ownerBytesMax),
-        checkText("value", command.value, 0, valueBytesMax),
+        checkText("election name", command.election, 1, nameBytesMax, "name_bytes"),
+        checkText("candidate", command.candidate, 1, ownerBytesMax, "name_bytes"),
+        checkText("value", command.value, 0, valueBytesMax, "value_bytes"),
       ];
     case "elect-resign":
-      return [checkText("election name", command.election, 1, nameBytesMax), checkText("candidate", command.candidate, 1, ownerBytesMax)];
+      return [checkText("election name", command.election, 1, nameBytesMax, "name_bytes"), checkText("candidate", command.candidate, 1, ownerBytesMax, "name_bytes")];
     case "elect-cancel":
-      return [checkText("election name", command.election, 1, nameBytesMax), checkText("waiter id", command.waiterId, 1, waiterIdBytesMax)];
+      return [checkText("election name", command.election, 1, nameBytesMax, "name_bytes"), checkText("waiter id", command.waiterId, 1, waiterIdBytesMax)];
     case "leader-changed":
       return [checkText("leader id", command.leaderId, 1, leaderIdBytesMax), checkId("term", command.term)];
   }

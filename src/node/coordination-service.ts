@@ -6,8 +6,10 @@ import type { CoordinationStateMachine, ElectionLeaderView, LockView } from "../
 import type { FsmEvent } from "../fsm/events.js";
 import { LeaseKeeper } from "../fsm/lease-keeper.js";
 import { type CommandResult, decodeResult } from "../fsm/results.js";
+import { ignoreLimitHits, type LimitHitSink, type LimitName } from "../limit-hits.js";
 import type { NodeMetrics } from "../metrics.js";
 import type { SoftState } from "../raft/types.js";
+import { ClientSessions, sessionsPerClientMaxDefault } from "./client-sessions.js";
 import { NodeError } from "./forwarding.js";
 import type { RaftNode } from "./node.js";
 import { retryAcrossLeaders, type RetryClock } from "./retry.js";
@@ -17,7 +19,7 @@ const realClock: RetryClock = { nowMs, sleep: (ms) => new Promise((resolve) => s
 /** How often the leader looks for sessions whose deadline passed. */
 export const expiryCheckIntervalMs = 100;
 /** Clients blocked in an acquire or campaign on this node at once. */
-export const waitersMax = 10_000;
+export const blockedClientsMaxDefault = 10_000;
 
 /**
  * Commands that are safe to send again when the first attempt's outcome is unknown (coordination.md,
@@ -57,8 +59,19 @@ export interface Grant {
   readonly ttlMs: number;
 }
 
+/** A grant and the session that holds it (null when not known: a grant learned from a late cancel). */
+interface LeasedGrant extends Grant {
+  readonly sessionId: number | null;
+}
+
+/** Bounds a service enforces beyond the state machine's (tests shrink them). */
+export interface CoordinationServiceOptions {
+  readonly sessionsPerClientMax?: number;
+  readonly blockedClientsMax?: number;
+}
+
 interface Waiter {
-  readonly settle: (grant: Grant | null) => void;
+  readonly settle: (grant: LeasedGrant | null) => void;
   /** Once queued: cancels the wait through the log, the reply decided by apply order. */
   giveUp: (() => void) | null;
 }
@@ -90,19 +103,28 @@ export class CoordinationService {
   private leaderTerm: number | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
   private expiryInFlight = false;
+  private readonly onLimitHit: LimitHitSink;
+  private readonly clientSessions: ClientSessions;
+  private readonly blockedClientsMax: number;
 
   constructor(
     private readonly node: RaftNode,
     private readonly fsm: CoordinationStateMachine,
     private readonly logger: Logger,
     private readonly metrics?: NodeMetrics,
+    options: CoordinationServiceOptions = {},
   ) {
+    this.onLimitHit = metrics === undefined ? ignoreLimitHits : (limit) => metrics.limitHit(limit);
+    fsm.reportLimitHits(this.onLimitHit);
+    this.blockedClientsMax = options.blockedClientsMax ?? blockedClientsMaxDefault;
+    this.clientSessions = new ClientSessions(options.sessionsPerClientMax ?? sessionsPerClientMaxDefault, (sessionId) => fsm.sessionInfo(sessionId) !== undefined);
     this.keeper = new LeaseKeeper(10 * expiryCheckIntervalMs);
     // Waiter ids must never repeat across restarts of this node: a random boot id sees to it.
     this.waiterPrefix = `${node.config.id}.${randomBytes(6).toString("hex")}.`;
     this.keeper.load(fsm.sessionLeases(), nowMs());
     fsm.subscribe((event) => this.observe(event));
     fsm.onRestore(({ eventsMissed }) => this.restored(eventsMissed));
+    fsm.onRestore(() => this.clientSessions.restored());
     node.onSoftStateChange((softState) => this.leadershipChanged(softState));
     node.setLeaderRequestHandler((data) => this.answerLeaseRequest(data));
     this.expiryTimer = setInterval(() => this.expireDueSessions(), expiryCheckIntervalMs);
@@ -125,9 +147,38 @@ export class CoordinationService {
   // ------------------------------------------------------------------------------------------
   // Sessions
 
-  async openSession(ttlMs: number, label?: string): Promise<number> {
-    const result = await this.execute({ type: "session-open", ttlMs, ...(label === undefined ? {} : { label }) });
-    return expectKind(result, "session").sessionId;
+  /** Opens a session; `client` (its address) counts it against `sessionsPerClientMax`. */
+  openSession(ttlMs: number, label?: string, client?: string): Promise<number> {
+    return this.openingSession(client, async () => {
+      const result = await this.execute({ type: "session-open", ttlMs, ...(label === undefined ? {} : { label }) });
+      const { sessionId } = expectKind(result, "session");
+      return { value: sessionId, sessionId };
+    });
+  }
+
+  /** Runs a request that may open a session for `client` (none for internal callers), within its limit. */
+  private async openingSession<T>(client: string | undefined, request: () => Promise<{ value: T; sessionId: number | null }>): Promise<T> {
+    if (client === undefined) return (await request()).value;
+    if (!this.clientSessions.admit(client)) {
+      const limit = this.clientSessions.sessionsPerClientMax;
+      this.limitHit("sessions_per_client");
+      throw new CoordinationError(
+        "LIMIT",
+        `client ${client} already has ${limit} sessions and lock leases open through this node (limit ${limit}, sessionsPerClientMax); close or release unused ones and retry`,
+      );
+    }
+    let sessionId: number | null = null;
+    try {
+      const answer = await request();
+      sessionId = answer.sessionId;
+      return answer.value;
+    } finally {
+      this.clientSessions.settle(client, sessionId);
+    }
+  }
+
+  private limitHit(limit: LimitName): void {
+    this.onLimitHit(limit);
   }
 
   /** Moves the session's deadline on the leader (nothing is written to the log); remaining ms. */
@@ -148,8 +199,9 @@ export class CoordinationService {
    * Acquires `name` for `owner`; waits up to `waitMs` in the lock's FIFO queue (0: try once). Null if not
    * acquired. Aborting `signal` (the client's connection closed) gives up the wait through the log.
    */
-  acquireLock(name: string, owner: string, ttlMs: number, waitMs: number, sessionId?: number, signal?: AbortSignal): Promise<Grant | null> {
+  acquireLock(name: string, owner: string, ttlMs: number, waitMs: number, sessionId?: number, signal?: AbortSignal, client?: string): Promise<Grant | null> {
     return this.acquire(
+      sessionId === undefined ? client : undefined,
       (waiterId) =>
         sessionId === undefined
           ? { type: "lock-acquire", name, owner, ttlMs, wait: waitMs > 0, waiterId }
@@ -192,8 +244,9 @@ export class CoordinationService {
   // ------------------------------------------------------------------------------------------
   // Elections
 
-  campaign(election: string, candidate: string, ttlMs: number, waitMs: number, value?: string, sessionId?: number, signal?: AbortSignal): Promise<Grant | null> {
+  campaign(election: string, candidate: string, ttlMs: number, waitMs: number, value?: string, sessionId?: number, signal?: AbortSignal, client?: string): Promise<Grant | null> {
     return this.acquire(
+      sessionId === undefined ? client : undefined,
       (waiterId) => ({
         type: "elect-campaign",
         election,
@@ -232,7 +285,10 @@ export class CoordinationService {
    */
   private async execute(command: Command): Promise<CommandResult> {
     const problem = validateCommand(command, this.fsm.limits);
-    if (problem !== null) throw new CoordinationError(problem.code, problem.message);
+    if (problem !== null) {
+      if (problem.limit !== undefined) this.limitHit(problem.limit);
+      throw new CoordinationError(problem.code, problem.message);
+    }
     const needsRequestId = !idempotentCommands.has(command.type) && !leaderCommands.has(command.type);
     const requestId = needsRequestId ? `${this.waiterPrefix}r${this.requestNext++}` : null;
     const entry = encodeCommand(command, requestId);
@@ -248,25 +304,47 @@ export class CoordinationService {
   }
 
   /**
-   * The shared shape of a lock acquire and a campaign. The waiter is registered before the command is
-   * proposed: its grant may be applied in the same batch as the command that queued it.
+   * The shared shape of a lock acquire and a campaign. `leaseClient`: the client whose implicit lease a
+   * grant opens (an acquire without a session), counted against `sessionsPerClientMax`.
    */
   private async acquire(
+    leaseClient: string | undefined,
     command: (waiterId: string) => Command,
     cancel: (waiterId: string) => Command,
     waitMs: number,
     signal: AbortSignal | undefined,
     onGranted?: (waitedMs: number) => void,
   ): Promise<Grant | null> {
+    return this.openingSession(leaseClient, async () => {
+      const grant = await this.acquireLeased(command, cancel, waitMs, signal, onGranted);
+      return { value: grant === null ? null : { token: grant.token, ttlMs: grant.ttlMs }, sessionId: grant?.sessionId ?? null };
+    });
+  }
+
+  /**
+   * The waiter is registered before the command is proposed: its grant may be applied in the same batch
+   * as the command that queued it.
+   */
+  private async acquireLeased(
+    command: (waiterId: string) => Command,
+    cancel: (waiterId: string) => Command,
+    waitMs: number,
+    signal: AbortSignal | undefined,
+    onGranted?: (waitedMs: number) => void,
+  ): Promise<LeasedGrant | null> {
     if (!(Number.isSafeInteger(waitMs) && waitMs >= 0 && waitMs <= waitMsMax)) {
       throw new CoordinationError("ERR", `wait must be an integer number of milliseconds between 0 and ${waitMsMax}`);
     }
-    if (this.waiters.size >= waitersMax) throw new CoordinationError("ERR", `${waitersMax} clients already wait on this node; retry later`);
+    if (this.waiters.size >= this.blockedClientsMax) {
+      this.limitHit("blocked_clients");
+      const limit = this.blockedClientsMax;
+      throw new CoordinationError("LIMIT", `${limit} clients already wait on this node (limit ${limit}, blockedClientsMax); retry later or use another node`);
+    }
     // One waiter id for the request and its retries: a retry is answered the first attempt's result
     // (its request id), and the grant event names this id whenever it is applied.
     const waiterId = `${this.waiterPrefix}${this.waiterNext++}`;
-    let settle!: (grant: Grant | null) => void;
-    const settled = new Promise<Grant | null>((resolve) => {
+    let settle!: (grant: LeasedGrant | null) => void;
+    const settled = new Promise<LeasedGrant | null>((resolve) => {
       settle = resolve;
     });
     const waiter: Waiter = { settle, giveUp: null };
@@ -275,7 +353,7 @@ export class CoordinationService {
       const result = await this.execute(command(waiterId));
       if (result.kind === "granted") {
         onGranted?.(0);
-        return { token: result.token, ttlMs: result.ttlMs };
+        return { token: result.token, ttlMs: result.ttlMs, sessionId: result.sessionId };
       }
       if (result.kind !== "queued") return null;
       const queuedAtMs = nowMs();
@@ -310,8 +388,8 @@ export class CoordinationService {
     }
   }
 
-  private grantOf(token: number): Grant {
-    return { token, ttlMs: 0 };
+  private grantOf(token: number): LeasedGrant {
+    return { token, ttlMs: 0, sessionId: null };
   }
 
   private observe(event: FsmEvent): void {
@@ -319,11 +397,14 @@ export class CoordinationService {
     switch (event.type) {
       case "lock-granted":
       case "election-leader":
-        this.waiters.get(event.waiterId)?.settle({ token: event.token, ttlMs: "ttlMs" in event ? event.ttlMs : 0 });
+        this.waiters.get(event.waiterId)?.settle({ token: event.token, ttlMs: "ttlMs" in event ? event.ttlMs : 0, sessionId: event.sessionId });
         break;
       case "lock-dropped":
       case "election-dropped":
         this.waiters.get(event.waiterId)?.settle(null);
+        break;
+      case "session-ended":
+        this.clientSessions.ended(event.sessionId);
         break;
       case "raft-leader":
         // Our own leader-changed entry applied: deadlines restart now, so a failover never expires early.

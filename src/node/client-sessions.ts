@@ -1,0 +1,83 @@
+// Sessions per client: the sessions and implicit lock leases each client address opened through this
+// node and still has. The state machine bounds the cluster's sessions (`sessionsMax`); this bound keeps
+// one client (in a sidecar deployment, one pod) from taking all of them. It is this node's own
+// bookkeeping, not replicated: clients are known only to the node that serves them.
+
+import { assert } from "../util/assert.js";
+
+/** Sessions and lock leases one client address may have opened through this node at once. */
+export const sessionsPerClientMaxDefault = 10_000;
+
+interface ClientEntry {
+  readonly sessions: Set<number>;
+  /** Requests that may open a session, admitted but not answered yet. */
+  opening: number;
+}
+
+export class ClientSessions {
+  private readonly byClient = new Map<string, ClientEntry>();
+  /** Session id → the client that opened it, so that an ended session is forgotten in O(1). */
+  private readonly clientOf = new Map<number, string>();
+
+  constructor(
+    readonly sessionsPerClientMax: number,
+    /** Whether the session is open in this node's applied state. */
+    private readonly isOpen: (sessionId: number) => boolean,
+  ) {
+    assert(Number.isSafeInteger(sessionsPerClientMax) && sessionsPerClientMax >= 1, `sessionsPerClientMax must be a positive integer (got ${sessionsPerClientMax})`);
+  }
+
+  /**
+   * Admits a request of `client` that may open a session (a SESSION.OPEN, or an acquire without one,
+   * which gets an implicit lease): false when the client's sessions and admitted requests reach the limit.
+   * Every admission must be followed by exactly one `settle`.
+   */
+  admit(client: string): boolean {
+    let entry = this.byClient.get(client);
+    if (entry === undefined) {
+      entry = { sessions: new Set(), opening: 0 };
+      this.byClient.set(client, entry);
+    }
+    if (entry.sessions.size + entry.opening >= this.sessionsPerClientMax) return false;
+    entry.opening++;
+    return true;
+  }
+
+  /** The admitted request was answered: `sessionId` is the session it opened, or null when it opened none. */
+  settle(client: string, sessionId: number | null): void {
+    const entry = this.byClient.get(client);
+    assert(entry !== undefined && entry.opening > 0, `settling a request of ${client} that was not admitted`);
+    entry.opening--;
+    // Not open any more (closed or expired before this answer ran) or already counted: nothing to add.
+    if (sessionId !== null && this.isOpen(sessionId) && !this.clientOf.has(sessionId)) {
+      entry.sessions.add(sessionId);
+      this.clientOf.set(sessionId, client);
+    }
+    this.forgetIdle(client, entry);
+  }
+
+  /** The session ended (closed, expired, or its lock released) as applied on this node. */
+  ended(sessionId: number): void {
+    const client = this.clientOf.get(sessionId);
+    if (client === undefined) return;
+    this.clientOf.delete(sessionId);
+    const entry = this.byClient.get(client);
+    assert(entry !== undefined, `session ${sessionId} belongs to untracked client ${client}`);
+    entry.sessions.delete(sessionId);
+    this.forgetIdle(client, entry);
+  }
+
+  /** A snapshot replaced the state, and with it the session-ended events of the entries it covers. */
+  restored(): void {
+    for (const sessionId of [...this.clientOf.keys()]) if (!this.isOpen(sessionId)) this.ended(sessionId);
+  }
+
+  /** Sessions `client` has open through this node (for tests and diagnostics). */
+  sessionsOf(client: string): number {
+    return this.byClient.get(client)?.sessions.size ?? 0;
+  }
+
+  private forgetIdle(client: string, entry: ClientEntry): void {
+    if (entry.sessions.size === 0 && entry.opening === 0) this.byClient.delete(client);
+  }
+}
