@@ -606,9 +606,7 @@ export class RaftNode {
   }
 
   private readIndexLocally(): Promise<number> {
-    if (this.readsAwaitingIndex.size >= pendingReadsMax) {
-      return Promise.reject(new NodeError("UNAVAILABLE", `${pendingReadsMax} reads are already waiting; retry later`));
-    }
+    if (this.readsAwaitingIndex.size >= pendingReadsMax) return this.tooManyReads();
     const context = this.readContextNext++;
     return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -625,9 +623,7 @@ export class RaftNode {
   /** Resolves once the state machine applied `index`. */
   private appliedUpTo(index: number): Promise<void> {
     if (this.appliedIndex >= index) return Promise.resolve();
-    if (this.readsAwaitingApply.length >= pendingReadsMax) {
-      return Promise.reject(new NodeError("UNAVAILABLE", `${pendingReadsMax} reads are already waiting; retry later`));
-    }
+    if (this.readsAwaitingApply.length >= pendingReadsMax) return this.tooManyReads();
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.readsAwaitingApply = this.readsAwaitingApply.filter((read) => read.resolve !== done);
@@ -761,13 +757,23 @@ export class RaftNode {
     );
   }
 
+  private tooManyReads(): Promise<never> {
+    this.metrics?.limitHit("pending_reads");
+    return Promise.reject(new NodeError("UNAVAILABLE", `${pendingReadsMax} reads are already waiting on this node (limit ${pendingReadsMax}, pendingReadsMax); retry later`));
+  }
+
   private appendProposal(data: Uint8Array): Promise<ProposalResult> {
     if (this.pending.size >= pendingProposalsMax) {
-      return Promise.reject(new NodeError("UNAVAILABLE", `${pendingProposalsMax} proposals are already waiting to commit; retry later`));
+      this.metrics?.limitHit("pending_proposals");
+      return Promise.reject(new NodeError("UNAVAILABLE", `${pendingProposalsMax} proposals are already waiting to commit (limit ${pendingProposalsMax}, pendingProposalsMax); retry later`));
     }
     const proposed = this.raft.propose(data);
     if (!proposed.ok) {
-      if (proposed.reason === "proposal-too-large") return Promise.reject(new NodeError("TOOLARGE", "the request is larger than one log entry may be"));
+      if (proposed.reason === "proposal-too-large") {
+        this.metrics?.limitHit("proposal_bytes");
+        const bytesMax = this.raft.config.proposalBytesMax;
+        return Promise.reject(new NodeError("TOOLARGE", `the request takes ${data.length} bytes, more than one log entry may hold (limit ${bytesMax}, proposalBytesMax)`));
+      }
       return Promise.reject(new NodeError("NOLEADER", `this node cannot take proposals right now (${proposed.reason}); retry`));
     }
     return this.awaitCommit(proposed);

@@ -10,8 +10,9 @@ import { parseStartConfig } from "../../src/config.js";
 import { CoordinationStateMachine } from "../../src/fsm/coordination.js";
 import { type FsmLimits, fsmLimitsDefaults, nameBytesMax, ttlMsMinFor, valueBytesMax } from "../../src/fsm/limits.js";
 import { NodeMetrics } from "../../src/metrics.js";
+import { raftConfigDefaults } from "../../src/raft/config.js";
 import { CoordinationService, type CoordinationServiceOptions } from "../../src/node/coordination-service.js";
-import { RaftNode } from "../../src/node/node.js";
+import { pendingProposalsMax, pendingReadsMax, RaftNode } from "../../src/node/node.js";
 import { freePort, waitFor } from "../e2e/harness.js";
 
 const electionMaxMs = 600;
@@ -23,7 +24,7 @@ afterEach(async () => {
   stops = [];
 });
 
-async function startNode(options: CoordinationServiceOptions, limits: Partial<FsmLimits> = {}): Promise<{ service: CoordinationService; metrics: NodeMetrics; fsm: CoordinationStateMachine }> {
+async function startNode(options: CoordinationServiceOptions, limits: Partial<FsmLimits> = {}): Promise<{ service: CoordinationService; metrics: NodeMetrics; fsm: CoordinationStateMachine; node: RaftNode }> {
   const root = mkdtempSync(join(tmpdir(), "raftlock-limits-"));
   const port = await freePort();
   const config = parseStartConfig(
@@ -42,7 +43,7 @@ async function startNode(options: CoordinationServiceOptions, limits: Partial<Fs
     rmSync(root, { recursive: true, force: true });
   });
   await waitFor(() => node.isLeader(), 10_000, "the single member leads");
-  return { service, metrics, fsm };
+  return { service, metrics, fsm, node };
 }
 
 describe("limits of the coordination service", { timeout: 30_000 }, () => {
@@ -108,5 +109,37 @@ describe("limits of the coordination service", { timeout: 30_000 }, () => {
     await expect(service.acquireLock("b", "app", ttlMs, 0, session)).rejects.toMatchObject({ code: "LIMIT", message: expect.stringContaining("(limit 1)") });
     expect(await metrics.limitHitCount("locks_per_session")).toBe(1);
     expect(await service.acquireLock("b", "app", ttlMs, 0)).not.toBeNull();
+  });
+});
+
+describe("limits of the node", { timeout: 60_000 }, () => {
+  it("pending proposals and reads: one past the limit is refused at once, the rest complete", async () => {
+    const { node, metrics } = await startNode({});
+    // Issued in one turn of the event loop, none can commit (that needs a WAL write) before the last.
+    const proposals = Array.from({ length: pendingProposalsMax + 1 }, () => node.propose(new Uint8Array([0])));
+    const settled = await Promise.allSettled(proposals);
+    const refused = settled.filter((outcome) => outcome.status === "rejected");
+    expect(refused).toHaveLength(1);
+    expect((refused[0] as PromiseRejectedResult).reason).toMatchObject({
+      code: "UNAVAILABLE",
+      message: `${pendingProposalsMax} proposals are already waiting to commit (limit ${pendingProposalsMax}, pendingProposalsMax); retry later`,
+    });
+    const reads = Array.from({ length: pendingReadsMax + 1 }, () => node.read(() => 1));
+    const readOutcomes = await Promise.allSettled(reads);
+    expect(readOutcomes.filter((outcome) => outcome.status === "rejected").map((outcome) => (outcome as PromiseRejectedResult).reason.code)).toEqual(["UNAVAILABLE"]);
+    expect(await metrics.limitHitCount("pending_proposals")).toBe(1);
+    expect(await metrics.limitHitCount("pending_reads")).toBe(1);
+    expect(await node.read(() => "still serving")).toBe("still serving");
+  });
+
+  it("a proposal larger than one entry may be is refused with its size and the limit", async () => {
+    const { node, metrics } = await startNode({});
+    const bytesMax = raftConfigDefaults.proposalBytesMax;
+    await expect(node.propose(new Uint8Array(bytesMax + 1))).rejects.toMatchObject({
+      code: "TOOLARGE",
+      message: `the request takes ${bytesMax + 1} bytes, more than one log entry may hold (limit ${bytesMax}, proposalBytesMax)`,
+    });
+    expect(await metrics.limitHitCount("proposal_bytes")).toBe(1);
+    await node.propose(new Uint8Array([0]));
   });
 });
