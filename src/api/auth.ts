@@ -6,6 +6,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
+import { ignoreLimitHits, type LimitHitSink } from "../limit-hits.js";
 
 /** What an authenticated client may do: everything, or only read (the read-only password). */
 export type ClientAccess = "full" | "read-only";
@@ -83,6 +84,8 @@ export class AuthFailureLimiter {
     private readonly port: string,
     private readonly limits: AuthLimits = authLimitsDefault,
     private readonly nowMs: () => number = () => performance.now(),
+    /** Told of each attempt refused unchecked (`auth_failures`). */
+    private readonly limitHits: LimitHitSink = ignoreLimitHits,
   ) {
     for (const [name, value] of Object.entries(limits)) {
       if (!Number.isSafeInteger(value) || value < 1) throw new Error(`auth limit ${name} must be an integer of at least 1 (got ${String(value)})`);
@@ -91,8 +94,9 @@ export class AuthFailureLimiter {
   }
 
   /**
-   * Seconds `address` must wait before its password is checked again, or 0 when it may try now. A refused
-   * attempt is counted for the log, not towards the limit (the window does not stretch while refused).
+   * Seconds `address` must wait before its password is checked again, or 0 when it may try now. Call it once
+   * per attempt: a refused attempt is counted for the log and as a limit hit, not towards the limit (the
+   * window does not stretch while refused).
    */
   retryAfterSeconds(address: string): number {
     const record = this.addresses.get(address);
@@ -101,6 +105,7 @@ export class AuthFailureLimiter {
     const windowEndMs = record.windowStartMs + this.limits.failureWindowMs;
     if (record.failuresInWindow < this.limits.failuresMax || nowMs >= windowEndMs) return 0;
     record.unloggedRefusedWhileLimited++;
+    this.limitHits("auth_failures");
     this.logIfDue(address, record, nowMs);
     return Math.max(1, Math.ceil((windowEndMs - nowMs) / 1000));
   }

@@ -2,14 +2,17 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { AuthFailureLimiter, type AuthLimits, ClientCredentials } from "../../src/api/auth.js";
+import type { LimitName } from "../../src/limit-hits.js";
 
 type LogLine = Record<string, unknown> & { msg: string };
 
-function limiterWithClock(limits: AuthLimits): { limiter: AuthFailureLimiter; logs: LogLine[]; setNowMs: (ms: number) => void } {
+function limiterWithClock(limits: AuthLimits): { limiter: AuthFailureLimiter; logs: LogLine[]; limitHits: LimitName[]; setNowMs: (ms: number) => void } {
   const logs: LogLine[] = [];
   const logger = pino({ level: "info" }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
   let nowMs = 0;
-  return { limiter: new AuthFailureLimiter(logger, "HTTP", limits, () => nowMs), logs, setNowMs: (ms) => (nowMs = ms) };
+  const limitHits: LimitName[] = [];
+  const limiter = new AuthFailureLimiter(logger, "HTTP", limits, () => nowMs, (limit) => limitHits.push(limit));
+  return { limiter, logs, limitHits, setNowMs: (ms) => (nowMs = ms) };
 }
 
 describe("client credentials", () => {
@@ -32,26 +35,31 @@ describe("failed authentication limiter", () => {
   const limits: AuthLimits = { failuresMax: 3, failureWindowMs: 10_000, logIntervalMs: 60_000, addressesMax: 2 };
 
   it("limits an address after failuresMax failures until its window ends, and other addresses not at all", () => {
-    const { limiter, setNowMs } = limiterWithClock(limits);
+    const { limiter, limitHits, setNowMs } = limiterWithClock(limits);
     for (let attempt = 0; attempt < 3; attempt++) {
       expect(limiter.retryAfterSeconds("10.0.0.1")).toBe(0);
       limiter.recordFailure("10.0.0.1");
     }
+    expect(limitHits).toEqual([]);
     expect(limiter.retryAfterSeconds("10.0.0.1")).toBe(10);
     expect(limiter.retryAfterSeconds("10.0.0.2")).toBe(0);
     setNowMs(9_001);
     expect(limiter.retryAfterSeconds("10.0.0.1")).toBe(1);
+    // One hit per attempt refused unchecked, none for the attempts it let through.
+    expect(limitHits).toEqual(["auth_failures", "auth_failures"]);
     setNowMs(10_000);
     expect(limiter.retryAfterSeconds("10.0.0.1")).toBe(0);
     // A new window: the count starts again.
     limiter.recordFailure("10.0.0.1");
     expect(limiter.retryAfterSeconds("10.0.0.1")).toBe(0);
+    expect(limitHits).toHaveLength(2);
   });
 
   it("does not count requests without credentials towards the limit", () => {
-    const { limiter } = limiterWithClock(limits);
+    const { limiter, limitHits } = limiterWithClock(limits);
     for (let attempt = 0; attempt < 10; attempt++) limiter.recordMissingCredentials("10.0.0.1");
     expect(limiter.retryAfterSeconds("10.0.0.1")).toBe(0);
+    expect(limitHits).toEqual([]);
   });
 
   it("logs an address at most once per interval, with what happened since its previous line", () => {
