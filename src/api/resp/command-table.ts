@@ -2,6 +2,7 @@
 // state and the arguments and returns a typed Reply. The node merges `genericCommands` with its own table.
 
 import type { Address } from "../../config.js";
+import type { LimitHitSink } from "../../limit-hits.js";
 import { assert } from "../../util/assert.js";
 import { err, type Reply, type RespProtocol } from "./reply.js";
 
@@ -70,6 +71,8 @@ export interface RespServerInfo {
   readonly startedAtMs: number;
   readonly connectionsMax: number;
   connectionsOpen(): number;
+  /** Told of each refusal by a named limit, by the server, its connections and handlers alike. */
+  readonly limitHits: LimitHitSink;
 }
 
 /** One connection as handlers see it. */

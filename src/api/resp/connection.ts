@@ -84,7 +84,7 @@ export class RespConnection implements CommandContext {
     this.remoteHost = socket.remoteAddress ?? "?";
     this.remoteAddress = `${this.remoteHost}:${socket.remotePort ?? "?"}`;
     this.logger = options.logger.child({ clientId: this.clientId, remote: this.remoteAddress });
-    this.reader = new RequestReader(options.limits, () => this.authenticated);
+    this.reader = new RequestReader(options.limits, () => this.authenticated, options.server.limitHits);
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("end", () => this.onClientEnd());
@@ -253,6 +253,7 @@ export class RespConnection implements CommandContext {
     if (this.closed || this.socket.destroyed) return;
     this.socket.write(bytes, () => this.resumeIfAllowed());
     if (this.socket.writableLength > this.options.limits.outputBytesMax) {
+      this.server.limitHits("resp_output_bytes");
       this.logger.warn({ outputBytes: this.socket.writableLength, outputBytesMax: this.options.limits.outputBytesMax }, "closed a RESP client that does not read its replies");
       this.socket.destroy();
     }

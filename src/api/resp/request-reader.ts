@@ -9,6 +9,7 @@
 // requests when the connection has too many replies pending), and splits inline requests itself.
 
 import RedisParser from "redis-parser";
+import { ignoreLimitHits, type LimitHitSink, type LimitName } from "../../limit-hits.js";
 import { assert } from "../../util/assert.js";
 import { splitInlineArguments } from "./inline.js";
 import type { RespLimits } from "./limits.js";
@@ -70,6 +71,8 @@ export class RequestReader {
     private readonly limits: RequestReaderLimits,
     /** Whether the client may send full-size requests (authenticated, or no password is required). */
     private readonly isAuthenticated: () => boolean,
+    /** Told of each request refused by a limit; the stricter limits before AUTH count as the same names. */
+    private readonly limitHits: LimitHitSink = ignoreLimitHits,
   ) {
     this.parser = new RedisParser({
       returnBuffers: true,
@@ -213,10 +216,11 @@ export class RequestReader {
     const authenticated = this.isAuthenticated();
     const argumentsMax = authenticated ? this.limits.argumentsMax : Math.min(this.limits.argumentsMax, unauthenticatedArgumentsMax);
     if (count > argumentsMax) {
-      throw new RespProtocolError(
+      throw this.refuse(
+        "resp_arguments",
         authenticated
           ? `invalid multibulk length: ${count} arguments, more than the limit of ${argumentsMax} (argumentsMax)`
-          : `unauthenticated multibulk length: ${count} arguments before AUTH, more than ${argumentsMax}`,
+          : `unauthenticated multibulk length: ${count} arguments before AUTH, more than ${argumentsMax}; AUTH first`,
       );
     }
     return count;
@@ -230,15 +234,16 @@ export class RequestReader {
     const authenticated = this.isAuthenticated();
     const bulkBytesMax = authenticated ? this.limits.bulkBytesMax : Math.min(this.limits.bulkBytesMax, unauthenticatedBulkBytesMax);
     if (length > bulkBytesMax) {
-      throw new RespProtocolError(
+      throw this.refuse(
+        "resp_bulk_bytes",
         authenticated
           ? `invalid bulk length: an argument of ${length} bytes, more than the limit of ${bulkBytesMax} (bulkBytesMax)`
-          : `unauthenticated bulk length: an argument of ${length} bytes before AUTH, more than ${bulkBytesMax}`,
+          : `unauthenticated bulk length: an argument of ${length} bytes before AUTH, more than ${bulkBytesMax}; AUTH first`,
       );
     }
     this.requestBytes += length;
     if (this.requestBytes > this.limits.requestBytesMax) {
-      throw new RespProtocolError(`request too big: more than ${this.limits.requestBytesMax} bytes of arguments (requestBytesMax)`);
+      throw this.refuse("resp_request_bytes", `request too big: more than ${this.limits.requestBytesMax} bytes of arguments (requestBytesMax)`);
     }
     return length;
   }
@@ -270,12 +275,18 @@ export class RequestReader {
     const args = splitInlineArguments(line);
     if (args === null) throw new RespProtocolError("unbalanced quotes in request");
     if (args.length > this.limits.argumentsMax) {
-      throw new RespProtocolError(`too many arguments in an inline request: ${args.length}, more than the limit of ${this.limits.argumentsMax} (argumentsMax)`);
+      throw this.refuse("resp_arguments", `too many arguments in an inline request: ${args.length}, more than the limit of ${this.limits.argumentsMax} (argumentsMax)`);
     }
     return args;
   }
 
   private inlineTooLong(): RespProtocolError {
-    return new RespProtocolError(`too big inline request (more than ${this.limits.inlineBytesMax} bytes without a line feed; inlineBytesMax)`);
+    return this.refuse("resp_inline_bytes", `too big inline request (more than ${this.limits.inlineBytesMax} bytes without a line feed; inlineBytesMax)`);
+  }
+
+  /** The error refusing a request for `limit`, reported as a hit: the reader throws it and is not used again, so once per request. */
+  private refuse(limit: LimitName, message: string): RespProtocolError {
+    this.limitHits(limit);
+    return new RespProtocolError(message);
   }
 }

@@ -6,6 +6,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import type { Address } from "../../config.js";
+import { ignoreLimitHits, type LimitHitSink } from "../../limit-hits.js";
 import type { NodeMetrics } from "../../metrics.js";
 import { type ReloadableTls, secureOptions, tlsServerOptions } from "../../tls.js";
 import { assert } from "../../util/assert.js";
@@ -31,7 +32,7 @@ export interface RespServerOptions {
   /** The clock of the AUTH failure window; tests move it by hand. */
   readonly nowMs?: () => number;
   readonly limits?: Partial<RespLimits>;
-  /** Counts requests by command and outcome, and open connections. */
+  /** Counts requests by command and outcome, open connections, and limit hits. */
   readonly metrics?: NodeMetrics;
   /**
    * TLS on the port, as Redis 6+ offers (`redis-cli --tls`); with a CA, a client must present a certificate
@@ -44,6 +45,7 @@ export class RespServer implements RespServerInfo {
   readonly commands: CommandTable;
   readonly startedAtMs = Date.now();
   readonly limits: RespLimits;
+  readonly limitHits: LimitHitSink;
   private readonly connections = new Set<RespConnection>();
   /** Sockets refused for connectionsMax, lingering until the client has read why. */
   private readonly refusedSockets = new Set<Socket>();
@@ -61,10 +63,12 @@ export class RespServer implements RespServerInfo {
     this.commands = options.commands;
     this.limits = resolveRespLimits(options.limits);
     this.logger = options.logger.child({ component: "resp" });
+    this.metrics = options.metrics ?? null;
+    const metrics = this.metrics;
+    this.limitHits = metrics === null ? ignoreLimitHits : (limit) => metrics.limitHit(limit);
     this.credentials = options.authPassword === undefined ? null : new ClientCredentials(options.authPassword, options.authReadOnlyPassword);
     this.authLimiter =
-      this.credentials === null ? null : new AuthFailureLimiter(this.logger, "RESP", options.authLimits ?? authLimitsDefault, options.nowMs);
-    this.metrics = options.metrics ?? null;
+      this.credentials === null ? null : new AuthFailureLimiter(this.logger, "RESP", options.authLimits ?? authLimitsDefault, options.nowMs, this.limitHits);
     this.metrics?.labelRespCommands(this.commands.keys());
     this.metrics?.countConnections("resp", () => this.connections.size);
   }
@@ -141,6 +145,7 @@ export class RespServer implements RespServerInfo {
 
   private accept(socket: Socket): void {
     if (this.connections.size >= this.limits.connectionsMax) {
+      this.limitHits("resp_connections");
       this.logger.warn({ connectionsMax: this.limits.connectionsMax, remote: socket.remoteAddress }, "refused a RESP connection: too many clients");
       this.refusedSockets.add(socket);
       socket.on("error", () => {});

@@ -9,6 +9,7 @@ import { genericCommands } from "../../../src/api/resp/generic-commands.js";
 import type { RespLimits } from "../../../src/api/resp/limits.js";
 import { array, bulk, integer, map, nullBulk, ok, push, RespError } from "../../../src/api/resp/reply.js";
 import { RespServer } from "../../../src/api/resp/server.js";
+import type { NodeMetrics } from "../../../src/metrics.js";
 import { waitFor } from "../../support/wait.js";
 
 export type LogLine = Record<string, unknown> & { level: number; msg: string };
@@ -37,6 +38,10 @@ export interface TestServerOptions {
   readonly authReadOnlyPassword?: string;
   readonly authLimits?: AuthLimits;
   readonly nowMs?: () => number;
+  /** Counts the server's limit hits, among others. */
+  readonly metrics?: NodeMetrics;
+  /** Served besides the generic and test commands (the pub/sub commands, say). */
+  readonly commands?: CommandTable;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -148,7 +153,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ],
   ]);
   const commandsRun = new Map<number, string[]>();
-  const commands = recording(mergeCommandTables(genericCommands, testCommands), commandsRun);
+  const commands = recording(mergeCommandTables(genericCommands, testCommands, options.commands ?? new Map()), commandsRun);
   const server = await RespServer.start({
     listen: { host: "127.0.0.1", port: 0 },
     logger,
@@ -158,6 +163,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(options.authLimits === undefined ? {} : { authLimits: options.authLimits }),
     ...(options.nowMs === undefined ? {} : { nowMs: options.nowMs }),
     ...(options.limits === undefined ? {} : { limits: options.limits }),
+    ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
   });
   return {
     server,

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { splitInlineArguments } from "../../../src/api/resp/inline.js";
 import { respLimitsDefault } from "../../../src/api/resp/limits.js";
 import { RequestReader, type RequestReaderLimits, RespProtocolError } from "../../../src/api/resp/request-reader.js";
+import type { LimitName } from "../../../src/limit-hits.js";
 
 const limits: RequestReaderLimits = { argumentsMax: 8, bulkBytesMax: 64, requestBytesMax: 100, inlineBytesMax: 32 };
 
@@ -153,6 +154,28 @@ describe("request reader: malformed and oversized requests", () => {
   it("checks the count against argumentsMax", () => {
     expect(protocolError(["*9\r\n"])).toMatch(/^invalid multibulk length: 9 arguments, more than the limit of 8 \(argumentsMax\)/);
     expect(readAll(["*8\r\n" + "$1\r\nx\r\n".repeat(8)])).toHaveLength(1);
+  });
+
+  it("reports each request refused by a limit as one hit of that limit, and malformed input as none", () => {
+    const hitsOf = (chunks: string[], authenticated = true): LimitName[] => {
+      const hits: LimitName[] = [];
+      const reader = new RequestReader(limits, () => authenticated, (limit) => hits.push(limit));
+      try {
+        for (const chunk of chunks) reader.read(Buffer.from(chunk, "latin1"), () => true);
+      } catch (error) {
+        expect(error).toBeInstanceOf(RespProtocolError);
+      }
+      return hits;
+    };
+    expect(hitsOf([multibulk("ECHO", "x".repeat(64)), "PING\r\n"])).toEqual([]);
+    expect(hitsOf(["*9\r\n"])).toEqual(["resp_arguments"]);
+    expect(hitsOf(["a b c d e f g h i\r\n"])).toEqual(["resp_arguments"]);
+    expect(hitsOf(["*1\r\n", "$65\r\n"])).toEqual(["resp_bulk_bytes"]);
+    expect(hitsOf(["*2\r\n$60\r\n" + "x".repeat(60) + "\r\n$60\r\n"])).toEqual(["resp_request_bytes"]);
+    expect(hitsOf(["ECHO " + "x".repeat(20), "x".repeat(20)])).toEqual(["resp_inline_bytes"]);
+    expect(hitsOf(["*11\r\n"], false)).toEqual(["resp_arguments"]);
+    expect(hitsOf(["*x\r\n"])).toEqual([]);
+    expect(hitsOf(["*" + "1".repeat(40)])).toEqual([]);
   });
 
   it("holds a client that has not authenticated to small requests, as Redis 7.2 does", () => {

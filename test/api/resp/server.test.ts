@@ -1,6 +1,8 @@
 // The RESP server over raw sockets: the exact bytes Redis 7 would send, pipelining, limits and auth.
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { LimitName } from "../../../src/limit-hits.js";
+import { NodeMetrics } from "../../../src/metrics.js";
 import { command, RawClient, startTestServer, type TestServer, waitFor } from "./helpers.js";
 
 const clients: RawClient[] = [];
@@ -12,6 +14,13 @@ async function connectTo(server: TestServer): Promise<RawClient> {
 afterEach(() => {
   for (const client of clients.splice(0)) client.close();
 });
+
+/** Checks that a server that just refused something still serves: a new connection gets an answer to PING. */
+async function expectServing(server: TestServer, password?: string): Promise<void> {
+  const client = await connectTo(server);
+  if (password !== undefined) expect(await client.ask(command("AUTH", password), "+OK\r\n")).toBe("+OK\r\n");
+  expect(await client.ask(command("PING"), "+PONG\r\n")).toBe("+PONG\r\n");
+}
 
 describe("RESP server: requests and replies", () => {
   let server: TestServer;
@@ -232,20 +241,25 @@ describe("RESP server: requests and replies", () => {
 });
 
 describe("RESP server: protocol errors close that connection only", () => {
+  const metrics = new NodeMetrics();
   let server: TestServer;
   beforeAll(async () => {
-    server = await startTestServer({ limits: { bulkBytesMax: 1024, requestBytesMax: 4096, argumentsMax: 4 } });
+    server = await startTestServer({ limits: { bulkBytesMax: 1024, requestBytesMax: 2048, argumentsMax: 4, inlineBytesMax: 64 }, metrics });
   });
   afterAll(() => server.close());
 
-  async function expectProtocolError(request: string, reply: string): Promise<void> {
+  /** `request` closes its connection with `reply`, counted as a hit of `limit` when it is over one. */
+  async function expectProtocolError(request: string, reply: string, limit?: LimitName): Promise<void> {
     const bystander = await connectTo(server);
     expect(await bystander.ask(command("PING"), "+PONG\r\n")).toBe("+PONG\r\n");
+    const hitsBefore = limit === undefined ? 0 : await metrics.limitHitCount(limit);
     const offender = await connectTo(server);
     offender.send(command("PING") + request);
     await offender.waitClosed();
     expect(offender.received).toBe(`+PONG\r\n${reply}`);
+    if (limit !== undefined) expect((await metrics.limitHitCount(limit)) - hitsBefore).toBe(1);
     expect(await bystander.ask(command("ECHO", "still here"), "$10\r\nstill here\r\n")).toBe("$10\r\nstill here\r\n");
+    await expectServing(server);
   }
 
   it("a count that is not a number", async () => {
@@ -253,11 +267,24 @@ describe("RESP server: protocol errors close that connection only", () => {
   });
 
   it("an argument longer than bulkBytesMax, refused on its header before its bytes are sent", async () => {
-    await expectProtocolError("*2\r\n$4\r\nECHO\r\n$2000\r\n", "-ERR Protocol error: invalid bulk length: an argument of 2000 bytes, more than the limit of 1024 (bulkBytesMax)\r\n");
+    await expectProtocolError("*2\r\n$4\r\nECHO\r\n$2000\r\n", "-ERR Protocol error: invalid bulk length: an argument of 2000 bytes, more than the limit of 1024 (bulkBytesMax)\r\n", "resp_bulk_bytes");
   });
 
-  it("more arguments than argumentsMax", async () => {
-    await expectProtocolError("*5\r\n", "-ERR Protocol error: invalid multibulk length: 5 arguments, more than the limit of 4 (argumentsMax)\r\n");
+  it("more arguments than argumentsMax, in a multibulk or an inline request", async () => {
+    await expectProtocolError("*5\r\n", "-ERR Protocol error: invalid multibulk length: 5 arguments, more than the limit of 4 (argumentsMax)\r\n", "resp_arguments");
+    await expectProtocolError("echo a b c d\r\n", "-ERR Protocol error: too many arguments in an inline request: 5, more than the limit of 4 (argumentsMax)\r\n", "resp_arguments");
+  });
+
+  it("arguments of one request together over requestBytesMax, refused on the header that passes it", async () => {
+    // 4 + 1024 + 1024 bytes: each argument within bulkBytesMax, together over requestBytesMax.
+    const request = `*3\r\n$4\r\nECHO\r\n$1024\r\n${"x".repeat(1024)}\r\n$1024\r\n`;
+    await expectProtocolError(request, "-ERR Protocol error: request too big: more than 2048 bytes of arguments (requestBytesMax)\r\n", "resp_request_bytes");
+  });
+
+  it("an inline request longer than inlineBytesMax, with or without its line feed", async () => {
+    const reply = "-ERR Protocol error: too big inline request (more than 64 bytes without a line feed; inlineBytesMax)\r\n";
+    await expectProtocolError(`ECHO ${"x".repeat(100)}`, reply, "resp_inline_bytes");
+    await expectProtocolError(`ECHO ${"x".repeat(60)}\r\n`, reply, "resp_inline_bytes");
   });
 
   it("something other than bulk strings inside a request", async () => {
@@ -289,7 +316,8 @@ describe("RESP server: limits", () => {
   });
 
   it("refuses connections past connectionsMax with an error and serves again once one closes", async () => {
-    const server = await startTestServer({ limits: { connectionsMax: 2 } });
+    const metrics = new NodeMetrics();
+    const server = await startTestServer({ limits: { connectionsMax: 2 }, metrics });
     try {
       const first = await connectTo(server);
       const second = await connectTo(server);
@@ -298,11 +326,13 @@ describe("RESP server: limits", () => {
       const third = await connectTo(server);
       await third.waitClosed();
       expect(third.received).toBe("-ERR max number of clients reached (2, connectionsMax); retry later\r\n");
+      expect(await metrics.limitHitCount("resp_connections")).toBe(1);
       expect(await first.ask(command("PING"), "+PONG\r\n")).toBe("+PONG\r\n");
       first.close();
       await waitFor("the server to count the closed connection", () => server.server.connectionsOpen() === 1);
       const fourth = await connectTo(server);
       expect(await fourth.ask(command("PING"), "+PONG\r\n")).toBe("+PONG\r\n");
+      expect(await metrics.limitHitCount("resp_connections")).toBe(1);
     } finally {
       await server.close();
     }
@@ -346,7 +376,8 @@ describe("RESP server: limits", () => {
   });
 
   it("closes a client that does not read while pushes pile up past outputBytesMax", async () => {
-    const server = await startTestServer({ limits: { outputBytesMax: 1 << 20, bulkBytesMax: 64 << 10, requestBytesMax: 64 << 10 } });
+    const metrics = new NodeMetrics();
+    const server = await startTestServer({ limits: { outputBytesMax: 1 << 20, bulkBytesMax: 64 << 10, requestBytesMax: 64 << 10 }, metrics });
     try {
       const client = await connectTo(server);
       await client.ask(command("HELLO", "3"), "%7\r\n");
@@ -354,7 +385,10 @@ describe("RESP server: limits", () => {
       client.socket.pause();
       client.send(command("TEST.FLOOD", "32", String(256 << 10)));
       await waitFor("the server to drop the client", () => server.server.connectionsOpen() === 0);
-      expect(server.logs.some((line) => line.msg === "closed a RESP client that does not read its replies")).toBe(true);
+      expect(server.logs.filter((line) => line.msg === "closed a RESP client that does not read its replies")).toHaveLength(1);
+      // Once per closed client, however many pushes were still coming.
+      expect(await metrics.limitHitCount("resp_output_bytes")).toBe(1);
+      await expectServing(server);
     } finally {
       await server.close();
     }
@@ -363,9 +397,10 @@ describe("RESP server: limits", () => {
 
 describe("RESP server: authentication", () => {
   const password = "s3cret-Pa55";
+  const metrics = new NodeMetrics();
   let server: TestServer;
   beforeAll(async () => {
-    server = await startTestServer({ authPassword: password });
+    server = await startTestServer({ authPassword: password, metrics });
   });
   afterAll(() => server.close());
 
@@ -412,11 +447,19 @@ describe("RESP server: authentication", () => {
     expect(client.received).toBe(unknown + "+OK\r\n");
   });
 
-  it("holds unauthenticated clients to small requests", async () => {
-    const client = await connectTo(server);
-    client.send("*2\r\n$4\r\nAUTH\r\n$100000\r\n");
-    await client.waitClosed();
-    expect(client.received).toBe("-ERR Protocol error: unauthenticated bulk length: an argument of 100000 bytes before AUTH, more than 16384\r\n");
+  it("holds unauthenticated clients to small requests, counted as hits of the same limits", async () => {
+    const [argumentsBefore, bulkBefore] = [await metrics.limitHitCount("resp_arguments"), await metrics.limitHitCount("resp_bulk_bytes")];
+    const bulky = await connectTo(server);
+    bulky.send("*2\r\n$4\r\nAUTH\r\n$100000\r\n");
+    await bulky.waitClosed();
+    expect(bulky.received).toBe("-ERR Protocol error: unauthenticated bulk length: an argument of 100000 bytes before AUTH, more than 16384; AUTH first\r\n");
+    const wordy = await connectTo(server);
+    wordy.send("*11\r\n");
+    await wordy.waitClosed();
+    expect(wordy.received).toBe("-ERR Protocol error: unauthenticated multibulk length: 11 arguments before AUTH, more than 10; AUTH first\r\n");
+    expect(await metrics.limitHitCount("resp_bulk_bytes")).toBe(bulkBefore + 1);
+    expect(await metrics.limitHitCount("resp_arguments")).toBe(argumentsBefore + 1);
+    await expectServing(server, password);
   });
 
   it("never writes the password to the log", async () => {
@@ -468,7 +511,8 @@ describe("RESP server: failed AUTH is limited per client address", () => {
 
   it("after failuresMax failures in a window, AUTH is refused unchecked, the right password too, until the window passes", async () => {
     let nowMs = 0;
-    const server = await startTestServer({ authPassword: password, authLimits: { failuresMax: 3, failureWindowMs: 10_000, logIntervalMs: 60_000, addressesMax: 100 }, nowMs: () => nowMs });
+    const metrics = new NodeMetrics();
+    const server = await startTestServer({ authPassword: password, authLimits: { failuresMax: 3, failureWindowMs: 10_000, logIntervalMs: 60_000, addressesMax: 100 }, nowMs: () => nowMs, metrics });
     try {
       const client = await connectTo(server);
       for (let attempt = 0; attempt < 3; attempt++) expect(await client.ask(command("AUTH", `guess-${attempt}`), wrong)).toBe(wrong);
@@ -478,8 +522,12 @@ describe("RESP server: failed AUTH is limited per client address", () => {
       // A new connection from the same address is limited too: the count is per address, not per connection.
       const other = await connectTo(server);
       expect(await other.ask(command("HELLO", "3", "AUTH", "default", password), limited)).toBe(limited);
+      // The two refused attempts; the three wrong passwords checked before were within the limit.
+      expect(await metrics.limitHitCount("auth_failures")).toBe(2);
       nowMs = 10_000;
       expect(await other.ask(command("AUTH", password), "+OK\r\n")).toBe("+OK\r\n");
+      await expectServing(server, password);
+      expect(await metrics.limitHitCount("auth_failures")).toBe(2);
     } finally {
       await server.close();
     }
