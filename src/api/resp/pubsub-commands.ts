@@ -56,6 +56,21 @@ function listen(ctx: CommandContext, fsm: CoordinationStateMachine, patterns: Ma
   });
 }
 
+/**
+ * Refuses the whole request when `keys` (subscription keys, patterns with their prefix) would take the
+ * connection past `subscriptionsPerConnectionMax`: checked before any is added, so that a refused request
+ * leaves no subscription behind without its confirmation and its listener.
+ */
+function checkSubscriptionsMax(ctx: CommandContext, keys: readonly string[]): void {
+  const added = new Set(keys.filter((key) => !ctx.subscriptions.has(key))).size;
+  if (ctx.subscriptions.size + added <= subscriptionsPerConnectionMax) return;
+  ctx.server.limitHits("subscriptions_per_connection");
+  throw new RespError(
+    "ERR",
+    `at most ${subscriptionsPerConnectionMax} subscriptions per connection (subscriptionsPerConnectionMax): this one has ${ctx.subscriptions.size} and asked for ${added} more; unsubscribe from some, or watch several channels with one PSUBSCRIBE pattern`,
+  );
+}
+
 function names(args: readonly Buffer[]): string[] {
   const result: string[] = [];
   for (let index = 1; index < args.length; index++) {
@@ -85,12 +100,11 @@ export function pubsubCommandTable(fsm: CoordinationStateMachine): CommandTable 
     [
       "subscribe",
       spec(-2, "SUBSCRIBE channel...: raft:leader, election:<name>, lock:<name>; events arrive as messages", (ctx, args) => {
+        const channels = names(args);
+        if (!channels.every(isWatchableChannel)) throw new RespError("ERR", unwatchableChannelMessage);
+        checkSubscriptionsMax(ctx, channels);
         const replies: Reply[] = [];
-        for (const channel of names(args)) {
-          if (!isWatchableChannel(channel)) throw new RespError("ERR", unwatchableChannelMessage);
-          if (!ctx.subscriptions.has(channel) && ctx.subscriptions.size >= subscriptionsPerConnectionMax) {
-            throw new RespError("ERR", `at most ${subscriptionsPerConnectionMax} subscriptions per connection`);
-          }
+        for (const channel of channels) {
           ctx.subscriptions.add(channel);
           replies.push(confirm("subscribe", channel, ctx));
         }
@@ -109,9 +123,10 @@ export function pubsubCommandTable(fsm: CoordinationStateMachine): CommandTable 
     [
       "psubscribe",
       spec(-2, "PSUBSCRIBE pattern...: watch every channel matching a glob, e.g. lock:*", (ctx, args) => {
+        const chosen = names(args);
+        checkSubscriptionsMax(ctx, chosen.map((pattern) => `${patternPrefix}${pattern}`));
         const replies: Reply[] = [];
-        for (const pattern of names(args)) {
-          if (ctx.subscriptions.size >= subscriptionsPerConnectionMax) throw new RespError("ERR", `at most ${subscriptionsPerConnectionMax} subscriptions per connection`);
+        for (const pattern of chosen) {
           // Patterns share the connection's subscription count (and subscribed mode) with channels, as in Redis.
           ctx.subscriptions.add(`${patternPrefix}${pattern}`);
           patterns(ctx).set(pattern, globToRegExp(pattern));

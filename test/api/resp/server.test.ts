@@ -1,6 +1,8 @@
 // The RESP server over raw sockets: the exact bytes Redis 7 would send, pipelining, limits and auth.
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { pubsubCommandTable, subscriptionsPerConnectionMax } from "../../../src/api/resp/pubsub-commands.js";
+import { CoordinationStateMachine } from "../../../src/fsm/coordination.js";
 import type { LimitName } from "../../../src/limit-hits.js";
 import { NodeMetrics } from "../../../src/metrics.js";
 import { command, RawClient, startTestServer, type TestServer, waitFor } from "./helpers.js";
@@ -388,6 +390,35 @@ describe("RESP server: limits", () => {
       expect(server.logs.filter((line) => line.msg === "closed a RESP client that does not read its replies")).toHaveLength(1);
       // Once per closed client, however many pushes were still coming.
       expect(await metrics.limitHitCount("resp_output_bytes")).toBe(1);
+      await expectServing(server);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("refuses a SUBSCRIBE or PSUBSCRIBE past subscriptionsPerConnectionMax whole, leaving the connection as it was", async () => {
+    const metrics = new NodeMetrics();
+    const server = await startTestServer({ metrics, commands: pubsubCommandTable(new CoordinationStateMachine()) });
+    try {
+      const channels = Array.from({ length: subscriptionsPerConnectionMax }, (_, index) => `lock:${index}`);
+      const full = await connectTo(server);
+      full.send(command("SUBSCRIBE", ...channels));
+      await full.receive(`:${subscriptionsPerConnectionMax}\r\n`);
+      const refused = (has: number, asked: number): string =>
+        `-ERR at most ${subscriptionsPerConnectionMax} subscriptions per connection (subscriptionsPerConnectionMax): this one has ${has} and asked for ${asked} more; unsubscribe from some, or watch several channels with one PSUBSCRIBE pattern\r\n`;
+      const oneMore = refused(subscriptionsPerConnectionMax, 1);
+      expect(await full.ask(command("SUBSCRIBE", "lock:one-more"), oneMore)).toBe(oneMore);
+      expect(await full.ask(command("PSUBSCRIBE", "lock:*"), oneMore)).toBe(oneMore);
+      // A channel it already has is no new subscription.
+      const again = `*3\r\n$9\r\nsubscribe\r\n$6\r\nlock:0\r\n:${subscriptionsPerConnectionMax}\r\n`;
+      expect(await full.ask(command("SUBSCRIBE", "lock:0"), again)).toBe(again);
+      // One request asking for more than the limit at once adds none of its channels: PING still answers
+      // +PONG, not the subscribed-mode array.
+      const fresh = await connectTo(server);
+      const tooMany = [...channels, "lock:one-more"];
+      expect(await fresh.ask(command("SUBSCRIBE", ...tooMany), refused(0, tooMany.length))).toBe(refused(0, tooMany.length));
+      expect(await fresh.ask(command("PING"), "+PONG\r\n")).toBe("+PONG\r\n");
+      expect(await metrics.limitHitCount("subscriptions_per_connection")).toBe(3);
       await expectServing(server);
     } finally {
       await server.close();
