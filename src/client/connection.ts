@@ -12,6 +12,12 @@ export const requestTimeoutMsDefault = 15_000;
 export const connectTimeoutMsDefault = 5_000;
 /** Requests waiting for replies on one connection at once. */
 export const inflightRequestsMax = 1_000;
+/**
+ * Bytes received since the last whole reply: a reply this large is not one a node sends (its largest,
+ * RAFT.STATUS or a status list, is a few hundred KiB), so the connection is given up rather than buffered
+ * without bound for a server that is not a raftlock node, or is misbehaving.
+ */
+export const replyBytesMax = 64 << 20;
 
 /** Where a node's RESP port is and how to authenticate. */
 export interface ConnectionOptions {
@@ -47,6 +53,8 @@ export class RespConnection {
   private readonly pending: Pending[] = [];
   private readonly parser: RedisParser;
   private closedError: RaftlockError | null = null;
+  /** Bytes received since the parser last completed a reply (`replyBytesMax`). */
+  private bytesSinceReply = 0;
   private readonly closeListeners: ((error: RaftlockError) => void)[] = [];
   onMessage: ((channel: string, payload: string) => void) | null = null;
 
@@ -55,11 +63,17 @@ export class RespConnection {
     private readonly requestTimeoutMs: number,
   ) {
     this.parser = new RedisParser({
-      returnReply: (reply: ReplyValue) => this.reply(reply),
-      returnError: (error: Error) => this.settle((request) => request.reject(errorFromReply(error.message))),
+      returnReply: (reply: ReplyValue) => {
+        this.bytesSinceReply = 0;
+        this.reply(reply);
+      },
+      returnError: (error: Error) => {
+        this.bytesSinceReply = 0;
+        this.settle((request) => request.reject(errorFromReply(error.message)));
+      },
       returnFatalError: (error: Error) => this.fail(new RaftlockError("CONNECTION", `unreadable reply from the node: ${error.message}`)),
     });
-    socket.on("data", (chunk: Buffer) => this.parser.execute(chunk));
+    socket.on("data", (chunk: Buffer) => this.received(chunk));
     socket.on("error", (error) => this.fail(new RaftlockError("CONNECTION", `connection to the node failed: ${error.message}`)));
     socket.on("close", () => this.fail(new RaftlockError("CONNECTION", "connection to the node closed")));
   }
@@ -126,6 +140,22 @@ export class RespConnection {
   /** Closes the connection; calls in flight are rejected with a CLOSED error. */
   close(): void {
     this.fail(new RaftlockError("CLOSED", "the client closed the connection"));
+  }
+
+  private received(chunk: Buffer): void {
+    if (this.closedError !== null) return;
+    this.bytesSinceReply += chunk.length;
+    try {
+      // redis-parser throws (rather than reporting a fatal error) on some hostile input, e.g. an array
+      // length too large for an Array or nesting deeper than the stack: neither may take the app down.
+      this.parser.execute(chunk);
+    } catch (error) {
+      this.fail(new RaftlockError("CONNECTION", `unreadable reply from the node: ${error instanceof Error ? error.message : String(error)}`));
+      return;
+    }
+    if (this.bytesSinceReply > replyBytesMax) {
+      this.fail(new RaftlockError("CONNECTION", `the node sent more than ${replyBytesMax} bytes without completing a reply (replyBytesMax); is it a raftlock node?`));
+    }
   }
 
   private reply(reply: ReplyValue): void {
