@@ -2,6 +2,8 @@
 // are this fixed list, so a limit hit never makes a new series; the README's limits table is checked
 // against it (test/readme.test.ts). Each entry says where the limit lives and what a hit does.
 
+import { performance } from "node:perf_hooks";
+
 export const limitDescriptions = {
   // Client connections and requests (src/api/resp/limits.ts, src/api/http/*)
   resp_connections: "RESP client connections at once (`connectionsMax`): one more is answered `-ERR max number of clients reached` and closed",
@@ -51,3 +53,37 @@ export type LimitHitSink = (limit: LimitName) => void;
 
 /** A sink for components run without metrics (tests, tools). */
 export const ignoreLimitHits: LimitHitSink = () => {};
+
+/** How often a limit's refusals are logged at most: the metric counts every one, the log summarises. */
+export const limitLogIntervalMs = 60_000;
+
+/** The part of a pino logger a `LimitLog` writes to. */
+interface WarnLogger {
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
+/**
+ * Logs a limit's refusals at most once per `limitLogIntervalMs`, with how many were not logged since:
+ * a client that hammers a limit (a connection storm) must not flood the log as well.
+ */
+export class LimitLog {
+  private loggedAtMs = Number.NEGATIVE_INFINITY;
+  private unlogged = 0;
+
+  constructor(
+    private readonly logger: WarnLogger,
+    private readonly nowMs: () => number = () => performance.now(),
+  ) {}
+
+  /** One refusal: logged now with the count of those not logged since the last line, or counted for the next. */
+  refused(fields: Record<string, unknown>, message: string): void {
+    const nowMs = this.nowMs();
+    if (nowMs - this.loggedAtMs < limitLogIntervalMs) {
+      this.unlogged++;
+      return;
+    }
+    this.logger.warn({ ...fields, refusedUnloggedBefore: this.unlogged }, message);
+    this.loggedAtMs = nowMs;
+    this.unlogged = 0;
+  }
+}

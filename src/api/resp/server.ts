@@ -6,7 +6,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import type { Address } from "../../config.js";
-import { ignoreLimitHits, type LimitHitSink } from "../../limit-hits.js";
+import { ignoreLimitHits, LimitLog, type LimitHitSink } from "../../limit-hits.js";
 import type { NodeMetrics } from "../../metrics.js";
 import { type ReloadableTls, secureOptions, tlsServerOptions } from "../../tls.js";
 import { assert } from "../../util/assert.js";
@@ -49,6 +49,7 @@ export class RespServer implements RespServerInfo {
   private readonly connections = new Set<RespConnection>();
   /** Sockets refused for connectionsMax, lingering until the client has read why. */
   private readonly refusedSockets = new Set<Socket>();
+  private readonly refusalLog: LimitLog;
   private nextClientId = 1;
   private readonly logger: Logger;
   /** Only digests of the passwords are kept, and compared in constant time. */
@@ -63,6 +64,7 @@ export class RespServer implements RespServerInfo {
     this.commands = options.commands;
     this.limits = resolveRespLimits(options.limits);
     this.logger = options.logger.child({ component: "resp" });
+    this.refusalLog = new LimitLog(this.logger);
     this.metrics = options.metrics ?? null;
     const metrics = this.metrics;
     this.limitHits = metrics === null ? ignoreLimitHits : (limit) => metrics.limitHit(limit);
@@ -146,7 +148,12 @@ export class RespServer implements RespServerInfo {
   private accept(socket: Socket): void {
     if (this.connections.size >= this.limits.connectionsMax) {
       this.limitHits("resp_connections");
-      this.logger.warn({ connectionsMax: this.limits.connectionsMax, remote: socket.remoteAddress }, "refused a RESP connection: too many clients");
+      this.refusalLog.refused({ connectionsMax: this.limits.connectionsMax, remote: socket.remoteAddress }, "refused a RESP connection: too many clients");
+      // Lingering refusals are bounded too: past as many again, a refused socket is cut at once.
+      if (this.refusedSockets.size >= this.limits.connectionsMax) {
+        socket.destroy();
+        return;
+      }
       this.refusedSockets.add(socket);
       socket.on("error", () => {});
       socket.on("close", () => this.refusedSockets.delete(socket));
