@@ -29,7 +29,10 @@ export class RemoteHandlerError extends RequestError {
   override name = "RemoteHandlerError";
 }
 
-/** A limit refused the request before it was sent (payload too large, too many in flight, peer busy). */
+/**
+ * A limit refused the request before the peer acted on it (payload too large, too many in flight, send queue
+ * full, peer busy): nothing happened, and the message names the limit. Retrying later is safe.
+ */
 export class RequestLimitError extends RequestError {
   override name = "RequestLimitError";
 }

@@ -17,6 +17,7 @@
 // the members, and those with lower ids dial it. Their number is bounded by `linksMax`.
 
 import { createHash, timingSafeEqual } from "node:crypto";
+import type { LimitName } from "../limit-hits.js";
 import type { HelloFrame, WelcomeFrame } from "./codec.js";
 
 /** Whether `selfId` dials `peerId` (true) or waits for it to dial (false). */
@@ -49,17 +50,27 @@ export interface AcceptorLinks {
   readonly dialable: { has(peerId: string): boolean };
 }
 
-/** Why the acceptor refuses `hello`, or null to accept. Reasons go to the log and back to the dialer: never the token. */
-export function refusalReason(hello: HelloFrame, self: AcceptorIdentity, links: AcceptorLinks): string | null {
+/** Why the acceptor refuses a hello. */
+export interface HelloRefusal {
+  /** Goes to the log and back to the dialer: never the token. */
+  readonly reason: string;
+  /** The named limit that refused it, to be counted; null for a hello that does not fit this node. */
+  readonly limit: LimitName | null;
+}
+
+/** Why the acceptor refuses `hello`, or null to accept. */
+export function helloRefusal(hello: HelloFrame, self: AcceptorIdentity, links: AcceptorLinks): HelloRefusal | null {
+  const mismatch = (reason: string): HelloRefusal => ({ reason, limit: null });
   // The token first: a dialer without it learns nothing else about this cluster from the refusal.
-  if (!clusterTokensMatch(self.clusterToken, hello.clusterToken)) return "cluster token mismatch";
-  if (hello.clusterId !== self.clusterId) return `cluster id mismatch: dialer is in "${hello.clusterId}", this node in "${self.clusterId}"`;
-  if (hello.toNodeId !== self.nodeId) return `dialed node "${hello.toNodeId}" but reached "${self.nodeId}"; check the --peers addresses`;
+  if (!clusterTokensMatch(self.clusterToken, hello.clusterToken)) return mismatch("cluster token mismatch");
+  if (hello.clusterId !== self.clusterId) return mismatch(`cluster id mismatch: dialer is in "${hello.clusterId}", this node in "${self.clusterId}"`);
+  if (hello.toNodeId !== self.nodeId) return mismatch(`dialed node "${hello.toNodeId}" but reached "${self.nodeId}"; check the --peers addresses`);
   if (!dialsTo(hello.fromNodeId, self.nodeId) && links.dialable.has(hello.fromNodeId)) {
-    return `wrong dial direction: "${self.nodeId}" dials "${hello.fromNodeId}", not the other way`;
+    return mismatch(`wrong dial direction: "${self.nodeId}" dials "${hello.fromNodeId}", not the other way`);
   }
   if (!links.peerIds.has(hello.fromNodeId) && links.peerIds.size >= links.linksMax) {
-    return `"${self.nodeId}" already holds ${links.peerIds.size} peer links (linksMax ${links.linksMax}) and "${hello.fromNodeId}" is not among its peers; remove departed peers or raise linksMax`;
+    const reason = `"${self.nodeId}" already holds ${links.peerIds.size} peer links (linksMax ${links.linksMax}) and "${hello.fromNodeId}" is not among its peers; remove departed peers or raise linksMax`;
+    return { reason, limit: "peer_links" };
   }
   return null;
 }

@@ -4,6 +4,7 @@
 
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
+import type { LimitHitSink } from "../limit-hits.js";
 import type { Message, SnapshotRequest } from "../raft/types.js";
 import { assert } from "../util/assert.js";
 import {
@@ -32,6 +33,8 @@ export interface LinkContext {
   readonly nodeId: string;
   readonly limits: TransportLimits;
   readonly logger: Logger;
+  /** Told once per refusal by a limit of this link. */
+  readonly limitHit: LimitHitSink;
   onMessage(message: Message): void;
   onUnreachable(peerId: string): void;
   onSnapshotStatus(peerId: string, delivered: boolean): void;
@@ -186,6 +189,7 @@ export class PeerLink {
         { peerId: this.peerId, messageType: message.type, messageBytes: encoded.length, frameBytesMax },
         "dropped a Raft message larger than one frame; raise frameBytesMax above the core's append and proposal limits",
       );
+      this.context.limitHit("peer_frame_bytes");
       this.notifyUnreachable();
       return;
     }
@@ -196,6 +200,8 @@ export class PeerLink {
       );
       this.raftQueue = [];
       this.raftQueuedBytes = 0;
+      // One hit per drop of the queue, not per message dropped with it: the leader resends them all at once.
+      this.context.limitHit("peer_queued_bytes");
       this.notifyUnreachable();
       return;
     }
@@ -214,6 +220,7 @@ export class PeerLink {
     }
     if (dataBytes > snapshotBytesMax) {
       this.context.logger.error({ peerId: this.peerId, snapshotBytes: dataBytes, snapshotBytesMax }, "snapshot exceeds snapshotBytesMax; not sent");
+      this.context.limitHit("peer_snapshot_bytes");
       this.defer(() => this.context.onSnapshotStatus(this.peerId, false));
       return;
     }
@@ -235,18 +242,22 @@ export class PeerLink {
     if (this.connection === null) {
       return Promise.reject(new PeerUnavailableError(this.peerId, `not connected to ${this.peerId}`, false));
     }
+    // requestPayloadBytesMax is what keeps a request within one frame: its refusals count as frame refusals.
     if (payload.length > requestPayloadBytesMax) {
-      return Promise.reject(
-        new RequestLimitError(this.peerId, `request payload is ${payload.length} bytes; the peer transport carries at most ${requestPayloadBytesMax}`, false),
-      );
+      this.context.limitHit("peer_frame_bytes");
+      const message = `request payload is ${payload.length} bytes; the peer transport carries at most ${requestPayloadBytesMax} (requestPayloadBytesMax, within frameBytesMax)`;
+      return Promise.reject(new RequestLimitError(this.peerId, message, false));
     }
     if (this.pendingRequests.size >= requestsInFlightMaxPerPeer) {
-      return Promise.reject(
-        new RequestLimitError(this.peerId, `${requestsInFlightMaxPerPeer} requests to ${this.peerId} are already awaiting answers; retry later`, false),
-      );
+      this.context.limitHit("forwarded_requests");
+      const message = `${requestsInFlightMaxPerPeer} requests to ${this.peerId} are already awaiting answers (requestsInFlightMaxPerPeer); retry later`;
+      return Promise.reject(new RequestLimitError(this.peerId, message, false));
     }
-    if (this.queuedBytes() + requestOverheadBytes + payload.length > queuedBytesMaxPerPeer) {
-      return Promise.reject(new PeerUnavailableError(this.peerId, `the send queue to ${this.peerId} is full; the peer is not keeping up`, false));
+    const queuedBytes = this.queuedBytes();
+    if (queuedBytes + requestOverheadBytes + payload.length > queuedBytesMaxPerPeer) {
+      this.context.limitHit("peer_queued_bytes");
+      const message = `${queuedBytes} bytes already wait to be sent to ${this.peerId} (queuedBytesMaxPerPeer ${queuedBytesMaxPerPeer}): the peer is not keeping up; retry later`;
+      return Promise.reject(new RequestLimitError(this.peerId, message, false));
     }
     const { requestId, answer } = this.pendingRequests.add(timeoutMs);
     this.queueControl({ frame: encodeFrame({ kind: "request", requestId, payload }), requestId });
@@ -362,6 +373,7 @@ export class PeerLink {
         return;
       }
       if (message.type === "snapshot" && message.snapshot.data.length > this.context.limits.snapshotBytesMax) {
+        this.context.limitHit("peer_snapshot_bytes");
         this.context.fail(connection, CloseCode.TooBig, `snapshot of ${message.snapshot.data.length} bytes exceeds snapshotBytesMax`);
         return;
       }
@@ -381,6 +393,7 @@ export class PeerLink {
     }
     const { snapshotBytesMax } = this.context.limits;
     if (begin.dataBytes > snapshotBytesMax) {
+      this.context.limitHit("peer_snapshot_bytes");
       this.context.fail(connection, CloseCode.TooBig, `snapshot of ${begin.dataBytes} bytes exceeds snapshotBytesMax (${snapshotBytesMax})`);
       return;
     }
@@ -407,8 +420,12 @@ export class PeerLink {
 
   private receiveRequest(connection: PeerConnection, request: RequestFrame): void {
     const { requestId } = request;
-    if (this.inboundRequestsInFlight >= this.context.limits.requestsInFlightMaxPerPeer) {
-      this.respond(connection, { kind: "response", requestId, status: ResponseStatus.Busy, payload: new Uint8Array(0), error: "too many requests in flight" });
+    const { requestsInFlightMaxPerPeer } = this.context.limits;
+    if (this.inboundRequestsInFlight >= requestsInFlightMaxPerPeer) {
+      this.context.limitHit("forwarded_requests");
+      // The requester shows this reason to its caller: it names the limit, on the node that enforces it.
+      const error = `"${this.context.nodeId}" already handles ${requestsInFlightMaxPerPeer} requests from "${this.peerId}" (requestsInFlightMaxPerPeer)`;
+      this.respond(connection, { kind: "response", requestId, status: ResponseStatus.Busy, payload: new Uint8Array(0), error });
       return;
     }
     this.inboundRequestsInFlight += 1;
@@ -431,6 +448,7 @@ export class PeerLink {
     const { requestPayloadBytesMax } = this.context.limits;
     if (payload.length > requestPayloadBytesMax) {
       this.context.logger.warn({ peerId: this.peerId, responseBytes: payload.length, requestPayloadBytesMax }, "request handler answered more than the transport carries");
+      this.context.limitHit("peer_frame_bytes");
       const error = `the answer is ${payload.length} bytes; the peer transport carries at most ${requestPayloadBytesMax}`;
       this.respond(connection, { kind: "response", requestId, status: ResponseStatus.Failed, payload: new Uint8Array(0), error });
       return;
@@ -451,6 +469,7 @@ export class PeerLink {
     if (this.queuedBytes() + frame.length > this.context.limits.queuedBytesMaxPerPeer) {
       // The peer is not reading; its request times out there. Queuing more would grow our memory.
       this.context.logger.warn({ peerId: this.peerId, queuedBytes: this.queuedBytes() }, "dropped a response: the peer is not keeping up");
+      this.context.limitHit("peer_queued_bytes");
       return;
     }
     if (this.connection === connection) this.queueControl({ frame, requestId: null });

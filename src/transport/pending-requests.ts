@@ -63,7 +63,7 @@ export class PendingRequests {
         pending.reject(new RemoteHandlerError(this.peerId, `${this.peerId} could not handle the request: ${response.error}`, true));
         return;
       case ResponseStatus.Busy:
-        pending.reject(new RequestLimitError(this.peerId, `${this.peerId} is busy (${response.error}); retry later`, false));
+        pending.reject(new RequestLimitError(this.peerId, `${this.peerId} refused the request: ${response.error}; retry later`, false));
         return;
     }
   }

@@ -22,11 +22,12 @@ import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import type { Message } from "../raft/types.js";
+import { ignoreLimitHits, type LimitHitSink } from "../limit-hits.js";
 import { assert } from "../util/assert.js";
 import { CodecError, decodeFrame, encodeFrame, type Frame, reasonBytesMax, truncateUtf8 } from "./codec.js";
 import { CloseCode, closeReasonBytesMax, type ConnectionState, PeerConnection } from "./connection.js";
 import { PeerUnavailableError } from "./errors.js";
-import { type AcceptorIdentity, dialsTo, refusalReason, welcomeMismatch } from "./handshake.js";
+import { type AcceptorIdentity, dialsTo, helloRefusal, welcomeMismatch } from "./handshake.js";
 import { reconnectDelayMs, resolveLimits, type TransportLimits } from "./limits.js";
 import { peerPath, peerProblems, peerUrl, validateOptions } from "./options.js";
 import { createPeerServer, dialTlsOptions, explainDialError, refusedPeerCertificate, TlsRefusals } from "./peer-tls.js";
@@ -64,11 +65,17 @@ export interface TransportOptions {
   onRequest(fromPeerId: string, payload: Uint8Array): Promise<Uint8Array>;
   /** Overrides of the defaults in limits.ts (tests use small ones). */
   limits?: Partial<TransportLimits>;
+  /**
+   * Told once per refusal by a transport limit (`peer_*`, `forwarded_requests`): for the limit-hits
+   * counter. Called synchronously, only on the refusing path.
+   */
+  onLimitHit?: LimitHitSink;
 }
 
 export class Transport {
   private readonly limits: TransportLimits;
   private readonly logger: Logger;
+  private readonly limitHit: LimitHitSink;
   /** Where each peer listens, for the peers we dial; a copy, changed only by addPeer and removePeer. */
   private readonly addresses: Map<string, PeerAddress>;
   /** One per peer, configured or accepted unannounced; at most `linksMax`. */
@@ -104,6 +111,7 @@ export class Transport {
   ) {
     this.limits = limits;
     this.logger = options.logger.child({ component: "transport" });
+    this.limitHit = options.onLimitHit ?? ignoreLimitHits;
     this.addresses = new Map(options.peers);
     this.identity = { nodeId: options.nodeId, clusterId: options.clusterId, clusterToken: options.clusterToken };
     this.linkContext = this.createLinkContext();
@@ -126,6 +134,7 @@ export class Transport {
       nodeId: options.nodeId,
       limits: this.limits,
       logger: this.logger,
+      limitHit: this.limitHit,
       onMessage: (message) => options.onMessage(message),
       onUnreachable: (peerId) => options.onUnreachable(peerId),
       onSnapshotStatus: (peerId, delivered) => options.onSnapshotStatus(peerId, delivered),
@@ -183,6 +192,7 @@ export class Transport {
     if (link === undefined) {
       const { linksMax } = this.limits;
       if (this.links.size >= linksMax) {
+        this.limitHit("peer_links");
         throw new Error(`cannot add peer "${peerId}": this node already holds ${this.links.size} peer links (linksMax ${linksMax}); remove departed peers first`);
       }
       link = new PeerLink(peerId, this.linkContext);
@@ -310,6 +320,7 @@ export class Transport {
 
   /** One log line per second at most: a flood of sockets must not become a flood of log lines. */
   private noteHandshakeOverflow(remoteAddress: string): void {
+    this.limitHit("peer_handshakes_pending");
     this.handshakeOverflowsUnlogged += 1;
     const nowMs = performance.now();
     if (nowMs - this.handshakeOverflowLoggedAtMs < handshakeOverflowLogIntervalMs) return;
@@ -327,8 +338,10 @@ export class Transport {
       return;
     }
     connection.peerId = frame.fromNodeId;
-    const reason = refusalReason(frame, this.identity, { peerIds: this.links, linksMax: this.limits.linksMax, dialable: this.addresses });
-    if (reason !== null) {
+    const refusal = helloRefusal(frame, this.identity, { peerIds: this.links, linksMax: this.limits.linksMax, dialable: this.addresses });
+    if (refusal !== null) {
+      const { reason } = refusal;
+      if (refusal.limit !== null) this.limitHit(refusal.limit);
       this.logger.warn({ peerId: frame.fromNodeId, remoteAddress: connection.remoteAddress, reason }, "refused a peer connection");
       connection.ws.send(encodeFrame({ kind: "refuse", reason: truncateUtf8(reason, reasonBytesMax) }));
       this.closeConnection(connection, CloseCode.PolicyViolation, reason);
@@ -444,8 +457,14 @@ export class Transport {
     ws.on("pong", () => {
       connection.lastHeardAtMs = performance.now();
     });
-    // ws reports errors (refused connections, frames over maxPayload, resets) here, then closes.
+    // ws reports errors (refused connections, frames over maxPayload, resets) here, then closes. A frame over
+    // maxPayload (= frameBytesMax) is refused by ws before it reaches decodeFrame, on either side: counted here.
     ws.on("error", (error: Error) => {
+      if ((error as NodeJS.ErrnoException).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
+        this.limitHit("peer_frame_bytes");
+        connection.lastError = `${error.message}: the peer sent a frame over frameBytesMax (${this.limits.frameBytesMax} bytes)`;
+        return;
+      }
       connection.lastError = connection.role === "dialer" ? explainDialError(error, this.tls !== undefined) : error.message;
     });
     ws.on("close", (code: number, reason: Buffer) => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { clusterTokensMatch, dialsTo, refusalReason } from "../../src/transport/handshake.js";
+import { clusterTokensMatch, dialsTo, helloRefusal } from "../../src/transport/handshake.js";
 import { reconnectDelayMs, resolveLimits, transportLimitsDefault } from "../../src/transport/limits.js";
 import { OutboundSnapshot, SnapshotAssembly } from "../../src/transport/snapshot-stream.js";
 import { decodeFrame, type SnapshotBeginFrame, type SnapshotChunkFrame } from "../../src/transport/codec.js";
@@ -25,9 +25,10 @@ describe("cluster token", () => {
   it("is checked before anything else, so a refusal tells a stranger nothing about the cluster", () => {
     const self = { nodeId: "n2", clusterId: "prod", clusterToken: "right" };
     const links = { peerIds: new Set(["n1"]), linksMax: 1, dialable: new Set<string>() };
-    expect(refusalReason({ kind: "hello", clusterId: "other", fromNodeId: "x", toNodeId: "y", clusterToken: "wrong" }, self, links)).toBe("cluster token mismatch");
-    expect(refusalReason({ kind: "hello", clusterId: "prod", fromNodeId: "a", toNodeId: "n2", clusterToken: "wrong" }, self, links)).toBe("cluster token mismatch");
-    expect(refusalReason({ kind: "hello", clusterId: "prod", fromNodeId: "n1", toNodeId: "n2", clusterToken: "right" }, self, links)).toBeNull();
+    const mismatch = { reason: "cluster token mismatch", limit: null };
+    expect(helloRefusal({ kind: "hello", clusterId: "other", fromNodeId: "x", toNodeId: "y", clusterToken: "wrong" }, self, links)).toEqual(mismatch);
+    expect(helloRefusal({ kind: "hello", clusterId: "prod", fromNodeId: "a", toNodeId: "n2", clusterToken: "wrong" }, self, links)).toEqual(mismatch);
+    expect(helloRefusal({ kind: "hello", clusterId: "prod", fromNodeId: "n1", toNodeId: "n2", clusterToken: "right" }, self, links)).toBeNull();
   });
 });
 
@@ -38,17 +39,23 @@ describe("dialers this node was not told about", () => {
   const none = new Set<string>();
 
   it("are accepted when authenticated, while there is room for a link", () => {
-    expect(refusalReason(hello("n1"), self, { peerIds: new Set(), linksMax: 2, dialable: none })).toBeNull();
-    expect(refusalReason(hello("n1"), self, { peerIds: new Set(["n2", "n3"]), linksMax: 2, dialable: none })).toMatch(/already holds 2 peer links \(linksMax 2\) and "n1" is not among its peers/);
+    expect(helloRefusal(hello("n1"), self, { peerIds: new Set(), linksMax: 2, dialable: none })).toBeNull();
+    expect(helloRefusal(hello("n1"), self, { peerIds: new Set(["n2", "n3"]), linksMax: 2, dialable: none })).toEqual({
+      reason: expect.stringMatching(/already holds 2 peer links \(linksMax 2\) and "n1" is not among its peers/),
+      limit: "peer_links",
+    });
     // A peer that already has a link takes no new room.
-    expect(refusalReason(hello("n2"), self, { peerIds: new Set(["n2", "n3"]), linksMax: 2, dialable: none })).toBeNull();
+    expect(helloRefusal(hello("n2"), self, { peerIds: new Set(["n2", "n3"]), linksMax: 2, dialable: none })).toBeNull();
   });
 
   it("a higher id is refused only by a node that dials it itself: one that has its address", () => {
-    expect(refusalReason(hello("n9"), self, { peerIds: new Set(["n9"]), linksMax: 2, dialable: new Set(["n9"]) })).toMatch(/wrong dial direction: "n5" dials "n9"/);
+    expect(helloRefusal(hello("n9"), self, { peerIds: new Set(["n9"]), linksMax: 2, dialable: new Set(["n9"]) })).toEqual({
+      reason: expect.stringMatching(/wrong dial direction: "n5" dials "n9"/),
+      limit: null,
+    });
     // Without its address this node could never dial it: the reverse stream is the only one there can be.
-    expect(refusalReason(hello("n9"), self, { peerIds: new Set(), linksMax: 2, dialable: none })).toBeNull();
-    expect(refusalReason(hello("n9"), self, { peerIds: new Set(["n9"]), linksMax: 2, dialable: none })).toBeNull();
+    expect(helloRefusal(hello("n9"), self, { peerIds: new Set(), linksMax: 2, dialable: none })).toBeNull();
+    expect(helloRefusal(hello("n9"), self, { peerIds: new Set(["n9"]), linksMax: 2, dialable: none })).toBeNull();
   });
 });
 

@@ -1,6 +1,7 @@
 // Real transports on loopback ports, with everything they report recorded for assertions.
 
 import { pino } from "pino";
+import type { LimitName } from "../../src/limit-hits.js";
 import { WebSocket } from "ws";
 import { type AppendRequest, EntryType, type HeartbeatRequest, type Message } from "../../src/raft/types.js";
 import { decodeFrame, encodeFrame, type Frame } from "../../src/transport/codec.js";
@@ -71,6 +72,8 @@ export class TestNode {
   readonly unreachable: string[] = [];
   readonly snapshotStatuses: { peerId: string; delivered: boolean }[] = [];
   readonly logs: LogLine[] = [];
+  /** Every limit hit the transport reported, in order, across restarts. */
+  readonly limitHits: LimitName[] = [];
   onRequest: (fromPeerId: string, payload: Uint8Array) => Promise<Uint8Array> = async (_from, payload) => payload;
 
   constructor(
@@ -109,6 +112,7 @@ export class TestNode {
       onUnreachable: (peerId) => this.unreachable.push(peerId),
       onSnapshotStatus: (peerId, delivered) => this.snapshotStatuses.push({ peerId, delivered }),
       onRequest: (fromPeerId, payload) => this.onRequest(fromPeerId, payload),
+      onLimitHit: (limit) => this.limitHits.push(limit),
     };
     if (this.spec.clusterToken !== undefined) options.clusterToken = this.spec.clusterToken;
     if (this.spec.tls !== undefined) options.tls = this.spec.tls;
