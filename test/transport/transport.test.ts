@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { WebSocket } from "ws";
 import type { Message, SnapshotRequest } from "../../src/raft/types.js";
 import { pino } from "pino";
+import { encodeMessage } from "../../src/transport/codec.js";
 import { PeerUnavailableError, RemoteHandlerError, RequestLimitError, RequestTimeoutError, Transport } from "../../src/transport/transport.js";
 import { append, freePort, heartbeat, indexes, startAll, stopAll, type TestNode, testCluster, waitConnected, waitFor } from "./helpers.js";
 
@@ -59,7 +60,46 @@ describe("peer streams", () => {
     expect(indexes(n2!.received)).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
     expect(frames.mock.calls.length).toBeGreaterThanOrEqual(8); // ~520 KB in frames of at most 64 KiB
     for (const [frame] of frames.mock.calls) expect((frame as Uint8Array).length).toBeLessThanOrEqual(64 << 10);
+    expect(n1!.limitHits).toEqual([]); // many messages in several frames are no frame refusal
   });
+
+  const smallFrames = { frameBytesMax: 64 << 10, snapshotChunkBytes: 32 << 10, requestPayloadBytesMax: 32 << 10 };
+
+  it("drops a message larger than one frame before sending it, counts the refusal, and sends the next", async () => {
+    const [n1, n2] = await cluster({ id: "n1", limits: smallFrames }, { id: "n2" });
+    await startAll(nodes);
+    await waitConnected(nodes);
+    n1!.live.send(append("n1", "n2", 1, 100 << 10));
+    expect(n1!.limitHits).toEqual(["peer_frame_bytes"]);
+    await waitFor("n2 reported unreachable", () => n1!.unreachable.includes("n2"));
+    expect(n1!.logsMatching(/larger than one frame/)).toHaveLength(1);
+    n1!.live.send(heartbeat("n1", "n2", 1));
+    await waitFor("the heartbeat after it", () => n2!.received.length === 1);
+    expect(n2!.received[0]).toMatchObject({ type: "heartbeat", round: 1 });
+    expect(n1!.live.connectedPeers()).toEqual(["n2"]); // nothing went on the wire: the stream stays
+    expect(n2!.limitHits).toEqual([]);
+  });
+
+  for (const receiver of ["acceptor", "dialer"] as const) {
+    it(`a frame over the receiving ${receiver}'s frameBytesMax closes the stream (1009), counted there, and the stream comes back`, async () => {
+      // n1 dials n2. Only the receiver has small frames: the sender's own limit lets the frame go.
+      const [n1, n2] = await cluster({ id: "n1", limits: receiver === "dialer" ? smallFrames : {} }, { id: "n2", limits: receiver === "acceptor" ? smallFrames : {} });
+      const [sender, target] = receiver === "acceptor" ? [n1!, n2!] : [n2!, n1!];
+      await startAll(nodes);
+      await waitConnected(nodes);
+      sender.live.send(append(sender.id, target.id, 1, 100 << 10));
+      await waitFor("the sender sees the stream closed", () => sender.unreachable.includes(target.id));
+      const lost = target.logsMatching(/peer connection lost|closing peer connection/);
+      expect(lost.map((line) => line.reason).join("\n")).toMatch(/Max payload size exceeded: the peer sent a frame over frameBytesMax \(65536 bytes\)/);
+      expect(target.limitHits).toEqual(["peer_frame_bytes"]);
+      expect(sender.limitHits).toEqual([]);
+      expect(target.received).toEqual([]);
+      await waitConnected(nodes);
+      sender.live.send(heartbeat(sender.id, target.id, 2));
+      await waitFor("a heartbeat on the new stream", () => target.received.length === 1);
+      expect(target.limitHits).toEqual(["peer_frame_bytes"]);
+    });
+  }
 
   it("drops queued messages beyond queuedBytesMaxPerPeer and reports the peer unreachable, then carries on", async () => {
     const [n1, n2] = await cluster({ id: "n1", limits: { queuedBytesMaxPerPeer: 64 << 10 } }, { id: "n2" });
@@ -74,6 +114,13 @@ describe("peer streams", () => {
     const delivered = indexes(n2!.received);
     expect(delivered.length).toBeLessThan(1000);
     expect(delivered).toEqual([...delivered].sort((a, b) => a - b));
+    // The sends of one turn see an empty socket: the queue takes `fits` messages, the next drops them all
+    // and itself, and the count starts over. One hit per drop, not per message dropped.
+    const fits = Math.floor((64 << 10) / encodeMessage(append("n1", "n2", 1, 1024)).length);
+    const drops = Math.floor(1000 / (fits + 1));
+    expect(n1!.logsMatching(/not keeping up/)).toHaveLength(drops);
+    expect(n1!.limitHits).toEqual(Array<string>(drops).fill("peer_queued_bytes"));
+    expect(n2!.limitHits).toEqual([]);
   });
 
   it("reconnects after the accepting side restarts on the same port, reporting the peer unreachable meanwhile", async () => {
@@ -157,17 +204,49 @@ describe("InstallSnapshot streaming", () => {
     expect(frames.mock.calls.length).toBeGreaterThanOrEqual(1 + 13); // begin + ceil(3.01 MiB / 256 KiB) chunks
   });
 
-  it("a receiver refuses a snapshot over its snapshotBytesMax by closing that stream", async () => {
+  const snapshotOf = (dataBytes: number): SnapshotRequest => ({
+    type: "snapshot",
+    from: "n1",
+    to: "n2",
+    term: 4,
+    snapshot: { meta: { index: 1, term: 1, config: { voters: ["n1"], learners: [], addresses: {} } }, data: new Uint8Array(dataBytes) },
+  });
+
+  it("a receiver refuses a snapshot over its snapshotBytesMax by closing that stream, and takes a smaller one on the next", async () => {
     const [n1, n2] = await cluster({ id: "n1" }, { id: "n2", limits: { snapshotBytesMax: 1 << 20 } });
     await startAll(nodes);
     await waitConnected(nodes);
-    const data = new Uint8Array(2 << 20);
-    n1!.live.send({ type: "snapshot", from: "n1", to: "n2", term: 4, snapshot: { meta: { index: 1, term: 1, config: { voters: ["n1"], learners: [], addresses: {} } }, data } });
+    n1!.live.send(snapshotOf(2 << 20));
     await waitFor("the stream closed", () => n2!.logsMatching(/closing peer connection/).length > 0);
     expect(n2!.logsMatching(/closing peer connection/)[0]!.reason).toMatch(/exceeds snapshotBytesMax/);
     await waitFor("one snapshot status", () => n1!.snapshotStatuses.length === 1);
     expect(n2!.received).toEqual([]);
+    expect(n2!.limitHits).toEqual(["peer_snapshot_bytes"]);
+    expect(n1!.limitHits).toEqual([]);
+    // The status may come before n1 sees the close: a snapshot sent on the old stream would be lost.
+    await waitFor("n1 sees the stream closed", () => n1!.unreachable.includes("n2"));
     await waitConnected(nodes); // the dialer comes back
+    n1!.live.send(snapshotOf(1 << 20));
+    await waitFor("the snapshot within the limit", () => n2!.received.some((m) => m.type === "snapshot"));
+    expect(n2!.limitHits).toEqual(["peer_snapshot_bytes"]);
+  });
+
+  it("a sender refuses a snapshot over its snapshotBytesMax: reported not delivered, counted, the stream kept", async () => {
+    const [n1, n2] = await cluster({ id: "n1", limits: { snapshotBytesMax: 1 << 20 } }, { id: "n2" });
+    await startAll(nodes);
+    await waitConnected(nodes);
+    n1!.live.send(snapshotOf((1 << 20) + 1));
+    expect(n1!.limitHits).toEqual(["peer_snapshot_bytes"]);
+    await waitFor("the failed status", () => n1!.snapshotStatuses.length === 1);
+    expect(n1!.snapshotStatuses).toEqual([{ peerId: "n2", delivered: false }]);
+    expect(n1!.logsMatching(/exceeds snapshotBytesMax; not sent/)).toHaveLength(1);
+    n1!.live.send(snapshotOf(1 << 20));
+    await waitFor("the snapshot within the limit", () => n1!.snapshotStatuses.length === 2);
+    expect(n1!.snapshotStatuses[1]).toEqual({ peerId: "n2", delivered: true });
+    await waitFor("n2 has it", () => n2!.received.some((m) => m.type === "snapshot"));
+    expect(n1!.live.connectedPeers()).toEqual(["n2"]);
+    expect(n1!.limitHits).toEqual(["peer_snapshot_bytes"]);
+    expect(n2!.limitHits).toEqual([]);
   });
 
   it("reports a snapshot to an unconnected peer as not delivered, outside send", async () => {
@@ -210,9 +289,133 @@ describe("requests between nodes", () => {
     await expect(slow).rejects.toBeInstanceOf(RequestTimeoutError);
     await expect(slow).rejects.toMatchObject({ outcomeUnknown: true });
     await expect(n1!.live.request("n2", new Uint8Array((2 << 20) + 1), 5_000)).rejects.toBeInstanceOf(RequestLimitError);
+    expect(n1!.limitHits).toEqual(["forwarded_requests", "peer_frame_bytes"]);
     const hangingRejects = expect(hanging).rejects.toBeInstanceOf(PeerUnavailableError);
     await n1!.stop();
     await hangingRejects;
+  });
+
+  /** n2 holds each request it gets until `release()` answers them all; later ones are answered at once. */
+  function holdRequests(node: TestNode): { held: () => number; release: () => void } {
+    const waiting: (() => void)[] = [];
+    let holding = true;
+    node.onRequest = (_from, payload) => (holding ? new Promise((resolve) => waiting.push(() => resolve(payload))) : Promise.resolve(payload));
+    return {
+      held: () => waiting.length,
+      release: () => {
+        holding = false;
+        for (const answer of waiting.splice(0)) answer();
+      },
+    };
+  }
+
+  it("refuses our request beyond requestsInFlightMaxPerPeer awaiting answers, naming the limit, and takes one once answers came", async () => {
+    const [n1, n2] = await cluster({ id: "n1", limits: { requestsInFlightMaxPerPeer: 2 } }, { id: "n2" });
+    const n2Requests = holdRequests(n2!);
+    await startAll(nodes);
+    await waitConnected(nodes);
+    const first = n1!.live.request("n2", Uint8Array.from([1]), 5_000);
+    const second = n1!.live.request("n2", Uint8Array.from([2]), 5_000);
+    const refused = n1!.live.request("n2", Uint8Array.from([3]), 5_000);
+    await expect(refused).rejects.toBeInstanceOf(RequestLimitError);
+    await expect(refused).rejects.toMatchObject({
+      outcomeUnknown: false,
+      message: "2 requests to n2 are already awaiting answers (requestsInFlightMaxPerPeer); retry later",
+    });
+    expect(n1!.limitHits).toEqual(["forwarded_requests"]);
+    await waitFor("n2 holding both", () => n2Requests.held() === 2);
+    n2Requests.release();
+    expect(await Promise.all([first, second])).toEqual([Uint8Array.from([1]), Uint8Array.from([2])]);
+    expect(await n1!.live.request("n2", Uint8Array.from([4]), 5_000)).toEqual(Uint8Array.from([4]));
+    expect(n1!.limitHits).toEqual(["forwarded_requests"]);
+    expect(n2!.limitHits).toEqual([]);
+  });
+
+  it("answers a peer's request beyond requestsInFlightMaxPerPeer handled at once as busy, naming the limit, and handles one once done", async () => {
+    const [n1, n2] = await cluster({ id: "n1" }, { id: "n2", limits: { requestsInFlightMaxPerPeer: 2 } });
+    const n2Requests = holdRequests(n2!);
+    await startAll(nodes);
+    await waitConnected(nodes);
+    const first = n1!.live.request("n2", Uint8Array.from([1]), 5_000);
+    const second = n1!.live.request("n2", Uint8Array.from([2]), 5_000);
+    const refused = n1!.live.request("n2", Uint8Array.from([3]), 5_000);
+    await expect(refused).rejects.toBeInstanceOf(RequestLimitError);
+    await expect(refused).rejects.toMatchObject({
+      outcomeUnknown: false,
+      message: 'n2 refused the request: "n2" already handles 2 requests from "n1" (requestsInFlightMaxPerPeer); retry later',
+    });
+    expect(n2!.limitHits).toEqual(["forwarded_requests"]);
+    expect(n2Requests.held()).toBe(2);
+    n2Requests.release();
+    expect(await Promise.all([first, second])).toEqual([Uint8Array.from([1]), Uint8Array.from([2])]);
+    expect(await n1!.live.request("n2", Uint8Array.from([4]), 5_000)).toEqual(Uint8Array.from([4]));
+    expect(n2!.limitHits).toEqual(["forwarded_requests"]);
+    expect(n1!.limitHits).toEqual([]);
+  });
+
+  it("a request or an answer over requestPayloadBytesMax is refused as a frame too large, and the next one gets through", async () => {
+    const [n1, n2] = await cluster({ id: "n1", limits: { requestPayloadBytesMax: 1024 } }, { id: "n2", limits: { requestPayloadBytesMax: 1024 } });
+    n2!.onRequest = async (_from, payload) => (payload[0] === 1 ? new Uint8Array(1025) : payload);
+    await startAll(nodes);
+    await waitConnected(nodes);
+    await expect(n1!.live.request("n2", new Uint8Array(1025), 5_000)).rejects.toMatchObject({
+      name: "RequestLimitError",
+      outcomeUnknown: false,
+      message: expect.stringMatching(/request payload is 1025 bytes; the peer transport carries at most 1024 \(requestPayloadBytesMax/),
+    });
+    expect(n1!.limitHits).toEqual(["peer_frame_bytes"]);
+    await expect(n1!.live.request("n2", Uint8Array.from([1]), 5_000)).rejects.toMatchObject({ name: "RemoteHandlerError", message: expect.stringMatching(/the answer is 1025 bytes/) });
+    expect(n2!.limitHits).toEqual(["peer_frame_bytes"]);
+    expect(await n1!.live.request("n2", Uint8Array.from([2]), 5_000)).toEqual(Uint8Array.from([2]));
+    expect(n1!.limitHits).toEqual(["peer_frame_bytes"]);
+    expect(n2!.limitHits).toEqual(["peer_frame_bytes"]);
+  });
+
+  it("refuses a request while the send queue to the peer is full, then takes one once it drained", async () => {
+    const queuedBytesMaxPerPeer = 64 << 10;
+    const [n1, n2] = await cluster({ id: "n1", limits: { queuedBytesMaxPerPeer } }, { id: "n2" });
+    await startAll(nodes);
+    await waitConnected(nodes);
+    // Sends of one turn wait in the queue until the turn ends: fill it to just under the limit.
+    const fits = Math.floor(queuedBytesMaxPerPeer / encodeMessage(append("n1", "n2", 1, 1024)).length);
+    for (let index = 1; index <= fits; index++) n1!.live.send(append("n1", "n2", index, 1024));
+    const refused = n1!.live.request("n2", new Uint8Array(4096), 5_000);
+    expect(n1!.limitHits).toEqual(["peer_queued_bytes"]);
+    await expect(refused).rejects.toMatchObject({
+      name: "RequestLimitError",
+      outcomeUnknown: false,
+      message: expect.stringMatching(/bytes already wait to be sent to n2 \(queuedBytesMaxPerPeer 65536\): the peer is not keeping up; retry later/),
+    });
+    await waitFor("the queued appends delivered", () => n2!.received.length === fits);
+    expect(await n1!.live.request("n2", Uint8Array.from([7]), 5_000)).toEqual(Uint8Array.from([7]));
+    expect(n1!.unreachable).toEqual([]); // a refused request drops nothing: the Raft messages all went
+    expect(n1!.limitHits).toEqual(["peer_queued_bytes"]);
+    expect(n2!.limitHits).toEqual([]);
+  });
+
+  it("drops an answer that would overfill the send queue (the requester times out), then answers the next", async () => {
+    const queuedBytesMaxPerPeer = 64 << 10;
+    const [n1, n2] = await cluster({ id: "n1" }, { id: "n2", limits: { queuedBytesMaxPerPeer } });
+    const fits = Math.floor(queuedBytesMaxPerPeer / encodeMessage(append("n2", "n1", 1, 1024)).length);
+    let filled = false;
+    n2!.onRequest = async (_from, payload) => {
+      if (!filled) {
+        // The answer is queued before this turn ends, behind Raft messages that leave the queue almost full.
+        filled = true;
+        for (let index = 1; index <= fits; index++) n2!.live.send(append("n2", "n1", index, 1024));
+        return new Uint8Array(4096);
+      }
+      return payload;
+    };
+    await startAll(nodes);
+    await waitConnected(nodes);
+    await expect(n1!.live.request("n2", Uint8Array.from([1]), 300)).rejects.toBeInstanceOf(RequestTimeoutError);
+    expect(n2!.limitHits).toEqual(["peer_queued_bytes"]);
+    expect(n2!.logsMatching(/dropped a response/)).toHaveLength(1);
+    await waitFor("the queued appends delivered", () => n1!.received.length === fits);
+    expect(await n1!.live.request("n2", Uint8Array.from([2]), 5_000)).toEqual(Uint8Array.from([2]));
+    expect(n2!.limitHits).toEqual(["peer_queued_bytes"]);
+    expect(n1!.limitHits).toEqual([]);
   });
 
   it("a pending request rejects at once with PeerUnavailableError when the peer closes", async () => {
