@@ -1,6 +1,7 @@
 import type { Socket } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { WebSocket } from "ws";
+import type { LimitName } from "../../src/limit-hits.js";
 import { encodeMessages, FrameType, wireVersion } from "../../src/transport/codec.js";
 import { append, freePort, RawPeer, startAll, stopAll, type TestNode, testCluster, waitConnected, waitFor } from "./helpers.js";
 
@@ -30,21 +31,28 @@ async function rawAsN0(port: number): Promise<RawPeer> {
   return raw;
 }
 
-const malformed: [string, (raw: RawPeer) => void, RegExp][] = [
+/** A misbehaviour, the reason n3 logs, and the limit hits it counts (only a limit's refusal is one). */
+const malformed: [string, (raw: RawPeer) => void, RegExp, LimitName[]?][] = [
   ["a bad version", (raw) => raw.ws.send(Uint8Array.from([9, FrameType.Messages, 0, 0, 0, 0])), /unsupported wire version 9/],
   ["a truncated frame", (raw) => raw.ws.send(encodeMessages([{ type: "timeout-now", from: "n0", to: "n3", term: 1 }]).subarray(0, 12)), /truncated/],
   ["an unknown frame type", (raw) => raw.ws.send(Uint8Array.from([wireVersion, 200])), /unknown frame type 200/],
   ["a text frame", (raw) => raw.ws.send("hello?"), /text frame/],
-  ["a frame over frameBytesMax", (raw) => raw.ws.send(new Uint8Array(80 << 10)), /Max payload size exceeded/],
+  ["a frame over frameBytesMax", (raw) => raw.ws.send(new Uint8Array(80 << 10)), /Max payload size exceeded: the peer sent a frame over frameBytesMax/, ["peer_frame_bytes"]],
   ["a message claiming another sender", (raw) => raw.ws.send(encodeMessages([{ type: "timeout-now", from: "n1", to: "n3", term: 1 }])), /message from "n1" to "n3" on the stream from "n0"/],
   ["a second hello", (raw) => raw.sendFrame({ kind: "hello", clusterId: "test-cluster", fromNodeId: "n0", toNodeId: "n3", clusterToken: null }), /unexpected hello/],
   ["a chunk of a snapshot never begun", (raw) => raw.sendFrame({ kind: "snapshot-chunk", transferId: 5, offset: 0, data: new Uint8Array(3) }), /never begun/],
+  [
+    "a snapshot over snapshotBytesMax inside a messages frame",
+    (raw) => raw.sendFrame({ kind: "messages", messages: [{ type: "snapshot", from: "n0", to: "n3", term: 1, snapshot: { meta: { index: 1, term: 1, config: { voters: ["n0"], learners: [], addresses: {} } }, data: new Uint8Array(2048) } }] }),
+    /snapshot of 2048 bytes exceeds snapshotBytesMax/,
+    ["peer_snapshot_bytes"],
+  ],
 ];
 
 describe("a misbehaving peer", () => {
-  for (const [what, misbehave, reason] of malformed) {
+  for (const [what, misbehave, reason, limitHits = []] of malformed) {
     it(`${what} closes only that peer's stream, with a logged reason`, async () => {
-      const [n1, , n3] = await clusterWithImpostor({ frameBytesMax: 64 << 10, snapshotChunkBytes: 32 << 10, requestPayloadBytesMax: 32 << 10 });
+      const [n1, , n3] = await clusterWithImpostor({ frameBytesMax: 64 << 10, snapshotChunkBytes: 32 << 10, requestPayloadBytesMax: 32 << 10, snapshotBytesMax: 1024 });
       const raw = await rawAsN0(n3!.port);
       await waitFor("n3 sees n0", () => n3!.live.connectedPeers().includes("n0"));
       misbehave(raw);
@@ -57,6 +65,7 @@ describe("a misbehaving peer", () => {
       expect(n3!.live.connectedPeers()).toEqual(["n1", "n2"]);
       n1!.live.send({ type: "timeout-now", from: "n1", to: "n3", term: 2 });
       await waitFor("n1's message still arrives", () => n3!.received.length === 1);
+      expect(n3!.limitHits).toEqual(limitHits);
     });
   }
 
@@ -153,6 +162,7 @@ describe("a misbehaving peer", () => {
     expect(drop.peerId).toBe("n0");
     expect(drop.queuedBytes as number).toBeLessThanOrEqual(queuedBytesMaxPerPeer);
     expect(drop.droppedMessages as number).toBeGreaterThan(0);
+    expect(n3!.limitHits).toEqual(Array<LimitName>(n3!.logsMatching(/not keeping up/).length).fill("peer_queued_bytes"));
     expect(n3!.live.connectedPeers()).toContain("n0"); // slow is not dead: the stream stays
   });
 
@@ -161,8 +171,10 @@ describe("a misbehaving peer", () => {
     raws.push(await RawPeer.connect(n3!.port), await RawPeer.connect(n3!.port));
     await expect(RawPeer.connect(n3!.port)).rejects.toThrow(/503/);
     expect(n3!.logsMatching(/too many handshakes pending/)).toHaveLength(1);
+    expect(n3!.limitHits).toEqual(["peer_handshakes_pending"]);
     raws.pop()!.terminate();
     // Once the server has seen that socket close, its slot takes a new connection.
+    let refusals = 1;
     const deadline = Date.now() + 5_000;
     for (;;) {
       try {
@@ -170,8 +182,11 @@ describe("a misbehaving peer", () => {
         break;
       } catch (error) {
         if (Date.now() > deadline) throw error;
+        refusals += 1;
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
     }
+    expect(n3!.limitHits).toEqual(Array<LimitName>(refusals).fill("peer_handshakes_pending"));
+    expect(n3!.live.connectedPeers()).toEqual(["n1", "n2"]);
   });
 });

@@ -231,11 +231,13 @@ describe("dialers this node was not told about", () => {
     const refused = await raw(n3!.port, { fromNodeId: "n2", toNodeId: "n3" });
     expect(refused.frames[0]).toMatchObject({ kind: "refuse", reason: expect.stringMatching(/already holds 2 peer links \(linksMax 2\)/) });
     expect(() => n3!.live.addPeer("n4", { host: "127.0.0.1", port: 7004 })).toThrow(/linksMax 2/);
+    expect(n3!.limitHits).toEqual(["peer_links", "peer_links"]);
     // A peer that has a link opens a new stream at full capacity; a removal makes room for another.
     expect((await raw(n3!.port, { fromNodeId: "n1", toNodeId: "n3" })).frames[0]).toMatchObject({ kind: "welcome" });
     n3!.live.removePeer("n0");
     expect((await raw(n3!.port, { fromNodeId: "n2", toNodeId: "n3" })).frames[0]).toMatchObject({ kind: "welcome" });
     expect(n3!.live.peerIds()).toEqual(["n1", "n2"]);
+    expect(n3!.limitHits).toEqual(["peer_links", "peer_links"]);
   });
 
   it("a node configured with more peers than linksMax does not start", async () => {
