@@ -12,7 +12,8 @@
 // unless `addPeer` gives it an address.
 //
 // Callbacks (onMessage, onUnreachable, onSnapshotStatus, onRequest) never run inside `send` or `request`,
-// and none runs after `close()`.
+// and none runs after `close()`. `onLimitHit` is the exception: it runs where the limit refuses, inside
+// `send` and `request` too, because it only counts and must not cost a deferral per refusal.
 
 import type { IncomingMessage, Server } from "node:http";
 import type { Server as HttpsServer } from "node:https";
