@@ -10,7 +10,7 @@ import { Raft } from "../raft/raft.js";
 import { type ClusterConfig, type Entry, EntryType, type Message, type NodeId, type ProposeResult, type Ready, Role, type Snapshot, type SoftState } from "../raft/types.js";
 import type { NodeMetrics, RaftGauges } from "../metrics.js";
 import { Storage } from "../storage/storage.js";
-import { PeerUnavailableError, Transport } from "../transport/transport.js";
+import { PeerUnavailableError, RequestLimitError, Transport } from "../transport/transport.js";
 import { assert } from "../util/assert.js";
 import {
   decodeBytesReply,
@@ -196,6 +196,7 @@ export class RaftNode {
         node.kick();
       },
       onRequest: (fromPeerId, payload) => node.handlePeerRequest(fromPeerId, payload),
+      ...(metrics === undefined ? {} : { onLimitHit: (limit) => metrics.limitHit(limit) }),
     });
     node.memberLinks.attach(node.transport);
     const transport = node.transport;
@@ -279,7 +280,7 @@ export class RaftNode {
         },
         (error: unknown) => {
           stopWatching();
-          reject(error);
+          reject(notForwarded(error));
         },
       );
     });
@@ -310,7 +311,8 @@ export class RaftNode {
     try {
       committed = decodeProposalReply(await this.transport!.request(leaderId, payload, this.config.commitTimeoutMs));
     } catch (error) {
-      if (error instanceof NodeError) throw error;
+      const refused = notForwarded(error);
+      if (refused instanceof NodeError) throw refused;
       throw new NodeError("LEADERLOST", "the leader did not answer before the membership change committed; outcome unknown, check the member list");
     }
     // So that `localMembership()` here shows the change once this resolves. A node that removed itself
@@ -330,7 +332,8 @@ export class RaftNode {
     try {
       reply = await this.transport!.request(leaderId, payload, waitMs);
     } catch (error) {
-      if (error instanceof NodeError) throw error;
+      const refused = notForwarded(error);
+      if (refused instanceof NodeError) throw refused;
       throw new NodeError("LEADERLOST", "the leader did not answer the transfer request; check who leads now");
     }
     // The old leader's view of its successor: this node may not have heard from the new one yet.
@@ -935,4 +938,14 @@ export class RaftNode {
 /** The driver's monotonic clock: immune to wall-clock steps (NTP), unlike Date.now(). */
 function nowMs(): number {
   return performance.now();
+}
+
+/**
+ * A transport limit refused a request to the leader before the leader acted on it (too many in flight,
+ * the queue full, the leader busy): the outcome is known, nothing happened, so it is UNAVAILABLE (retry
+ * later), never "outcome unknown". Any other error is returned as it is.
+ */
+function notForwarded(error: unknown): unknown {
+  if (!(error instanceof RequestLimitError)) return error;
+  return new NodeError("UNAVAILABLE", `the request was not forwarded to the leader: ${error.message}`);
 }

@@ -10,7 +10,9 @@ import { CoordinationStateMachine } from "../../src/fsm/coordination.js";
 import { decodeResult } from "../../src/fsm/results.js";
 import { fsmLimitsDefaults, ttlMsMinFor } from "../../src/fsm/limits.js";
 import { CoordinationService } from "../../src/node/coordination-service.js";
+import type { NodeError } from "../../src/node/forwarding.js";
 import { RaftNode } from "../../src/node/node.js";
+import { transportLimitsDefault } from "../../src/transport/limits.js";
 import { freePort, waitFor } from "../e2e/harness.js";
 
 const ids = ["n1", "n2", "n3"];
@@ -192,5 +194,21 @@ describe("coordination over a real cluster", { timeout: 30_000 }, () => {
     await startCluster();
     await expect(service("n1").acquireLock("x", "o", 5, 0)).rejects.toMatchObject({ code: "ERR", message: expect.stringContaining("ttl-ms must be an integer between") });
     await expect(service("n1").keepalive(424242)).rejects.toMatchObject({ code: "NOSESSION" });
+  });
+
+  it("a follower forwarding more writes at once than requestsInFlightMaxPerPeer: the excess is refused UNAVAILABLE, never 'outcome unknown'", async () => {
+    await startCluster();
+    const leaderId = members.get("n1")!.node.leader()!.id;
+    const follower = [...members.entries()].find(([id]) => id !== leaderId)![1].node;
+    const excess = 50;
+    // One turn of the event loop: every one is forwarded before any answer can come back.
+    const proposals = Array.from({ length: transportLimitsDefault.requestsInFlightMaxPerPeer + excess }, () => follower.propose(new Uint8Array([0])));
+    const outcomes = await Promise.allSettled(proposals);
+    const refused = outcomes.filter((outcome): outcome is PromiseRejectedResult => outcome.status === "rejected").map((outcome) => outcome.reason as NodeError);
+    expect(refused).toHaveLength(excess);
+    for (const error of refused) {
+      expect(error).toMatchObject({ code: "UNAVAILABLE", message: expect.stringContaining("(requestsInFlightMaxPerPeer); retry later") });
+    }
+    await follower.propose(new Uint8Array([0]));
   });
 });
