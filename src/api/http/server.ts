@@ -9,8 +9,10 @@ import type { CoordinationStateMachine } from "../../fsm/coordination.js";
 import { CoordinationError, type CoordinationService } from "../../node/coordination-service.js";
 import { NodeError } from "../../node/forwarding.js";
 import type { RaftNode } from "../../node/node.js";
+import { ignoreLimitHits, type LimitHitSink } from "../../limit-hits.js";
 import type { NodeMetrics } from "../../metrics.js";
 import { type ReloadableTls, secureOptions, tlsServerOptions } from "../../tls.js";
+import { httpConnectionsMax, limitConnections } from "./connection-limit.js";
 import { BadRequestError, coordinationRouter } from "./coordination-routes.js";
 import { memberRouter } from "./member-routes.js";
 import { statusPageRouter } from "./status-page.js";
@@ -260,21 +262,31 @@ export function sendRefusal(response: Response, refusal: HttpRefusal): void {
   response.status(refusal.status).set(refusal.headers).json(refusal.body);
 }
 
+/** How `listenHttp` bounds its connections: `connectionsMax` defaults to httpConnectionsMax. */
+export interface HttpListenOptions {
+  readonly connectionsMax?: number;
+  /** Told of each connection refused for the http_connections limit. */
+  readonly limitHits?: LimitHitSink;
+}
+
 /**
  * Starts listening; resolves once bound. With `tls` the port speaks HTTPS only (probes included), asks
  * clients for a certificate when `tls` has a CA, and takes reloaded certificates for new connections.
+ * At most `options.connectionsMax` connections are served at once (see connection-limit.ts).
  */
-export function listenHttp(app: express.Express, address: Address, tls?: ReloadableTls): Promise<Server> {
+export function listenHttp(app: express.Express, address: Address, tls?: ReloadableTls, options: HttpListenOptions = {}): Promise<Server> {
+  const limit = { connectionsMax: options.connectionsMax ?? httpConnectionsMax, limitHits: options.limitHits ?? ignoreLimitHits };
   return new Promise((resolve, reject) => {
     let server: Server;
     if (tls === undefined) {
-      server = createServer(app);
+      server = createServer();
     } else {
-      const httpsServer = createHttpsServer(tlsServerOptions(tls), app);
+      const httpsServer = createHttpsServer(tlsServerOptions(tls));
       const stopFollowing = tls.onReload((pems) => httpsServer.setSecureContext(secureOptions(pems)));
       httpsServer.once("close", stopFollowing);
       server = httpsServer;
     }
+    server.on("request", limitConnections(server, tls !== undefined, limit, app));
     server.once("listening", () => resolve(server));
     server.once("error", reject);
     server.listen(address.port, address.host);

@@ -2,6 +2,7 @@ import type { IncomingMessage, Server } from "node:http";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { CoordinationStateMachine } from "../../fsm/coordination.js";
 import { type FsmEvent, isWatchableChannel, unwatchableChannelMessage } from "../../fsm/events.js";
+import { connectionRefusal, endWithBusy } from "./connection-limit.js";
 import { channelBytesMax } from "./coordination-routes.js";
 import { deliveredBefore, EventIds, historySince, parseResumePoint, type ResumePoint } from "./event-ids.js";
 
@@ -27,6 +28,12 @@ interface SubscribeMessage {
 export function attachWatchSocket(server: Server, fsm: CoordinationStateMachine, authorize: (request: IncomingMessage) => boolean): WebSocketServer {
   const sockets = new WebSocketServer({ noServer: true, maxPayload: watchMessageBytesMax });
   server.on("upgrade", (request, socket, head) => {
+    // A connection past httpConnectionsMax (counted when it was accepted) gets the same answer as its requests would.
+    const refusal = connectionRefusal(request.socket);
+    if (refusal !== undefined) {
+      endWithBusy(socket, refusal);
+      return;
+    }
     if (new URL(request.url ?? "/", "http://x").pathname !== "/v1/ws") {
       socket.end("HTTP/1.1 404 Not Found\r\n\r\n");
       return;

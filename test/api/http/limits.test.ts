@@ -1,0 +1,220 @@
+// The HTTP port's named limits on a real listener, lowered through options: one more than the limit gets a
+// clear error naming it, the refusal is counted in raftlock_limit_hits_total, and the node still serves
+// the next request. The stand-in node answers the few routes these tests call; the state machine is real.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { connect as netConnect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
+import { pino } from "pino";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
+import { httpConnectionsPendingMax } from "../../../src/api/http/connection-limit.js";
+import { createHttpApp, listenHttp } from "../../../src/api/http/server.js";
+import { attachWatchSocket } from "../../../src/api/http/watch-socket.js";
+import { CoordinationStateMachine } from "../../../src/fsm/coordination.js";
+import type { LimitName } from "../../../src/limit-hits.js";
+import { NodeMetrics } from "../../../src/metrics.js";
+import type { CoordinationService } from "../../../src/node/coordination-service.js";
+import type { RaftNode } from "../../../src/node/node.js";
+import { ReloadableTls } from "../../../src/tls.js";
+import { TestCa } from "../../support/certs.js";
+import { waitFor } from "../../support/wait.js";
+
+/** Answers the few routes these tests call as a node that leads in term 2. */
+const node = { leader: () => ({ id: "n1", term: 2 }), isReady: () => true } as unknown as RaftNode;
+/** No test here reaches a route that would call the service: the watch routes read the state machine only. */
+const service = {} as CoordinationService;
+const logger = pino({ level: "silent" });
+
+interface Listener {
+  readonly server: Server;
+  readonly port: number;
+  readonly metrics: NodeMetrics;
+  /** Every limit hit so far, in order: read synchronously by waitFor. */
+  readonly hits: LimitName[];
+  /** Connections open as the server sees them (after the TLS handshake on HTTPS). */
+  openConnections(): number;
+  /** TCP connections the server accepted and has not closed (in a TLS handshake or not). */
+  openSockets(): number;
+  /** TCP connections the server accepted so far. */
+  acceptedSockets(): number;
+}
+
+interface StartOptions {
+  readonly connectionsMax?: number;
+  readonly tls?: ReloadableTls;
+}
+
+const servers: Server[] = [];
+const clientSockets: Socket[] = [];
+afterEach(async () => {
+  for (const socket of clientSockets.splice(0)) socket.destroy();
+  for (const server of servers.splice(0)) {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+});
+
+async function start(options: StartOptions = {}): Promise<Listener> {
+  const metrics = new NodeMetrics();
+  const hits: LimitName[] = [];
+  const limitHits = (limit: LimitName): void => {
+    hits.push(limit);
+    metrics.limitHit(limit);
+  };
+  const fsm = new CoordinationStateMachine();
+  const app = createHttpApp(node, logger, { service, fsm }, undefined, metrics);
+  const server = await listenHttp(app, { host: "127.0.0.1", port: 0 }, options.tls, { limitHits, ...(options.connectionsMax === undefined ? {} : { connectionsMax: options.connectionsMax }) });
+  servers.push(server);
+  attachWatchSocket(server, fsm, () => true);
+  // Registered after the server's own listeners: when this count drops, so has the server's.
+  let open = 0;
+  server.on(options.tls === undefined ? "connection" : "secureConnection", (socket: Socket) => {
+    open++;
+    socket.once("close", () => open--);
+  });
+  let sockets = 0;
+  let accepted = 0;
+  server.on("connection", (socket: Socket) => {
+    sockets++;
+    accepted++;
+    socket.once("close", () => sockets--);
+  });
+  return { server, port: (server.address() as { port: number }).port, metrics, hits, openConnections: () => open, openSockets: () => sockets, acceptedSockets: () => accepted };
+}
+
+interface Answer {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: string;
+}
+
+/** One request on a connection of its own (no agent, so no pooled connection outlives it). */
+function send(port: number, path: string, options: { method?: string; body?: string; ca?: Buffer } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const common = { host: "127.0.0.1", port, path, method: options.method ?? "GET", agent: false as const, headers: options.body === undefined ? {} : { "content-type": "application/json" } };
+    const onResponse = (response: import("node:http").IncomingMessage): void => {
+      const chunks: Buffer[] = [];
+      response.on("data", (chunk: Buffer) => chunks.push(chunk));
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString() }));
+    };
+    const request = options.ca === undefined ? httpRequest(common, onResponse) : httpsRequest({ ...common, ca: options.ca, servername: "localhost" }, onResponse);
+    request.on("error", reject);
+    request.end(options.body);
+  });
+}
+
+/** A connection that was served GET /healthz and stays open (kept alive), holding one slot. */
+function holdConnection(port: number, ca?: Buffer): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket: Socket = ca === undefined ? netConnect(port, "127.0.0.1") : tlsConnect({ port, host: "127.0.0.1", ca, servername: "localhost" });
+    clientSockets.push(socket);
+    let received = "";
+    socket.on("error", reject);
+    socket.on(ca === undefined ? "connect" : "secureConnect", () => socket.write("GET /healthz HTTP/1.1\r\nHost: raftlock\r\n\r\n"));
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString();
+      if (!received.includes('{"status":"ok"}')) return;
+      if (!received.startsWith("HTTP/1.1 200")) reject(new Error(`the held connection was answered ${received}`));
+      resolve(socket);
+    });
+  });
+}
+
+function errorOf(answer: Answer): { code: string; message: string } {
+  return (JSON.parse(answer.body) as { error: { code: string; message: string } }).error;
+}
+
+describe("http_connections", () => {
+  it("one connection more than connectionsMax is answered 503 BUSY naming the limit and closed; a freed slot serves again", async () => {
+    const listener = await start({ connectionsMax: 2 });
+    const held = [await holdConnection(listener.port), await holdConnection(listener.port)];
+    const refused = await send(listener.port, "/healthz");
+    expect(refused.status).toBe(503);
+    expect(refused.headers["retry-after"]).toBe("1");
+    expect(refused.headers["connection"]).toBe("close");
+    expect(refused.headers["content-type"]).toMatch(/^application\/json/);
+    expect(errorOf(refused)).toEqual({
+      code: "BUSY",
+      message: "this node already serves its most HTTP connections at once (httpConnectionsMax 2); retry later, send more requests over each kept-alive connection, or use another node",
+    });
+    expect(await listener.metrics.limitHitCount("http_connections")).toBe(1);
+    // The held connections were not disturbed, and once one closes a new client is served.
+    held[0]!.write("GET /healthz HTTP/1.1\r\nHost: raftlock\r\nConnection: close\r\n\r\n");
+    await waitFor("the first held connection to close", () => listener.openConnections() === 1);
+    expect((await send(listener.port, "/healthz")).status).toBe(200);
+    expect(await listener.metrics.limitHitCount("http_connections")).toBe(1);
+  });
+
+  it("a WebSocket upgrade on a refused connection gets the same 503, not a watch", async () => {
+    const listener = await start({ connectionsMax: 1 });
+    await holdConnection(listener.port);
+    const refusal = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const webSocket = new WebSocket(`ws://127.0.0.1:${listener.port}/v1/ws`);
+      webSocket.on("open", () => reject(new Error("a refused connection was upgraded")));
+      webSocket.on("error", () => {});
+      webSocket.on("unexpected-response", (_request, response) => {
+        let body = "";
+        response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+        response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
+      });
+    });
+    expect(refusal.status).toBe(503);
+    expect(errorOf({ status: refusal.status, headers: {}, body: refusal.body }).message).toMatch(/httpConnectionsMax 1\)/);
+    expect(await listener.metrics.limitHitCount("http_connections")).toBe(1);
+  });
+
+  describe("over HTTPS", () => {
+    let dir: string;
+    let tls: ReloadableTls;
+    let ca: Buffer;
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), "raftlock-http-limits-"));
+      const authority = await TestCa.create(dir, "ca");
+      const files = await authority.issue("server", "21");
+      tls = ReloadableTls.load("client-tls", { cert: files.cert, key: files.key, ca: undefined });
+      ca = readFileSync(authority.cert);
+    }, 30_000);
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    it("a connection past connectionsMax finishes its handshake and is answered 503 over TLS", async () => {
+      const listener = await start({ connectionsMax: 1, tls });
+      const held = await holdConnection(listener.port, ca);
+      const refused = await send(listener.port, "/healthz", { ca });
+      expect(refused.status).toBe(503);
+      expect(refused.headers["retry-after"]).toBe("1");
+      expect(errorOf(refused)).toMatchObject({ code: "BUSY", message: expect.stringContaining("(httpConnectionsMax 1)") });
+      expect(await listener.metrics.limitHitCount("http_connections")).toBe(1);
+      held.destroy();
+      await waitFor("the held connection to close", () => listener.openConnections() === 0);
+      expect((await send(listener.port, "/healthz", { ca })).status).toBe(200);
+    });
+
+    it("sockets that never finish a handshake are held up to the ceiling; past it they are closed at once", async () => {
+      const listener = await start({ connectionsMax: 1, tls });
+      const ceiling = 1 + httpConnectionsPendingMax;
+      // Plain TCP to the HTTPS port, never sending a ClientHello: a slow or hostile client.
+      for (let socketIndex = 0; socketIndex < ceiling; socketIndex++) {
+        const socket = netConnect(listener.port, "127.0.0.1");
+        socket.on("error", () => {});
+        clientSockets.push(socket);
+      }
+      await waitFor(`the server to accept ${ceiling} sockets`, () => listener.openSockets() === ceiling);
+      const dropped = netConnect(listener.port, "127.0.0.1");
+      dropped.on("error", () => {});
+      let droppedClosed = false;
+      dropped.on("close", () => (droppedClosed = true));
+      await waitFor("the socket past the ceiling to be closed", () => droppedClosed);
+      // Closed before it was handed to TLS or HTTP: no 'connection' event for it.
+      expect(listener.acceptedSockets()).toBe(ceiling);
+      expect(listener.hits).toEqual(["http_connections"]);
+      expect(await listener.metrics.limitHitCount("http_connections")).toBe(1);
+      for (const socket of clientSockets.splice(0)) socket.destroy();
+      await waitFor("the server to see the idle sockets close", () => listener.openSockets() === 0);
+      expect((await send(listener.port, "/healthz", { ca })).status).toBe(200);
+    });
+  });
+});
