@@ -1,7 +1,9 @@
 import express, { type NextFunction, type Request, type Response } from "express";
 import type { CoordinationStateMachine } from "../../fsm/coordination.js";
 import { type FsmEvent, isWatchableChannel, unwatchableChannelMessage } from "../../fsm/events.js";
+import type { LimitHitSink } from "../../limit-hits.js";
 import { type Consistency, type CoordinationService, waitMsMax } from "../../node/coordination-service.js";
+import { busyRetryAfterSeconds } from "./connection-limit.js";
 import { deliveredBefore, EventIds, historySince, parseResumePoint } from "./event-ids.js";
 
 /** Watch streams open on this node at once. */
@@ -72,8 +74,14 @@ function route(handler: (request: Request, response: Response) => Promise<void>)
   };
 }
 
+/** How many watch streams `coordinationRouter` serves at once, and where it reports refusals. */
+export interface WatchStreamLimit {
+  readonly watchStreamsMax: number;
+  readonly limitHits: LimitHitSink;
+}
+
 /** `/v1/locks`, `/v1/fence`, `/v1/sessions`, `/v1/elections` and `/v1/watch` (api.md). */
-export function coordinationRouter(service: CoordinationService, fsm: CoordinationStateMachine): express.Router {
+export function coordinationRouter(service: CoordinationService, fsm: CoordinationStateMachine, limit: WatchStreamLimit): express.Router {
   const router = express.Router();
   let watchStreams = 0;
 
@@ -181,8 +189,10 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
     const sinceText = request.query["since"] ?? request.get("last-event-id") ?? String(fsm.appliedIndex);
     const since = typeof sinceText === "string" ? parseResumePoint(sinceText) : null;
     if (since === null) throw new BadRequestError("since must be a log index (a non-negative integer), or an event id index:n as the stream sent it");
-    if (watchStreams >= watchStreamsMax) {
-      response.status(503).set("Retry-After", "1").json({ error: { code: "BUSY", message: `${watchStreamsMax} watch streams are open on this node; retry later or use another node` } });
+    if (watchStreams >= limit.watchStreamsMax) {
+      limit.limitHits("watch_streams");
+      const message = `this node already serves its most watch streams at once (watchStreamsMax ${limit.watchStreamsMax}); retry later, use another node, or watch several channels over one WebSocket (GET /v1/ws)`;
+      response.status(503).set("Retry-After", String(busyRetryAfterSeconds)).json({ error: { code: "BUSY", message } });
       return;
     }
     const history = fsm.eventsSince(channel, historySince(since));

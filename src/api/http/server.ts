@@ -13,7 +13,7 @@ import { ignoreLimitHits, type LimitHitSink } from "../../limit-hits.js";
 import type { NodeMetrics } from "../../metrics.js";
 import { type ReloadableTls, secureOptions, tlsServerOptions } from "../../tls.js";
 import { httpConnectionsMax, limitConnections } from "./connection-limit.js";
-import { BadRequestError, coordinationRouter } from "./coordination-routes.js";
+import { BadRequestError, coordinationRouter, watchStreamsMax } from "./coordination-routes.js";
 import { memberRouter } from "./member-routes.js";
 import { statusPageRouter } from "./status-page.js";
 
@@ -44,14 +44,24 @@ const statusOfCode: Record<NodeError["code"], number> = {
 /** HTTP status of each coordination error code. */
 const statusOfCoordinationCode: Record<string, number> = { ERR: 400, NOSESSION: 404, LIMIT: 503 };
 
-/** The HTTP API of one node: cluster status, health checks, a write barrier, and locks, sessions and elections. */
+/** Limits of the HTTP API that a caller may lower (tests do); each defaults to its named constant. */
+export interface HttpAppLimits {
+  readonly watchStreamsMax: number;
+}
+
+/**
+ * The HTTP API of one node: cluster status, health checks, a write barrier, and locks, sessions and
+ * elections. With `metrics`, requests are counted and so are refusals by a named limit.
+ */
 export function createHttpApp(
   node: RaftNode,
   logger: Logger,
   coordination?: { service: CoordinationService; fsm: CoordinationStateMachine },
   auth?: HttpAuth,
   metrics?: NodeMetrics,
+  limits: Partial<HttpAppLimits> = {},
 ): express.Express {
+  const limitHits: LimitHitSink = metrics === undefined ? ignoreLimitHits : (limit) => metrics.limitHit(limit);
   const app = express();
   app.disable("x-powered-by");
   if (metrics !== undefined) app.use(countRequests(metrics));
@@ -73,7 +83,7 @@ export function createHttpApp(
     });
   }
   app.use(express.json({ limit: httpBodyBytesMax }));
-  if (coordination !== undefined) app.use(coordinationRouter(coordination.service, coordination.fsm));
+  if (coordination !== undefined) app.use(coordinationRouter(coordination.service, coordination.fsm, { watchStreamsMax: limits.watchStreamsMax ?? watchStreamsMax, limitHits }));
   app.use(memberRouter(node));
 
   app.get("/healthz", (_request, response) => {
@@ -176,9 +186,16 @@ export function createHttpApp(
       response.status(status).json({ error: { code: error.code, message: error.message } });
       return;
     }
-    const bodyError = error as { type?: string; status?: number };
-    if (bodyError.type === "entity.parse.failed" || bodyError.type === "entity.too.large") {
-      response.status(bodyError.status ?? 400).json({ error: { code: "BADREQUEST", message: "the request body is not valid JSON or is too large" } });
+    const bodyError = error as { type?: string; length?: unknown };
+    if (bodyError.type === "entity.too.large") {
+      limitHits("http_body_bytes");
+      // body-parser knows the length only from Content-Length; a chunked body is refused once past the limit.
+      const size = typeof bodyError.length === "number" ? ` ${bodyError.length} bytes,` : "";
+      response.status(413).json({ error: { code: "TOOLARGE", message: `the request body is${size} more than this node reads (httpBodyBytesMax ${httpBodyBytesMax} bytes); send a smaller body` } });
+      return;
+    }
+    if (bodyError.type === "entity.parse.failed") {
+      response.status(400).json({ error: { code: "BADREQUEST", message: "the request body is not valid JSON; send a JSON object with Content-Type: application/json" } });
       return;
     }
     // Other refusals of the body parser (an unsupported charset or content-encoding, a body shorter than

@@ -12,7 +12,7 @@ import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { httpConnectionsPendingMax } from "../../../src/api/http/connection-limit.js";
-import { createHttpApp, listenHttp } from "../../../src/api/http/server.js";
+import { createHttpApp, httpBodyBytesMax, listenHttp } from "../../../src/api/http/server.js";
 import { attachWatchSocket } from "../../../src/api/http/watch-socket.js";
 import { CoordinationStateMachine } from "../../../src/fsm/coordination.js";
 import type { LimitName } from "../../../src/limit-hits.js";
@@ -45,6 +45,7 @@ interface Listener {
 
 interface StartOptions {
   readonly connectionsMax?: number;
+  readonly watchStreamsMax?: number;
   readonly tls?: ReloadableTls;
 }
 
@@ -66,7 +67,7 @@ async function start(options: StartOptions = {}): Promise<Listener> {
     metrics.limitHit(limit);
   };
   const fsm = new CoordinationStateMachine();
-  const app = createHttpApp(node, logger, { service, fsm }, undefined, metrics);
+  const app = createHttpApp(node, logger, { service, fsm }, undefined, metrics, options.watchStreamsMax === undefined ? {} : { watchStreamsMax: options.watchStreamsMax });
   const server = await listenHttp(app, { host: "127.0.0.1", port: 0 }, options.tls, { limitHits, ...(options.connectionsMax === undefined ? {} : { connectionsMax: options.connectionsMax }) });
   servers.push(server);
   attachWatchSocket(server, fsm, () => true);
@@ -216,5 +217,50 @@ describe("http_connections", () => {
       await waitFor("the server to see the idle sockets close", () => listener.openSockets() === 0);
       expect((await send(listener.port, "/healthz", { ca })).status).toBe(200);
     });
+  });
+});
+
+describe("http_body_bytes", () => {
+  it("a body over httpBodyBytesMax is answered 413 TOOLARGE with its size and the limit", async () => {
+    const listener = await start();
+    const body = JSON.stringify({ owner: "a".repeat(httpBodyBytesMax) });
+    const refused = await send(listener.port, "/v1/locks/a/acquire", { method: "POST", body });
+    expect(refused.status).toBe(413);
+    expect(errorOf(refused)).toEqual({
+      code: "TOOLARGE",
+      message: `the request body is ${body.length} bytes, more than this node reads (httpBodyBytesMax ${httpBodyBytesMax} bytes); send a smaller body`,
+    });
+    expect(await listener.metrics.limitHitCount("http_body_bytes")).toBe(1);
+    expect((await send(listener.port, "/healthz")).status).toBe(200);
+  });
+});
+
+describe("watch_streams", () => {
+  it("one SSE watch more than watchStreamsMax is answered 503 BUSY; a closed stream frees its slot", async () => {
+    const listener = await start({ watchStreamsMax: 1 });
+    const stream = await new Promise<import("node:http").IncomingMessage>((resolve, reject) => {
+      const request = httpRequest({ host: "127.0.0.1", port: listener.port, path: "/v1/watch?channel=raft:leader", agent: false }, resolve);
+      request.on("error", reject);
+      request.end();
+    });
+    expect(stream.statusCode).toBe(200);
+    const refused = await send(listener.port, "/v1/watch?channel=lock:a");
+    expect(refused.status).toBe(503);
+    expect(refused.headers["retry-after"]).toBe("1");
+    expect(errorOf(refused)).toEqual({
+      code: "BUSY",
+      message: "this node already serves its most watch streams at once (watchStreamsMax 1); retry later, use another node, or watch several channels over one WebSocket (GET /v1/ws)",
+    });
+    expect(await listener.metrics.limitHitCount("watch_streams")).toBe(1);
+    stream.destroy();
+    await waitFor("the watch stream's connection to close", () => listener.openConnections() === 0);
+    const again = await new Promise<import("node:http").IncomingMessage>((resolve, reject) => {
+      const request = httpRequest({ host: "127.0.0.1", port: listener.port, path: "/v1/watch?channel=raft:leader", agent: false }, resolve);
+      request.on("error", reject);
+      request.end();
+    });
+    expect(again.statusCode).toBe(200);
+    again.destroy();
+    expect((await send(listener.port, "/healthz")).status).toBe(200);
   });
 });
