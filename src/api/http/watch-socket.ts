@@ -2,6 +2,7 @@ import type { IncomingMessage, Server } from "node:http";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { CoordinationStateMachine } from "../../fsm/coordination.js";
 import { type FsmEvent, isWatchableChannel, unwatchableChannelMessage } from "../../fsm/events.js";
+import { ignoreLimitHits, type LimitHitSink } from "../../limit-hits.js";
 import { connectionRefusal, endWithBusy } from "./connection-limit.js";
 import { channelBytesMax } from "./coordination-routes.js";
 import { deliveredBefore, EventIds, historySince, parseResumePoint, type ResumePoint } from "./event-ids.js";
@@ -13,6 +14,16 @@ export const watchMessageBytesMax = 4096;
 /** WebSocket watch connections open on this node at once. */
 export const watchSocketsMax = 1_000;
 
+/** Limits of the watch WebSocket that a caller may lower (tests do), and where refusals are reported. */
+export interface WatchSocketOptions {
+  /** Defaults to watchSocketsMax. */
+  readonly watchSocketsMax?: number;
+  /** Defaults to subscriptionsPerSocketMax. */
+  readonly subscriptionsPerSocketMax?: number;
+  /** Told of each refusal by watch_sockets, subscriptions_per_connection and watch_message_bytes. */
+  readonly limitHits?: LimitHitSink;
+}
+
 interface SubscribeMessage {
   readonly subscribe?: unknown;
   readonly unsubscribe?: unknown;
@@ -23,9 +34,15 @@ interface SubscribeMessage {
  * `GET /v1/ws`: a WebSocket on which a client sends `{"subscribe": "raft:leader", "since": 12}` (or
  * `{"unsubscribe": ...}`) and receives `{"channel", "id", "event"}` messages in log order; history after
  * `since` comes first, as on the SSE endpoint, and `since` may also be an `id` ("12:2") to resume right
- * after that event. `authorize` refuses the upgrade (401) when it returns false.
+ * after that event. `authorize` refuses the upgrade (401) when it returns false. Refusals by the socket's
+ * limits are reported to `options.limitHits`.
  */
-export function attachWatchSocket(server: Server, fsm: CoordinationStateMachine, authorize: (request: IncomingMessage) => boolean): WebSocketServer {
+export function attachWatchSocket(server: Server, fsm: CoordinationStateMachine, authorize: (request: IncomingMessage) => boolean, options: WatchSocketOptions = {}): WebSocketServer {
+  const limits = {
+    watchSocketsMax: options.watchSocketsMax ?? watchSocketsMax,
+    subscriptionsPerSocketMax: options.subscriptionsPerSocketMax ?? subscriptionsPerSocketMax,
+    limitHits: options.limitHits ?? ignoreLimitHits,
+  };
   const sockets = new WebSocketServer({ noServer: true, maxPayload: watchMessageBytesMax });
   server.on("upgrade", (request, socket, head) => {
     // A connection past httpConnectionsMax (counted when it was accepted) gets the same answer as its requests would.
@@ -42,16 +59,17 @@ export function attachWatchSocket(server: Server, fsm: CoordinationStateMachine,
       socket.end("HTTP/1.1 401 Unauthorized\r\n\r\n");
       return;
     }
-    if (sockets.clients.size >= watchSocketsMax) {
-      socket.end("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\r\n");
+    if (sockets.clients.size >= limits.watchSocketsMax) {
+      limits.limitHits("watch_sockets");
+      endWithBusy(socket, `this node already serves its most watch WebSockets at once (watchSocketsMax ${limits.watchSocketsMax}); retry later or use another node`);
       return;
     }
-    sockets.handleUpgrade(request, socket, head, (webSocket) => serveWatcher(webSocket, fsm));
+    sockets.handleUpgrade(request, socket, head, (webSocket) => serveWatcher(webSocket, fsm, limits));
   });
   return sockets;
 }
 
-function serveWatcher(webSocket: WebSocket, fsm: CoordinationStateMachine): void {
+function serveWatcher(webSocket: WebSocket, fsm: CoordinationStateMachine, limits: { readonly subscriptionsPerSocketMax: number; readonly limitHits: LimitHitSink }): void {
   /** Each watched channel, with the numbering of its events and where the client resumed. */
   const channels = new Map<string, { readonly ids: EventIds; readonly since: ResumePoint }>();
   const send = (body: unknown): void => {
@@ -99,8 +117,9 @@ function serveWatcher(webSocket: WebSocket, fsm: CoordinationStateMachine): void
       send({ subscribed: channel }); // already watching: replaying history again would repeat events
       return;
     }
-    if (channels.size >= subscriptionsPerSocketMax) {
-      refuse(`at most ${subscriptionsPerSocketMax} channels per connection`);
+    if (channels.size >= limits.subscriptionsPerSocketMax) {
+      limits.limitHits("subscriptions_per_connection");
+      send({ error: { code: "LIMIT", message: `this connection already watches its most channels (subscriptionsPerSocketMax ${limits.subscriptionsPerSocketMax}); unsubscribe from one first, or open another connection` } });
       return;
     }
     const since = parseResumePoint(String(message.since ?? fsm.appliedIndex));
@@ -127,5 +146,9 @@ function serveWatcher(webSocket: WebSocket, fsm: CoordinationStateMachine): void
     stopRestoreWatch();
   };
   webSocket.on("close", stop);
-  webSocket.on("error", stop);
+  webSocket.on("error", (error: Error & { code?: string }) => {
+    // ws has already closed the socket with 1009 (Message Too Big); it sends no reason text with it.
+    if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") limits.limitHits("watch_message_bytes");
+    stop();
+  });
 }

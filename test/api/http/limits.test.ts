@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { httpConnectionsPendingMax } from "../../../src/api/http/connection-limit.js";
 import { createHttpApp, httpBodyBytesMax, listenHttp } from "../../../src/api/http/server.js";
-import { attachWatchSocket } from "../../../src/api/http/watch-socket.js";
+import { attachWatchSocket, watchMessageBytesMax, type WatchSocketOptions } from "../../../src/api/http/watch-socket.js";
 import { CoordinationStateMachine } from "../../../src/fsm/coordination.js";
 import type { LimitName } from "../../../src/limit-hits.js";
 import { NodeMetrics } from "../../../src/metrics.js";
@@ -46,6 +46,7 @@ interface Listener {
 interface StartOptions {
   readonly connectionsMax?: number;
   readonly watchStreamsMax?: number;
+  readonly watch?: WatchSocketOptions;
   readonly tls?: ReloadableTls;
 }
 
@@ -70,7 +71,7 @@ async function start(options: StartOptions = {}): Promise<Listener> {
   const app = createHttpApp(node, logger, { service, fsm }, undefined, metrics, options.watchStreamsMax === undefined ? {} : { watchStreamsMax: options.watchStreamsMax });
   const server = await listenHttp(app, { host: "127.0.0.1", port: 0 }, options.tls, { limitHits, ...(options.connectionsMax === undefined ? {} : { connectionsMax: options.connectionsMax }) });
   servers.push(server);
-  attachWatchSocket(server, fsm, () => true);
+  attachWatchSocket(server, fsm, () => true, { ...options.watch, limitHits });
   // Registered after the server's own listeners: when this count drops, so has the server's.
   let open = 0;
   server.on(options.tls === undefined ? "connection" : "secureConnection", (socket: Socket) => {
@@ -261,6 +262,86 @@ describe("watch_streams", () => {
     });
     expect(again.statusCode).toBe(200);
     again.destroy();
+    expect((await send(listener.port, "/healthz")).status).toBe(200);
+  });
+});
+
+/** A watch WebSocket to `listener`, once open, with every message it receives. */
+async function openWatch(listener: Listener): Promise<{ webSocket: WebSocket; messages: unknown[] }> {
+  const webSocket = new WebSocket(`ws://127.0.0.1:${listener.port}/v1/ws`);
+  const messages: unknown[] = [];
+  webSocket.on("message", (data: Buffer) => messages.push(JSON.parse(data.toString())));
+  await new Promise<void>((resolve, reject) => {
+    webSocket.once("open", () => resolve());
+    webSocket.once("error", reject);
+  });
+  return { webSocket, messages };
+}
+
+describe("watch_sockets", () => {
+  it("one watch WebSocket more than watchSocketsMax is refused 503 BUSY naming the limit", async () => {
+    const listener = await start({ watch: { watchSocketsMax: 1 } });
+    const first = await openWatch(listener);
+    const refusal = await new Promise<{ status: number; retryAfter: unknown; body: string }>((resolve, reject) => {
+      const webSocket = new WebSocket(`ws://127.0.0.1:${listener.port}/v1/ws`);
+      webSocket.on("open", () => reject(new Error("a WebSocket past watchSocketsMax was accepted")));
+      webSocket.on("error", () => {});
+      webSocket.on("unexpected-response", (_request, response) => {
+        let body = "";
+        response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+        response.on("end", () => resolve({ status: response.statusCode ?? 0, retryAfter: response.headers["retry-after"], body }));
+      });
+    });
+    expect(refusal.status).toBe(503);
+    expect(refusal.retryAfter).toBe("1");
+    expect(errorOf({ status: 503, headers: {}, body: refusal.body })).toEqual({
+      code: "BUSY",
+      message: "this node already serves its most watch WebSockets at once (watchSocketsMax 1); retry later or use another node",
+    });
+    expect(await listener.metrics.limitHitCount("watch_sockets")).toBe(1);
+    first.webSocket.close();
+    await waitFor("the first watch to close", () => first.webSocket.readyState === WebSocket.CLOSED);
+    (await openWatch(listener)).webSocket.close();
+    expect((await send(listener.port, "/healthz")).status).toBe(200);
+  });
+});
+
+describe("subscriptions_per_connection", () => {
+  it("a subscription past subscriptionsPerSocketMax is answered LIMIT naming it; the socket keeps its others", async () => {
+    const listener = await start({ watch: { subscriptionsPerSocketMax: 2 } });
+    const { webSocket, messages } = await openWatch(listener);
+    for (const channel of ["lock:a", "lock:b", "lock:c"]) webSocket.send(JSON.stringify({ subscribe: channel }));
+    await waitFor("three answers", () => messages.length === 3);
+    expect(messages).toEqual([
+      { subscribed: "lock:a" },
+      { subscribed: "lock:b" },
+      { error: { code: "LIMIT", message: "this connection already watches its most channels (subscriptionsPerSocketMax 2); unsubscribe from one first, or open another connection" } },
+    ]);
+    expect(await listener.metrics.limitHitCount("subscriptions_per_connection")).toBe(1);
+    webSocket.send(JSON.stringify({ unsubscribe: "lock:a" }));
+    webSocket.send(JSON.stringify({ subscribe: "lock:c" }));
+    await waitFor("the fourth answer", () => messages.length === 4);
+    expect(messages[3]).toEqual({ subscribed: "lock:c" });
+    webSocket.close();
+    expect((await send(listener.port, "/healthz")).status).toBe(200);
+  });
+});
+
+describe("watch_message_bytes", () => {
+  it("a message over watchMessageBytesMax closes that socket with 1009 (Message Too Big); others still connect", async () => {
+    const listener = await start();
+    const { webSocket } = await openWatch(listener);
+    let closeCode = 0;
+    webSocket.on("close", (code: number) => (closeCode = code));
+    webSocket.on("error", () => {});
+    webSocket.send("x".repeat(watchMessageBytesMax + 1));
+    await waitFor("the socket to be closed", () => closeCode !== 0);
+    expect(closeCode).toBe(1009);
+    expect(await listener.metrics.limitHitCount("watch_message_bytes")).toBe(1);
+    const next = await openWatch(listener);
+    next.webSocket.send(JSON.stringify({ subscribe: "raft:leader" }));
+    await waitFor("the next socket's subscription", () => next.messages.length === 1);
+    next.webSocket.close();
     expect((await send(listener.port, "/healthz")).status).toBe(200);
   });
 });
