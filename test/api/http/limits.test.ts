@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { WebSocket } from "ws";
+import { WebSocket, type WebSocketServer } from "ws";
 import { httpConnectionsPendingMax } from "../../../src/api/http/connection-limit.js";
 import { createHttpApp, httpBodyBytesMax, listenHttp } from "../../../src/api/http/server.js";
 import { attachWatchSocket, watchMessageBytesMax, type WatchSocketOptions } from "../../../src/api/http/watch-socket.js";
@@ -41,6 +41,7 @@ interface Listener {
   openSockets(): number;
   /** TCP connections the server accepted so far. */
   acceptedSockets(): number;
+  readonly watchSockets: WebSocketServer;
 }
 
 interface StartOptions {
@@ -71,7 +72,7 @@ async function start(options: StartOptions = {}): Promise<Listener> {
   const app = createHttpApp(node, logger, { service, fsm }, undefined, metrics, options.watchStreamsMax === undefined ? {} : { watchStreamsMax: options.watchStreamsMax });
   const server = await listenHttp(app, { host: "127.0.0.1", port: 0 }, options.tls, { limitHits, ...(options.connectionsMax === undefined ? {} : { connectionsMax: options.connectionsMax }) });
   servers.push(server);
-  attachWatchSocket(server, fsm, () => true, { ...options.watch, limitHits });
+  const watchSockets = attachWatchSocket(server, fsm, () => true, { ...options.watch, limitHits });
   // Registered after the server's own listeners: when this count drops, so has the server's.
   let open = 0;
   server.on(options.tls === undefined ? "connection" : "secureConnection", (socket: Socket) => {
@@ -85,7 +86,7 @@ async function start(options: StartOptions = {}): Promise<Listener> {
     accepted++;
     socket.once("close", () => sockets--);
   });
-  return { server, port: (server.address() as { port: number }).port, metrics, hits, openConnections: () => open, openSockets: () => sockets, acceptedSockets: () => accepted };
+  return { server, port: (server.address() as { port: number }).port, metrics, hits, openConnections: () => open, openSockets: () => sockets, acceptedSockets: () => accepted, watchSockets };
 }
 
 interface Answer {
@@ -300,7 +301,7 @@ describe("watch_sockets", () => {
     });
     expect(await listener.metrics.limitHitCount("watch_sockets")).toBe(1);
     first.webSocket.close();
-    await waitFor("the first watch to close", () => first.webSocket.readyState === WebSocket.CLOSED);
+    await waitFor("the server to see the first watch close", () => listener.watchSockets.clients.size === 0);
     (await openWatch(listener)).webSocket.close();
     expect((await send(listener.port, "/healthz")).status).toBe(200);
   });
