@@ -8,6 +8,7 @@
 // handshake. So on HTTPS a connection counts once its handshake finished ('secureConnection'), and a
 // refused client learns why over TLS. Its handshake costs the node one key exchange; the ceiling
 // (`server.maxConnections`) bounds how many sockets can be in a handshake or waiting for their answer.
+// GET /healthz alone is still answered on a refused connection, once: liveness does not depend on load.
 
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
@@ -73,11 +74,21 @@ export function limitConnections(server: Server, tls: boolean, limit: HttpConnec
       app(request, response);
       return;
     }
-    const body = busyBody(refusal);
     // Connection: close makes Node end the socket once the answer is out, after reading any request body.
+    if (isLivenessProbe(request)) {
+      // A full node is alive: failing its liveness probe would have it restarted, cutting every client it serves.
+      response.setHeader("Connection", "close");
+      app(request, response);
+      return;
+    }
+    const body = busyBody(refusal);
     response.writeHead(503, { "Retry-After": String(busyRetryAfterSeconds), Connection: "close", "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
     response.end(body);
   };
+}
+
+function isLivenessProbe(request: IncomingMessage): boolean {
+  return (request.method === "GET" || request.method === "HEAD") && (request.url === "/healthz" || request.url?.startsWith("/healthz?") === true);
 }
 
 /**

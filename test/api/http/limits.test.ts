@@ -135,7 +135,7 @@ describe("http_connections", () => {
   it("one connection more than connectionsMax is answered 503 BUSY naming the limit and closed; a freed slot serves again", async () => {
     const listener = await start({ connectionsMax: 2 });
     const held = [await holdConnection(listener.port), await holdConnection(listener.port)];
-    const refused = await send(listener.port, "/healthz");
+    const refused = await send(listener.port, "/v1/cluster/leader");
     expect(refused.status).toBe(503);
     expect(refused.headers["retry-after"]).toBe("1");
     expect(refused.headers["connection"]).toBe("close");
@@ -148,8 +148,21 @@ describe("http_connections", () => {
     // The held connections were not disturbed, and once one closes a new client is served.
     held[0]!.write("GET /healthz HTTP/1.1\r\nHost: raftlock\r\nConnection: close\r\n\r\n");
     await waitFor("the first held connection to close", () => listener.openConnections() === 1);
-    expect((await send(listener.port, "/healthz")).status).toBe(200);
+    expect((await send(listener.port, "/v1/cluster/leader")).status).toBe(200);
     expect(await listener.metrics.limitHitCount("http_connections")).toBe(1);
+  });
+
+  it("a liveness probe on a connection past connectionsMax is still answered, and that connection closed", async () => {
+    const listener = await start({ connectionsMax: 1 });
+    await holdConnection(listener.port);
+    const probe = await send(listener.port, "/healthz");
+    expect(probe.status).toBe(200);
+    expect(probe.headers["connection"]).toBe("close");
+    expect(JSON.parse(probe.body)).toEqual({ status: "ok" });
+    // Still a connection past the limit: counted, and the rest of the API refused on such connections.
+    expect(await listener.metrics.limitHitCount("http_connections")).toBe(1);
+    expect((await send(listener.port, "/readyz")).status).toBe(503);
+    await waitFor("both refused connections to close", () => listener.openSockets() === 1);
   });
 
   it("a WebSocket upgrade on a refused connection gets the same 503, not a watch", async () => {
@@ -186,7 +199,7 @@ describe("http_connections", () => {
     it("a connection past connectionsMax finishes its handshake and is answered 503 over TLS", async () => {
       const listener = await start({ connectionsMax: 1, tls });
       const held = await holdConnection(listener.port, ca);
-      const refused = await send(listener.port, "/healthz", { ca });
+      const refused = await send(listener.port, "/v1/cluster/leader", { ca });
       expect(refused.status).toBe(503);
       expect(refused.headers["retry-after"]).toBe("1");
       expect(errorOf(refused)).toMatchObject({ code: "BUSY", message: expect.stringContaining("(httpConnectionsMax 1)") });
