@@ -3,13 +3,14 @@
 // administer a running cluster.
 import { pino } from "pino";
 import pretty from "pino-pretty";
-import { AuthFailureLimiter, ClientCredentials } from "./api/auth.js";
+import { AuthFailureLimiter, authLimitsDefault, ClientCredentials } from "./api/auth.js";
 import { authorizeRequest, createHttpApp, type HttpAuth, listenHttp } from "./api/http/server.js";
 import { attachWatchSocket } from "./api/http/watch-socket.js";
 import { nodeCommandTable } from "./api/resp/node-commands.js";
 import { RespServer } from "./api/resp/server.js";
 import { clientCommands, clientUsage, RequestFailedError } from "./cli-admin.js";
 import { ConfigError, envName, type NodeConfig, parseStartConfig, startFlags } from "./config.js";
+import type { LimitHitSink } from "./limit-hits.js";
 import { NodeMetrics } from "./metrics.js";
 import { RaftNode } from "./node/node.js";
 import { CoordinationStateMachine } from "./fsm/coordination.js";
@@ -49,6 +50,7 @@ async function start(argv: string[]): Promise<void> {
   // Every member derives the same TTL floor from the same election timeout: replicated decisions use it.
   const fsm = new CoordinationStateMachine({ ...fsmLimitsDefaults, ttlMsMin: ttlMsMinFor(config.electionTimeoutMaxMs) });
   const metrics = new NodeMetrics();
+  const limitHits: LimitHitSink = (limit) => metrics.limitHit(limit);
   const peerTls = loadTls("peer-tls", config.peerTls);
   const clientTls = loadTls("client-tls", config.clientTls);
   const node = await RaftNode.start(config, logger, fsm, metrics, peerTls);
@@ -56,11 +58,11 @@ async function start(argv: string[]): Promise<void> {
   const httpAuth: HttpAuth | undefined =
     config.authPassword === undefined
       ? undefined
-      : { credentials: new ClientCredentials(config.authPassword, config.authReadOnlyPassword), limiter: new AuthFailureLimiter(logger.child({ component: "http" }), "HTTP") };
-  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, httpAuth, metrics), config.httpListen, clientTls);
+      : { credentials: new ClientCredentials(config.authPassword, config.authReadOnlyPassword), limiter: new AuthFailureLimiter(logger.child({ component: "http" }), "HTTP", authLimitsDefault, undefined, limitHits) };
+  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, httpAuth, metrics), config.httpListen, clientTls, { limitHits });
   metrics.countConnections("http", () => new Promise((resolve) => server.getConnections((error, count) => resolve(error === null ? count : 0))));
   // A watch only reads, so the read-only password suffices.
-  attachWatchSocket(server, fsm, (request) => httpAuth === undefined || typeof authorizeRequest(request, httpAuth) === "string");
+  attachWatchSocket(server, fsm, (request) => httpAuth === undefined || typeof authorizeRequest(request, httpAuth) === "string", { limitHits });
   const resp =
     config.respListen === undefined
       ? null

@@ -16,12 +16,12 @@ import type { Duplex } from "node:stream";
 import type { LimitHitSink } from "../../limit-hits.js";
 
 /**
- * HTTP client connections served at once. Sized like watchStreamsMax: a sidecar's clients are its own
- * application's processes, tens to hundreds of kept-alive connections, some holding a watch stream; a
- * thousand sockets bound file descriptors and parser buffers (tens of MiB at worst) far below what would
- * take the node down.
+ * HTTP client connections served at once. A sidecar's clients are its own application's processes, tens
+ * to hundreds of kept-alive connections; every watch stream and watch WebSocket holds one too, so this is
+ * above watchStreamsMax + watchSocketsMax (2,000), leaving room for requests when both are full. A few
+ * thousand sockets bound file descriptors and parser buffers far below what would take the node down.
  */
-export const httpConnectionsMax = 1_000;
+export const httpConnectionsMax = 4_096;
 /**
  * TCP connections held beyond httpConnectionsMax: refused ones until they are answered, and on HTTPS ones
  * still in their TLS handshake. Any more are closed as soon as they are accepted.

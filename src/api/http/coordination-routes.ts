@@ -91,7 +91,7 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
       const body = bodyOf(request);
       const waitMs = integer(body, "waitMs", 0);
       if (waitMs > waitMsMax) throw new BadRequestError(`waitMs must be at most ${waitMsMax}`);
-      const grant = await service.acquireLock(param(request, "name"), requiredString(body, "owner"), integer(body, "ttlMs"), waitMs, optionalInteger(body, "session"), abortedOnClose(response));
+      const grant = await service.acquireLock(param(request, "name"), requiredString(body, "owner"), integer(body, "ttlMs"), waitMs, optionalInteger(body, "session"), abortedOnClose(response), clientOf(request));
       if (grant === null) return notAcquired(response, waitMs > 0 ? `the lock is held; not acquired within ${waitMs} ms` : "the lock is held");
       response.json({ token: grant.token, ttlMs: grant.ttlMs });
     }),
@@ -130,7 +130,7 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
     "/v1/sessions",
     route(async (request, response) => {
       const body = bodyOf(request);
-      response.json({ id: await service.openSession(integer(body, "ttlMs"), optionalString(body, "label")) });
+      response.json({ id: await service.openSession(integer(body, "ttlMs"), optionalString(body, "label"), clientOf(request)) });
     }),
   );
   router.post(
@@ -151,7 +151,7 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
     route(async (request, response) => {
       const body = bodyOf(request);
       const waitMs = integer(body, "waitMs", 0);
-      const grant = await service.campaign(param(request, "name"), requiredString(body, "candidate"), integer(body, "ttlMs"), waitMs, optionalString(body, "value"), optionalInteger(body, "session"), abortedOnClose(response));
+      const grant = await service.campaign(param(request, "name"), requiredString(body, "candidate"), integer(body, "ttlMs"), waitMs, optionalString(body, "value"), optionalInteger(body, "session"), abortedOnClose(response), clientOf(request));
       if (grant === null) return notAcquired(response, "another candidate leads");
       response.json({ token: grant.token });
     }),
@@ -251,4 +251,9 @@ function sessionIdOf(request: Request): number {
   const id = Number(param(request, "id"));
   if (!Number.isSafeInteger(id) || id <= 0) throw new BadRequestError("the session id must be a positive integer");
   return id;
+}
+
+/** The client's IP address: whom `sessionsPerClientMax` counts against. */
+function clientOf(request: express.Request): string {
+  return request.socket.remoteAddress ?? "unknown";
 }

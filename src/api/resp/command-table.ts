@@ -87,6 +87,8 @@ export interface CommandContext {
   libraryName: string | null;
   libraryVersion: string | null;
   readonly remoteAddress: string;
+  /** The client's IP address: whom `sessionsPerClientMax` and the AUTH failure limit count against. */
+  readonly remoteHost: string;
   readonly connectedAtMs: number;
   /** True when no password is required or the client has authenticated. */
   readonly authenticated: boolean;

@@ -56,7 +56,7 @@ export class RespConnection implements CommandContext {
   /** What the client authenticated as; null until it has. */
   private access: ClientAccess | null = null;
   /** The client's IP address without the port: what failed authentication is counted by. */
-  private readonly remoteHost: string;
+  readonly remoteHost: string;
   private readonly reader: RequestReader;
   private readonly slots: ReplySlot[] = [];
   /** The slot of the request whose handler is running synchronously right now (for closeAfterReply). */

@@ -100,7 +100,7 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
         const waitMs = waitAt === undefined ? 0 : nonNegativeInteger(args, waitAt, "WAIT ms", waitMsMax);
         const sessionId = sessionAt === undefined ? undefined : nonNegativeInteger(args, sessionAt, "SESSION id");
         const [name, owner, ttlMs] = [text(args, 1), text(args, 2), ttlOf(args, 3)];
-        const grant = await whileConnected(ctx, waitMs, (signal) => service.acquireLock(name, owner, ttlMs, waitMs, sessionId, signal));
+        const grant = await whileConnected(ctx, waitMs, (signal) => service.acquireLock(name, owner, ttlMs, waitMs, sessionId, signal, ctx.remoteHost));
         return grant === null ? nullBulk : integer(grant.token);
       }),
     ],
@@ -131,9 +131,9 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
     ],
     [
       "session.open",
-      command(-2, "write", "SESSION.OPEN ttl-ms [LABEL text]: a session id", async (_ctx, args) => {
+      command(-2, "write", "SESSION.OPEN ttl-ms [LABEL text]: a session id", async (ctx, args) => {
         const labelAt = options(args, 2, ["LABEL"], "session.open").get("LABEL");
-        return integer(await service.openSession(ttlOf(args, 1), labelAt === undefined ? undefined : text(args, labelAt)));
+        return integer(await service.openSession(ttlOf(args, 1), labelAt === undefined ? undefined : text(args, labelAt), ctx.remoteHost));
       }),
     ],
     ["session.keepalive", command(2, "write", "SESSION.KEEPALIVE id: remaining ms", async (_ctx, args) => integer(Math.round(await service.keepalive(nonNegativeInteger(args, 1, "session id")))))],
@@ -149,7 +149,7 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
         const waitMs = waitAt === undefined ? 0 : nonNegativeInteger(args, waitAt, "WAIT ms", waitMsMax);
         const value = valueAt === undefined ? undefined : text(args, valueAt);
         const sessionId = sessionAt === undefined ? undefined : nonNegativeInteger(args, sessionAt, "SESSION id");
-        const grant = await whileConnected(ctx, waitMs, (signal) => service.campaign(election, candidate, ttlMs, waitMs, value, sessionId, signal));
+        const grant = await whileConnected(ctx, waitMs, (signal) => service.campaign(election, candidate, ttlMs, waitMs, value, sessionId, signal, ctx.remoteHost));
         return grant === null ? nullBulk : integer(grant.token);
       }),
     ],
@@ -187,7 +187,7 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
     // Redis lock compatibility (api.md): `SET key value NX PX ms` is an acquire with owner = value.
     [
       "set",
-      command(-3, "write", "SET key value NX PX ms | NX EX s: acquire a lock (owner = value); OK or nil", async (_ctx, args) => {
+      command(-3, "write", "SET key value NX PX ms | NX EX s: acquire a lock (owner = value); OK or nil", async (ctx, args) => {
         let nx = false;
         let ttl: number | null = null;
         for (let index = 3; index < args.length; index++) {
@@ -202,7 +202,7 @@ export function coordinationCommandTable(service: CoordinationService, fsm: Coor
           }
         }
         if (!nx || ttl === null) throw new RespError("ERR", "raftlock supports SET only as a lock acquire: SET key value NX PX ms (or NX EX s)");
-        const grant = await service.acquireLock(text(args, 1), text(args, 2), ttl, 0, undefined, undefined);
+        const grant = await service.acquireLock(text(args, 1), text(args, 2), ttl, 0, undefined, undefined, ctx.remoteHost);
         return grant === null ? nullBulk : ok;
       }),
     ],

@@ -78,7 +78,8 @@ export function scriptCommandTable(service: CoordinationService): CommandTable {
     if (!bySha.has(sha) && bySha.size < scriptsKnownMax) bySha.set(sha, kind);
     return { sha, kind };
   };
-  const run = async (kind: ScriptKind, args: readonly Buffer[], from: number): Promise<number> => {
+  /** `client`: the caller's address, against which an acquire's implicit lease is counted. */
+  const run = async (kind: ScriptKind, args: readonly Buffer[], from: number, client: string): Promise<number> => {
     const numkeys = parseIntegerArgument(argument(args, from));
     // One key only: several keys would need all-or-nothing across locks, which no command offers.
     if (numkeys !== 1 || args.length < from + 3) throw new RespError("ERR", "raftlock runs the lock scripts for one key at a time, with the owner (and a ttl in ms to acquire or extend)");
@@ -87,7 +88,7 @@ export function scriptCommandTable(service: CoordinationService): CommandTable {
     if (kind === "release" || kind === "redlock-release") return (await service.releaseLock(name, owner)) ? 1 : 0;
     const ttlMs = args.length > from + 3 ? parseIntegerArgument(argument(args, from + 3)) : null;
     if (ttlMs === null) throw new RespError("ERR", "this lock script needs a ttl in ms as its second argument");
-    if (kind === "redlock-acquire") return (await service.acquireLock(name, owner, ttlMs, 0)) === null ? 0 : 1;
+    if (kind === "redlock-acquire") return (await service.acquireLock(name, owner, ttlMs, 0, undefined, undefined, client)) === null ? 0 : 1;
     if (kind === "extend" && args[from + 4]?.toString("latin1") === "0") {
       // Add to the time left, as the leader counts it. A lease with no time left may be expiring
       // already (the expiry entry in flight): as with the script's vanished key, the answer is 0. The
@@ -101,13 +102,13 @@ export function scriptCommandTable(service: CoordinationService): CommandTable {
   };
   const spec = (arity: number, access: CommandAccess, summary: string, handler: CommandSpec["handler"]): CommandSpec => ({ arity, access, summary, group: "scripting", handler });
   return new Map<string, CommandSpec>([
-    ["eval", spec(-3, "write", "EVAL script numkeys key owner [ttl-ms]: the standard unlock / extend lock scripts", async (_ctx, args) => integer(await run(remember(argument(args, 1)).kind, args, 2)))],
+    ["eval", spec(-3, "write", "EVAL script numkeys key owner [ttl-ms]: the standard unlock / extend lock scripts", async (ctx, args) => integer(await run(remember(argument(args, 1)).kind, args, 2, ctx.remoteHost)))],
     [
       "evalsha",
-      spec(-3, "write", "EVALSHA sha1 numkeys key owner [ttl-ms]", async (_ctx, args) => {
+      spec(-3, "write", "EVALSHA sha1 numkeys key owner [ttl-ms]", async (ctx, args) => {
         const kind = bySha.get(argument(args, 1).toString("latin1").toLowerCase());
         if (kind === undefined) throw new RespError("NOSCRIPT", "No matching script. Please use EVAL.");
-        return integer(await run(kind, args, 2));
+        return integer(await run(kind, args, 2, ctx.remoteHost));
       }),
     ],
     [
