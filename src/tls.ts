@@ -32,9 +32,15 @@ export function secureOptions(pems: TlsPems): { cert: Buffer; key: Buffer; ca?: 
  * Options of a client-facing TLS server (RESP, HTTPS): with a CA, a client must present a certificate
  * chaining to it and the handshake fails otherwise; without one, no client certificate is asked for.
  */
-export function tlsServerOptions(tls: ReloadableTls): { cert: Buffer; key: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean } {
-  return { ...secureOptions(tls.current()), requestCert: tls.verifiesPeer, rejectUnauthorized: tls.verifiesPeer };
+export function tlsServerOptions(tls: ReloadableTls): { cert: Buffer; key: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean; handshakeTimeout: number } {
+  return { ...secureOptions(tls.current()), requestCert: tls.verifiesPeer, rejectUnauthorized: tls.verifiesPeer, handshakeTimeout: tlsHandshakeTimeoutMs };
 }
+
+/**
+ * How long a client port waits for a TLS handshake to finish (node's default is 120 s): a socket that
+ * connects and stays silent holds a connection slot only this long.
+ */
+export const tlsHandshakeTimeoutMs = 10_000;
 
 /** What a log line may say about loaded material: never key bytes. */
 export interface TlsSummary {

@@ -1,11 +1,18 @@
 // TLS material from files (src/tls.ts): what a bad file is told as, and reloads that keep the old
 // material when the new files cannot be used.
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { genericCommands } from "../src/api/resp/generic-commands.js";
+import { respHandshakesPendingMax, RespServer } from "../src/api/resp/server.js";
+import { NodeMetrics } from "../src/metrics.js";
 import { readTlsFiles, ReloadableTls, reloadAll, TlsFileError } from "../src/tls.js";
 import { type CertFiles, TestCa } from "./support/certs.js";
+import { waitFor } from "./e2e/harness.js";
 
 let dir: string;
 let ca: TestCa;
@@ -66,5 +73,48 @@ describe("TLS files", () => {
     expect(tls.summary().serialNumber).toBe("12");
     expect(seen).toHaveLength(1);
     expect(JSON.stringify(lines)).not.toMatch(/PRIVATE KEY/);
+  });
+});
+
+describe("TLS client ports under a flood of silent sockets", { timeout: 30_000 }, () => {
+  it("RESP: past the served, refused and handshaking sockets, new ones are closed as accepted and counted; a served client goes on", async () => {
+    const metrics = new NodeMetrics();
+    const connectionsMax = 2;
+    const server = await RespServer.start({
+      listen: { host: "127.0.0.1", port: 0 },
+      logger: pino({ level: "silent" }),
+      commands: genericCommands,
+      limits: { connectionsMax },
+      tls: ReloadableTls.load("client-tls", { cert: first.cert, key: first.key, ca: undefined }),
+      metrics,
+    });
+    const { port } = server.address();
+    const client = tlsConnect({ port, host: "127.0.0.1", ca: readFileSync(ca.cert) });
+    const replies: string[] = [];
+    client.on("data", (data: Buffer) => replies.push(data.toString()));
+    const ping = async (): Promise<void> => {
+      const before = replies.length;
+      client.write("PING\r\n");
+      await waitFor(() => replies.length > before, 5_000, "a reply to PING");
+      expect(replies.at(-1)).toBe("+PONG\r\n");
+    };
+    const silent: Socket[] = [];
+    try {
+      await ping();
+      // Sockets that connect and never start a handshake hold a slot each until tlsHandshakeTimeoutMs.
+      const ceiling = 2 * connectionsMax + respHandshakesPendingMax;
+      for (let index = 0; index < ceiling + 5; index++) {
+        const socket = connect(port, "127.0.0.1");
+        socket.on("error", () => {});
+        silent.push(socket);
+      }
+      await waitFor(async () => (await metrics.limitHitCount("resp_connections")) >= 5, 10_000, "the sockets past the ceiling to be dropped");
+      await ping();
+    } finally {
+      for (const socket of silent) socket.destroy();
+      client.destroy();
+      // Also cuts the sockets still in their handshake: closing does not wait for their timeout.
+      await server.close();
+    }
   });
 });

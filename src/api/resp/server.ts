@@ -18,6 +18,9 @@ import { type RespLimits, resolveRespLimits } from "./limits.js";
 import { err, type Reply } from "./reply.js";
 import { encodeReply } from "./writer.js";
 
+/** Sockets in a TLS handshake (or just accepted) beyond the served and refused ones: past them, new sockets are closed at once. */
+export const respHandshakesPendingMax = 256;
+
 export interface RespServerOptions {
   readonly listen: Address;
   readonly logger: Logger;
@@ -49,6 +52,8 @@ export class RespServer implements RespServerInfo {
   private readonly connections = new Set<RespConnection>();
   /** Sockets refused for connectionsMax, lingering until the client has read why. */
   private readonly refusedSockets = new Set<Socket>();
+  /** Every TCP socket under a TLS port, those still in their handshake included: `close` cuts them all. */
+  private readonly tlsTcpSockets = new Set<Socket>();
   private readonly refusalLog: LimitLog;
   private nextClientId = 1;
   private readonly logger: Logger;
@@ -86,9 +91,17 @@ export class RespServer implements RespServerInfo {
     const { tls } = options;
     const netServer = tls === undefined ? createServer({ allowHalfOpen: true }) : createTlsServer({ allowHalfOpen: true, ...tlsServerOptions(tls) });
     const server = new RespServer(netServer, options);
+    // Served, refused-and-lingering (bounded by connectionsMax in accept), and in a TLS handshake: past
+    // that net.Server closes a socket as it is accepted, before any TLS work, and says so with "drop".
+    netServer.maxConnections = 2 * server.limits.connectionsMax + respHandshakesPendingMax;
+    netServer.on("drop", () => server.limitHits("resp_connections"));
     if (tls === undefined) {
       netServer.on("connection", (socket: Socket) => server.accept(socket));
     } else {
+      netServer.on("connection", (socket: Socket) => {
+        server.tlsTcpSockets.add(socket);
+        socket.once("close", () => server.tlsTcpSockets.delete(socket));
+      });
       netServer.on("secureConnection", (socket: TLSSocket) => server.accept(socket));
       netServer.on("tlsClientError", (error: Error, socket: TLSSocket) => {
         // Debug only: any client that can reach the port could otherwise fill the log.
@@ -129,6 +142,7 @@ export class RespServer implements RespServerInfo {
     const closed = new Promise<void>((resolve) => this.netServer.close(() => resolve()));
     for (const connection of this.connections) connection.destroy();
     for (const socket of this.refusedSockets) socket.destroy();
+    for (const socket of this.tlsTcpSockets) socket.destroy();
     await closed;
   }
 
