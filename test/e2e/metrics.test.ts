@@ -4,6 +4,8 @@
 import { execFile, spawnSync } from "node:child_process";
 import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { nameBytesMax } from "../../src/fsm/limits.js";
+import { limitNames } from "../../src/limit-hits.js";
 import { parseExposition, sampleValue, type Family } from "../support/exposition.js";
 import { E2eCluster, fastTimeouts, waitFor } from "./harness.js";
 
@@ -100,6 +102,8 @@ describe("GET /metrics on a real cluster", { timeout: e2eTimeoutMs }, () => {
     expect((await call("n2", "POST", "/v1/locks/abandoned/acquire", { owner: "gone", ttlMs: expiringTtlMs })).status).toBe(200);
     expect((await call("n1", "POST", "/v1/elections/metrics-e2e-election/campaign", { candidate: "c1", ttlMs: 30_000 })).status).toBe(200);
     expect((await call("n3", "POST", "/v1/cluster/snapshot")).status).toBe(200);
+    // A name past its limit: refused by n1 before the log, and counted there only.
+    expect((await call("n1", "POST", `/v1/locks/${"n".repeat(nameBytesMax + 1)}/acquire`, { owner: "alice", ttlMs: 30_000 })).status).toBe(400);
     const pong = await resp(cluster.node("n2").respPort, [`AUTH ${password}`, "PING", "NOSUCHCOMMAND x"], 3);
     expect(pong).toContain("+PONG");
 
@@ -154,6 +158,9 @@ describe("GET /metrics on a real cluster", { timeout: e2eTimeoutMs }, () => {
     expect(sampleValue(n2, "raftlock_resp_requests_total", { command: "ping", outcome: "ok" })).toBe(1);
     expect(sampleValue(n2, "raftlock_resp_requests_total", { command: "other", outcome: "error" })).toBe(1);
     const n1 = parseExposition(texts[0]!);
+    expect(sampleValue(n1, "raftlock_limit_hits_total", { limit: "name_bytes" })).toBe(1);
+    // Every limit's series is there from the start, at 0 where nothing was refused.
+    for (const limit of limitNames) expect(sampleValue(n2, "raftlock_limit_hits_total", { limit }), limit).toBe(0);
     expect(sampleValue(n1, "raftlock_http_requests_total", { route: "unmatched", method: "GET", status: "4xx" })).toBeGreaterThanOrEqual(1);
 
     if (!promtoolPresent) {
