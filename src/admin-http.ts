@@ -1,5 +1,6 @@
-// One HTTP or HTTPS request of the admin subcommands, with a deadline. node:http(s) rather than fetch:
-// fetch in Node 20 cannot be given a CA or a client certificate, which a node with --client-tls-* needs.
+// One HTTP or HTTPS request of the admin subcommands and of `--join`, with a deadline. node:http(s)
+// rather than fetch: fetch in Node 20 cannot be given a CA or a client certificate, which a node with
+// --client-tls-* needs.
 
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";

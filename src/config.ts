@@ -1,8 +1,9 @@
 // `raftlock start` configuration: command-line flags, each also read from RAFTLOCK_<FLAG> in the environment
 // (flags win). Validation happens here, once, with messages that say what is wrong and what to do.
 
+import { X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
-import { readTlsFiles, type TlsFiles, TlsFileError } from "./tls.js";
+import { readTlsFiles, type TlsFiles, TlsFileError, tlsFileBytesMax } from "./tls.js";
 
 /** A host and port to listen on or dial. */
 export interface Address {
@@ -23,7 +24,7 @@ export interface NodeConfig {
    * the log holds a configuration, that wins). Empty when this node joins an existing cluster.
    */
   readonly peers: ReadonlyMap<string, Address>;
-  /** HTTP addresses (`http://host:port`) of members to ask to add this node; empty unless joining. */
+  /** HTTP addresses (`http://host:port`, or `https://` with --client-tls-*) of members to ask to add this node; empty unless joining. */
   readonly join: readonly string[];
   /** The peer address other members dial to reach this node. */
   readonly peerAdvertise: Address;
@@ -48,6 +49,8 @@ export interface NodeConfig {
   readonly peerTls: TlsFiles | undefined;
   /** TLS on the RESP and HTTP ports; with `ca`, clients must present a certificate chaining to it. */
   readonly clientTls: TlsFiles | undefined;
+  /** PEM CA file that members' HTTPS certificates must chain to when joining over https (else the system's CAs). */
+  readonly joinTlsCa: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -102,6 +105,7 @@ export const startFlags: readonly FlagSpec[] = [
   { name: "client-tls-cert", help: "PEM certificate of the RESP and HTTP ports; with --client-tls-key they speak TLS (HTTPS, redis-cli --tls)" },
   { name: "client-tls-key", help: "PEM private key of --client-tls-cert" },
   { name: "client-tls-ca", help: "PEM CA certificate(s): when given, clients must present a certificate chaining to it (mutual TLS)" },
+  { name: "join-tls-ca", help: "PEM CA certificate(s) that members' HTTPS certificates must chain to when joining over https:// (default: the system's CAs)" },
 ];
 
 /** The environment variable that carries `flag`: `peer-listen` → `RAFTLOCK_PEER_LISTEN`. */
@@ -176,7 +180,24 @@ export function parseStartConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     logLevel,
     peerTls: parseTlsFlags("peer-tls", raw, true),
     clientTls: parseTlsFlags("client-tls", raw, false),
+    joinTlsCa: parseJoinTlsCa(raw),
   };
+}
+
+/** `--join-tls-ca`: read and checked now, so that a wrong path stops the node at start rather than its join. */
+function parseJoinTlsCa(raw: ReadonlyMap<string, string>): string | undefined {
+  const path = raw.get("join-tls-ca");
+  if (path === undefined) return undefined;
+  try {
+    const pem = readFileSync(path);
+    if (pem.length > tlsFileBytesMax || !pem.includes("-----BEGIN CERTIFICATE-----")) throw new ConfigError(`--join-tls-ca ${path} is not a PEM certificate; give the CA that issued the members' --client-tls-cert`);
+    new X509Certificate(pem);
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ConfigError(code === undefined ? `--join-tls-ca ${path} is not a usable PEM certificate (${(error as Error).message})` : `--join-tls-ca ${path} cannot be read (${code}); check the path and that this user may read it`);
+  }
+  return path;
 }
 
 /** `--cluster-token`, `--auth-password` and `--auth-readonly-password`, each from its flag or its file. */
@@ -281,12 +302,14 @@ function parseMembership(id: string, raw: ReadonlyMap<string, string>, peerListe
   const joinFlag = raw.get("join");
   const advertiseFlag = raw.get("peer-advertise");
   let peers = new Map<string, Address>();
-  let join = joinFlag === undefined ? [] : parseJoin(joinFlag);
+  // Members serve HTTPS exactly when this node does (every member gets the same --client-tls-* flags).
+  const joinScheme = raw.has("client-tls-cert") ? "https" : "http";
+  let join = joinFlag === undefined ? [] : parseJoin(joinFlag, joinScheme);
   let advertise = advertiseFlag === undefined ? undefined : parseAddress("peer-advertise", advertiseFlag);
   if (peersFlag?.startsWith("dns:")) {
     const statefulSet = parseStatefulSet(id, peersFlag, raw.get("replicas"));
     if (statefulSet.ordinal < statefulSet.replicas) peers = statefulSet.peers;
-    else if (join.length === 0) join = statefulSet.joinTargets(httpListen.port);
+    else if (join.length === 0) join = statefulSet.joinTargets(httpListen.port, joinScheme);
     advertise ??= { host: `${id}.${statefulSet.service}`, port: statefulSet.port };
   } else if (peersFlag !== undefined) {
     if (raw.has("replicas")) throw new ConfigError("--replicas goes with --peers dns:<headless-service>:<port> only");
@@ -303,11 +326,12 @@ function parseMembership(id: string, raw: ReadonlyMap<string, string>, peerListe
   return { peers, join, peerAdvertise: advertise };
 }
 
-function parseJoin(value: string): string[] {
+/** `--join` entries as `scheme://host:port`; an entry without a scheme gets `defaultScheme`. */
+function parseJoin(value: string, defaultScheme: "http" | "https"): string[] {
   const targets = value.split(",").map((part) => part.trim()).filter((part) => part !== "");
   if (targets.length === 0) throw new ConfigError("--join needs at least one member's HTTP address, e.g. 127.0.0.1:8381");
   return targets.map((target) => {
-    const withScheme = /^https?:\/\//.test(target) ? target : `http://${target}`;
+    const withScheme = /^https?:\/\//.test(target) ? target : `${defaultScheme}://${target}`;
     try {
       const url = new URL(withScheme);
       return `${url.protocol}//${url.host}`;
@@ -338,7 +362,7 @@ function parseStatefulSet(id: string, value: string, replicasFlag: string | unde
     ordinal,
     peers,
     /** The bootstrap ordinals' HTTP addresses, assuming every pod serves HTTP on the same port. */
-    joinTargets: (httpPort: number): string[] => [...peers.keys()].map((peerId) => `http://${peerId}.${service}:${httpPort}`),
+    joinTargets: (httpPort: number, scheme: "http" | "https"): string[] => [...peers.keys()].map((peerId) => `${scheme}://${peerId}.${service}:${httpPort}`),
   };
 }
 

@@ -120,6 +120,20 @@ describe("TLS flags", () => {
     expect(errorOf([...base, "--client-tls-cert", join(dir, "gone.pem"), "--client-tls-key", node.key])).toMatch(/^cannot read --client-tls-cert .*gone\.pem \(ENOENT\); check the path/);
     expect(errorOf([...base, "--peer-tls-cert", node.cert, "--peer-tls-key", node.key, "--peer-tls-ca", node.key])).toMatch(/^--peer-tls-ca .*node\.key is not a PEM certificate/);
   });
+
+  it("with --client-tls-*, members are joined over https, checked against --join-tls-ca; a CA that cannot be used stops the node", () => {
+    const clientTls = ["--client-tls-cert", node.cert, "--client-tls-key", node.key];
+    const joining = ["--id", "n4", "--data-dir", "/d", "--peer-listen", "10.0.0.4:7001", ...clientTls, "--join-tls-ca", ca.cert];
+    const config = parseStartConfig([...joining, "--join", "10.0.0.1:8381,http://10.0.0.2:8381"], {});
+    expect(config.join).toEqual(["https://10.0.0.1:8381", "http://10.0.0.2:8381"]);
+    expect(config.joinTlsCa).toBe(ca.cert);
+    const pod = ["--id", "raftlock-3", "--data-dir", "/d", "--peer-listen", "0.0.0.0:7001", "--http-listen", "0.0.0.0:8381", "--peers", "dns:raftlock.ns.svc:7001", "--replicas", "1", ...clientTls];
+    expect(parseStartConfig(pod, {}).join).toEqual(["https://raftlock-0.raftlock.ns.svc:8381"]);
+    // Bootstrap members may carry it too (a StatefulSet gives every pod the same flags).
+    expect(parseStartConfig([...base, "--join-tls-ca", ca.cert], {}).joinTlsCa).toBe(ca.cert);
+    expect(errorOf([...base, "--join-tls-ca", join(dir, "gone.pem")])).toMatch(/^--join-tls-ca .*gone\.pem cannot be read \(ENOENT\); check the path/);
+    expect(errorOf([...base, "--join-tls-ca", node.key])).toMatch(/^--join-tls-ca .*node\.key is not a PEM certificate; give the CA that issued the members' --client-tls-cert$/);
+  });
 });
 
 describe("secrets and client passwords", () => {

@@ -2,7 +2,9 @@
 // once it caught up. Both steps are retried until they succeed or the node stops: the cluster may have
 // no leader for a while, another change may be in flight, and the learner needs time to catch up.
 
+import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
+import { type AdminTls, sendAdminRequest } from "../admin-http.js";
 import { formatAddress, type NodeConfig } from "../config.js";
 import { NodeError } from "./forwarding.js";
 import type { Membership, RaftNode } from "./node.js";
@@ -45,17 +47,14 @@ async function requestMembership(config: NodeConfig, logger: Logger, signal: Abo
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (config.authPassword !== undefined) headers.authorization = `Bearer ${config.authPassword}`;
   const warned = new Set<string>();
+  const tls = joinTls(config);
   while (!signal.aborted) {
     for (const target of config.join) {
       try {
-        const response = await fetch(`${target}/v1/members`, {
-          method: "POST",
-          headers,
-          body,
-          signal: AbortSignal.any([signal, AbortSignal.timeout(joinRequestTimeoutMs)]),
-        });
-        const reply = (await response.json()) as Membership & { error?: { code: string; message: string } };
-        if (response.ok) return reply;
+        const response = await sendAdminRequest(new URL(`${target}/v1/members`), "POST", headers, body, joinRequestTimeoutMs, tls);
+        if (signal.aborted) return null;
+        const reply = JSON.parse(response.text) as Membership & { error?: { code: string; message: string } };
+        if (response.status >= 200 && response.status < 300) return reply;
         // Already a voter: a restart of a node whose data was lost. Nothing a retry can fix.
         if (reply.error?.code === "MEMBERSHIP") throw new NodeError("MEMBERSHIP", `${target} refused to add this node: ${reply.error.message}`);
         if (!warned.has(target)) logger.warn({ target, status: response.status, error: reply.error }, "could not join through this member yet; retrying");
@@ -68,6 +67,18 @@ async function requestMembership(config: NodeConfig, logger: Logger, signal: Abo
     await pause(joinRetryDelayMs, signal);
   }
   return null;
+}
+
+/**
+ * How this node checks members' HTTPS certificates (`--join-tls-ca`, else the system's CAs), and the
+ * certificate it presents when members require one (`--client-tls-ca`): its own client-port certificate.
+ */
+function joinTls(config: NodeConfig): AdminTls | undefined {
+  if (!config.join.some((target) => target.startsWith("https:"))) return undefined;
+  return {
+    ...(config.joinTlsCa === undefined ? {} : { ca: readFileSync(config.joinTlsCa) }),
+    ...(config.clientTls === undefined ? {} : { cert: readFileSync(config.clientTls.cert), key: readFileSync(config.clientTls.key) }),
+  };
 }
 
 function pause(delayMs: number, signal: AbortSignal): Promise<void> {

@@ -132,6 +132,24 @@ describe("TLS end to end", () => {
     await expect(plain).rejects.toThrow(/use --http https:\/\/127\.0\.0\.1:\d+ with --tls-ca/);
   }, 90_000);
 
+  it("a node joins a cluster with TLS on every port through a member's HTTPS address, presenting its certificate where members require one", async () => {
+    cluster = await E2eCluster.start(3, [...fastTimeouts, ...peerTls(nodeCert), ...clientTls(nodeCert, ca.cert), "--join-tls-ca", ca.cert]);
+    const presented = { cert: nodeCert };
+    await ready(cluster.node("n1").httpPort, presented);
+    // No scheme: with --client-tls-* the members are dialed over https.
+    const joined = await cluster.join("n4", "n2");
+    await waitFor(
+      async () => {
+        const members = JSON.parse((await httpsGet(cluster!.node("n1").httpPort, "/v1/members", presented)).body) as { members?: { id: string; voter: boolean }[] };
+        return members.members?.some((member) => member.id === "n4" && member.voter) === true;
+      },
+      readyWithinMs,
+      "n4 joined and was promoted",
+    );
+    await ready(joined.httpPort, presented);
+    expect(joined.output).toContain("added to the cluster as a learner");
+  }, 90_000);
+
   it("with --client-tls-ca, clients must present a certificate of that CA on both ports", async () => {
     cluster = await E2eCluster.start(1, [...fastTimeouts, ...clientTls(nodeCert, ca.cert)]);
     const node = cluster.node("n1");
