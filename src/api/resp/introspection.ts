@@ -108,7 +108,7 @@ function commandInfo(name: string, spec: CommandSpec): Reply {
   return array([
     bulk(name),
     integer(spec.arity),
-    { type: "set", items: (spec.flags ?? []).map(status) },
+    { type: "set", items: flagsOf(spec).map(status) },
     integer(0),
     integer(0),
     integer(0),
@@ -117,6 +117,18 @@ function commandInfo(name: string, spec: CommandSpec): Reply {
     array([]),
     array(subcommands),
   ]);
+}
+
+/**
+ * A command's flags with its access as Redis states it: "write" for writes, "readonly" for reads of data
+ * (connection commands, flagged "loading"/"stale", are neither), so that clients that route by these
+ * flags, and `-NOPERM` on a read-only connection, agree.
+ */
+function flagsOf(spec: CommandSpec): readonly string[] {
+  const flags = spec.flags ?? [];
+  if (spec.access === "write") return flags.includes("write") ? flags : [...flags, "write"];
+  if (flags.includes("readonly") || flags.includes("loading") || flags.includes("stale")) return flags;
+  return [...flags, "readonly"];
 }
 
 /** The fields redis-cli reads for `help <command>`: summary, group, and the subcommands (keyed `client|setname`). */

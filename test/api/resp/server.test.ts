@@ -154,8 +154,11 @@ describe("RESP server: requests and replies", () => {
     const client = await connectTo(server);
     const count = server.server.commands.size;
     expect(await client.ask(command("COMMAND", "COUNT"), `:${count}\r\n`)).toBe(`:${count}\r\n`);
-    const info = "*1\r\n*10\r\n$10\r\ntest.echo2\r\n:3\r\n*0\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*0\r\n";
+    // Its access is stated as Redis does: "readonly" for a read, "write" for a write.
+    const info = "*1\r\n*10\r\n$10\r\ntest.echo2\r\n:3\r\n*1\r\n+readonly\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*0\r\n";
     expect(await client.ask(command("COMMAND", "INFO", "TEST.ECHO2"), info)).toBe(info);
+    const write = "*1\r\n*10\r\n$10\r\ntest.write\r\n:1\r\n*1\r\n+write\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*0\r\n";
+    expect(await client.ask(command("COMMAND", "INFO", "TEST.WRITE"), write)).toBe(write);
     expect(await client.ask(command("COMMAND", "INFO", "nope"), "*1\r\n$-1\r\n")).toBe("*1\r\n$-1\r\n");
     const docs = "*2\r\n$10\r\ntest.echo2\r\n*4\r\n$7\r\nsummary\r\n$38\r\nAnswers its two arguments as an array.\r\n$5\r\ngroup\r\n$4\r\ntest\r\n";
     expect(await client.ask(command("COMMAND", "DOCS", "test.echo2", "nope"), docs)).toBe(docs);
