@@ -59,7 +59,7 @@ async function start(argv: string[]): Promise<void> {
     config.authPassword === undefined
       ? undefined
       : { credentials: new ClientCredentials(config.authPassword, config.authReadOnlyPassword), limiter: new AuthFailureLimiter(logger.child({ component: "http" }), "HTTP", authLimitsDefault, undefined, limitHits) };
-  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, httpAuth, metrics), config.httpListen, clientTls, { limitHits });
+  const server = await listenHttp(createHttpApp(node, logger, { service, fsm }, httpAuth, metrics), config.httpListen, clientTls, { limitHits, logger });
   metrics.countConnections("http", () => new Promise((resolve) => server.getConnections((error, count) => resolve(error === null ? count : 0))));
   // A watch only reads, so the read-only password suffices.
   attachWatchSocket(server, fsm, (request) => httpAuth === undefined || typeof authorizeRequest(request, httpAuth) === "string", { limitHits });

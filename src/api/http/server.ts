@@ -9,7 +9,7 @@ import type { CoordinationStateMachine } from "../../fsm/coordination.js";
 import { CoordinationError, type CoordinationService } from "../../node/coordination-service.js";
 import { NodeError } from "../../node/forwarding.js";
 import type { RaftNode } from "../../node/node.js";
-import { ignoreLimitHits, type LimitHitSink } from "../../limit-hits.js";
+import { ignoreLimitHits, LimitLog, type LimitHitSink, type LimitName } from "../../limit-hits.js";
 import type { NodeMetrics } from "../../metrics.js";
 import { type ReloadableTls, secureOptions, tlsServerOptions } from "../../tls.js";
 import { httpConnectionsMax, limitConnections } from "./connection-limit.js";
@@ -284,6 +284,8 @@ export interface HttpListenOptions {
   readonly connectionsMax?: number;
   /** Told of each connection refused for the http_connections limit. */
   readonly limitHits?: LimitHitSink;
+  /** Where refusals are logged, once a minute at most (the metric counts each). */
+  readonly logger?: Logger;
 }
 
 /**
@@ -292,7 +294,16 @@ export interface HttpListenOptions {
  * At most `options.connectionsMax` connections are served at once (see connection-limit.ts).
  */
 export function listenHttp(app: express.Express, address: Address, tls?: ReloadableTls, options: HttpListenOptions = {}): Promise<Server> {
-  const limit = { connectionsMax: options.connectionsMax ?? httpConnectionsMax, limitHits: options.limitHits ?? ignoreLimitHits };
+  const refusalLog = options.logger === undefined ? null : new LimitLog(options.logger.child({ component: "http" }));
+  const limitHits = options.limitHits ?? ignoreLimitHits;
+  const connectionsMax = options.connectionsMax ?? httpConnectionsMax;
+  const limit = {
+    connectionsMax,
+    limitHits: (name: LimitName): void => {
+      limitHits(name);
+      refusalLog?.refused({ httpConnectionsMax: connectionsMax }, "refused an HTTP connection: too many clients");
+    },
+  };
   return new Promise((resolve, reject) => {
     let server: Server;
     if (tls === undefined) {

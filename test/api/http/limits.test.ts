@@ -35,6 +35,8 @@ interface Listener {
   readonly metrics: NodeMetrics;
   /** Every limit hit so far, in order: read synchronously by waitFor. */
   readonly hits: LimitName[];
+  /** Warnings the HTTP listener logged (refusals, once a minute at most). */
+  readonly logLines: Record<string, unknown>[];
   /** Connections open as the server sees them (after the TLS handshake on HTTPS). */
   openConnections(): number;
   /** TCP connections the server accepted and has not closed (in a TLS handshake or not). */
@@ -70,7 +72,9 @@ async function start(options: StartOptions = {}): Promise<Listener> {
   };
   const fsm = new CoordinationStateMachine();
   const app = createHttpApp(node, logger, { service, fsm }, undefined, metrics, options.watchStreamsMax === undefined ? {} : { watchStreamsMax: options.watchStreamsMax });
-  const server = await listenHttp(app, { host: "127.0.0.1", port: 0 }, options.tls, { limitHits, ...(options.connectionsMax === undefined ? {} : { connectionsMax: options.connectionsMax }) });
+  const logLines: Record<string, unknown>[] = [];
+  const refusalLogger = pino({ level: "warn" }, { write: (line: string) => void logLines.push(JSON.parse(line) as Record<string, unknown>) });
+  const server = await listenHttp(app, { host: "127.0.0.1", port: 0 }, options.tls, { limitHits, logger: refusalLogger, ...(options.connectionsMax === undefined ? {} : { connectionsMax: options.connectionsMax }) });
   servers.push(server);
   const watchSockets = attachWatchSocket(server, fsm, () => true, { ...options.watch, limitHits });
   // Registered after the server's own listeners: when this count drops, so has the server's.
@@ -86,7 +90,7 @@ async function start(options: StartOptions = {}): Promise<Listener> {
     accepted++;
     socket.once("close", () => sockets--);
   });
-  return { server, port: (server.address() as { port: number }).port, metrics, hits, openConnections: () => open, openSockets: () => sockets, acceptedSockets: () => accepted, watchSockets };
+  return { server, port: (server.address() as { port: number }).port, metrics, hits, logLines, openConnections: () => open, openSockets: () => sockets, acceptedSockets: () => accepted, watchSockets };
 }
 
 interface Answer {
@@ -145,11 +149,14 @@ describe("http_connections", () => {
       message: "this node already serves its most HTTP connections at once (httpConnectionsMax 2); retry later, send more requests over each kept-alive connection, or use another node",
     });
     expect(await listener.metrics.limitHitCount("http_connections")).toBe(1);
+    // Logged once a minute at most, with the count of the refusals in between.
+    expect((await send(listener.port, "/v1/cluster/leader")).status).toBe(503);
+    expect(listener.logLines.map((line) => [line.msg, line.httpConnectionsMax, line.refusedUnloggedBefore])).toEqual([["refused an HTTP connection: too many clients", 2, 0]]);
     // The held connections were not disturbed, and once one closes a new client is served.
     held[0]!.write("GET /healthz HTTP/1.1\r\nHost: raftlock\r\nConnection: close\r\n\r\n");
     await waitFor("the first held connection to close", () => listener.openConnections() === 1);
     expect((await send(listener.port, "/v1/cluster/leader")).status).toBe(200);
-    expect(await listener.metrics.limitHitCount("http_connections")).toBe(1);
+    expect(await listener.metrics.limitHitCount("http_connections")).toBe(2);
   });
 
   it("a liveness probe on a connection past connectionsMax is still answered, and that connection closed", async () => {
