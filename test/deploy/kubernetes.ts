@@ -2,9 +2,10 @@
 // Kubernetes' $(VAR) expansion in container args, and a substitution of the chart's simple template
 // expressions (Helm itself is not installed here).
 import { spawnSync } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
+import { type HelmRoot, Templates } from "./helm-template.js";
 import { isObject } from "./json-schema-subset.js";
 
 export const repoRoot = new URL("../..", import.meta.url).pathname;
@@ -20,7 +21,29 @@ export interface EnvVar {
 }
 
 export interface Probe {
-  httpGet?: { path: string; port: string | number };
+  httpGet?: { path: string; port: string | number; scheme?: "HTTP" | "HTTPS" };
+  exec?: { command: string[] };
+  tcpSocket?: { port: string | number };
+  timeoutSeconds?: number;
+}
+
+interface SecretProjection {
+  name: string;
+  items?: { key: string; path: string }[];
+  optional?: boolean;
+}
+
+export interface Volume {
+  name: string;
+  secret?: { secretName: string; items?: { key: string; path: string }[]; defaultMode?: number; optional?: boolean };
+  projected?: { defaultMode?: number; sources: { secret?: SecretProjection }[] };
+}
+
+export interface SecurityContext {
+  runAsUser?: number;
+  runAsGroup?: number;
+  fsGroup?: number;
+  readOnlyRootFilesystem?: boolean;
 }
 
 export interface Container {
@@ -34,7 +57,16 @@ export interface Container {
   readinessProbe?: Probe;
   lifecycle?: unknown;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  volumeMounts?: { name: string; mountPath: string }[];
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[];
+  securityContext?: SecurityContext;
+}
+
+export interface PodSpec {
+  terminationGracePeriodSeconds?: number;
+  securityContext?: SecurityContext;
+  containers: Container[];
+  initContainers?: Container[];
+  volumes?: Volume[];
 }
 
 export interface Manifest {
@@ -51,7 +83,7 @@ export interface StatefulSetSpec {
   selector: { matchLabels: Record<string, string> };
   template: {
     metadata: { labels: Record<string, string>; annotations?: Record<string, string> };
-    spec: { terminationGracePeriodSeconds?: number; containers: Container[]; initContainers?: Container[] };
+    spec: PodSpec;
   };
   volumeClaimTemplates?: { metadata: { name: string } }[];
 }
@@ -142,14 +174,6 @@ export function chartTemplateFiles(): { file: string; text: string }[] {
     .map((file) => ({ file: `${directory}/${file}`, text: readRepoFile(`${directory}/${file}`) }));
 }
 
-export interface TemplateContext {
-  readonly values: unknown;
-  readonly releaseName: string;
-  readonly namespace: string;
-  /** What `include "<name>" .` gives. */
-  readonly includes: Readonly<Record<string, string>>;
-}
-
 /** The value at `.Values.a.b`, or undefined when values.yaml has no such key. */
 export function valueAt(values: unknown, dottedPath: string): unknown {
   let current: unknown = values;
@@ -160,50 +184,117 @@ export function valueAt(values: unknown, dottedPath: string): unknown {
   return current;
 }
 
+/** `base` with `overrides` merged in, as `helm install -f overrides.yaml` merges them (maps deeply, the rest replaced). */
+export function mergeValues(base: unknown, overrides: unknown): unknown {
+  if (!isObject(base) || !isObject(overrides)) return structuredClone(overrides);
+  const merged: Record<string, unknown> = structuredClone(base);
+  for (const [key, value] of Object.entries(overrides)) merged[key] = key in merged ? mergeValues(merged[key], value) : structuredClone(value);
+  return merged;
+}
+
+export const chartValues = (): Record<string, unknown> => parseYaml(readRepoFile("helm/raftlock/values.yaml")) as Record<string, unknown>;
+
 /**
- * Substitutes `{{ ... }}` expressions of the simple kind the chart's container args use: a value, the
- * release's namespace, an include, piped through int64 or quote. Anything else throws, so that a line
- * this cannot read fails the test instead of passing unread.
+ * The manifests `helm template <release> helm/raftlock -n <namespace>` would print with values.yaml's
+ * defaults merged with `overrides` (NOTES.txt aside). A `fail` in a template throws its TemplateFailure.
  */
-export function substituteTemplate(line: string, context: TemplateContext): string {
-  return line.replace(/\{\{-?\s*(.*?)\s*-?\}\}/g, (_match, expression: string) => {
-    const [head, ...pipes] = expression.split("|").map((part) => part.trim());
-    let value: unknown;
-    const include = /^include "([^"]+)" \.$/.exec(head!);
-    if (head!.startsWith(".Values.")) value = valueAt(context.values, head!.slice(".Values.".length));
-    else if (head === ".Release.Namespace") value = context.namespace;
-    else if (head === ".Release.Name") value = context.releaseName;
-    else if (include !== null) value = context.includes[include[1]!];
-    if (value === undefined || value === null || typeof value === "object") throw new Error(`cannot substitute {{ ${expression} }} in: ${line.trim()}`);
-    for (const pipe of pipes) {
-      if (pipe === "int64") value = String(Math.trunc(Number(value)));
-      else if (pipe === "quote") value = JSON.stringify(String(value));
-      else throw new Error(`unsupported template function ${pipe} in: ${line.trim()}`);
-    }
-    return String(value);
-  });
+export function renderChart(overrides: unknown, release = { name: "locks", namespace: "prod" }): Manifest[] {
+  const chart = parseYaml(readRepoFile("helm/raftlock/Chart.yaml")) as { name: string; version: string; appVersion: string };
+  const files = chartTemplateFiles();
+  const templates = new Templates(files);
+  const root: HelmRoot = {
+    Values: mergeValues(chartValues(), overrides),
+    Release: { Name: release.name, Namespace: release.namespace, Service: "Helm" },
+    Chart: { Name: chart.name, Version: chart.version, AppVersion: chart.appVersion },
+  };
+  return files
+    .filter(({ file }) => !path.basename(file).startsWith("_") && file.endsWith(".yaml"))
+    .flatMap(({ file }) => parseManifests(templates.render(file, root), file));
+}
+
+/** The raftlock container of a rendered StatefulSet, wherever it runs (containers, or initContainers as a native sidecar). */
+export function raftlockContainer(pod: PodSpec): Container {
+  const container = [...pod.containers, ...(pod.initContainers ?? [])].find((candidate) => candidate.name === "raftlock");
+  if (container === undefined) throw new Error("no container named raftlock");
+  return container;
+}
+
+/** Secrets as the cluster holds them: name, then key, then the (decoded) value. */
+export type ClusterSecrets = Readonly<Record<string, Readonly<Record<string, string>>>>;
+
+/** The Secrets among `manifests`, decoded, for `mountSecretVolumes`. */
+export function secretsOf(manifests: readonly Manifest[]): Record<string, Record<string, string>> {
+  const secrets: Record<string, Record<string, string>> = {};
+  for (const manifest of manifests.filter((candidate) => candidate.kind === "Secret")) {
+    const data = (manifest as unknown as { data?: Record<string, string> }).data ?? {};
+    secrets[manifest.metadata.name] = Object.fromEntries(Object.entries(data).map(([key, value]) => [key, Buffer.from(value, "base64").toString("utf8")]));
+  }
+  return secrets;
+}
+
+/** A container's Secret-backed mount: where it is, and which file names it holds with which content. */
+export interface SecretMount {
+  readonly mountPath: string;
+  readonly readOnly: boolean;
+  readonly defaultMode: number | undefined;
+  readonly files: ReadonlyMap<string, string>;
 }
 
 /**
- * The raftlock container's args in the chart, with the values given: the `- ...` lines of its args
- * block, taking every `if` branch and skipping `range` bodies (extraArgs, empty by default).
+ * What the kubelet mounts for `container` from Secret and projected-Secret volumes, given the cluster's
+ * `secrets`: a missing Secret or key throws unless the volume (or source) is optional, as the pod would
+ * then not start.
  */
-export function chartRaftlockArgs(helpers: string, context: TemplateContext): string[] {
-  const block = /\nargs:\n([\s\S]*?)\nenv:\n/.exec(helpers);
-  if (block === null) throw new Error("the raftlock container template has no args: block followed by env:");
-  const args: string[] = [];
-  const open: string[] = [];
-  for (const line of block[1]!.split("\n")) {
-    const control = /^\s*\{\{-?\s*(if|range|with|end|else)\b/.exec(line);
-    if (control !== null) {
-      if (control[1] === "end") open.pop();
-      else if (control[1] !== "else") open.push(control[1]!);
-      continue;
+export function secretMounts(pod: PodSpec, container: Container, secrets: ClusterSecrets): SecretMount[] {
+  const mounts: SecretMount[] = [];
+  for (const mount of container.volumeMounts ?? []) {
+    const volume = (pod.volumes ?? []).find((candidate) => candidate.name === mount.name);
+    if (volume === undefined) continue; // a claim of the StatefulSet's volumeClaimTemplates
+    const sources = volume.secret !== undefined ? [{ ...volume.secret, name: volume.secret.secretName }] : (volume.projected?.sources ?? []).flatMap((source) => (source.secret === undefined ? [] : [source.secret]));
+    if (sources.length === 0) continue;
+    if (mount.subPath !== undefined) throw new Error(`${mount.name} is mounted with subPath: the kubelet never updates such a mount when its Secret changes`);
+    const files = new Map<string, string>();
+    for (const source of sources) {
+      const secret = secrets[source.name];
+      if (secret === undefined) {
+        if (source.optional === true) continue;
+        throw new Error(`volume ${mount.name}: Secret ${source.name} does not exist, so the pod cannot start`);
+      }
+      const items = source.items ?? Object.keys(secret).map((key) => ({ key, path: key }));
+      for (const item of items) {
+        const value = secret[item.key];
+        if (value === undefined) {
+          if (source.optional === true) continue;
+          throw new Error(`volume ${mount.name}: Secret ${source.name} has no key ${item.key}, so the pod cannot start`);
+        }
+        files.set(item.path, value);
+      }
     }
-    if (open.includes("range")) continue;
-    const item = /^\s*- (.*)$/.exec(line);
-    if (item === null) throw new Error(`unexpected line in the args block: ${line}`);
-    args.push(String(parseYaml(substituteTemplate(item[1]!, context))));
+    const defaultMode = volume.secret?.defaultMode ?? volume.projected?.defaultMode;
+    mounts.push({ mountPath: mount.mountPath, readOnly: mount.readOnly === true, defaultMode, files });
   }
-  return args;
+  return mounts;
+}
+
+/**
+ * Writes `mounts` under the directory `root` (each at root + mountPath) and returns how a path inside the
+ * container maps to the file written: what the node would read at that path.
+ */
+export function writeMounts(mounts: readonly SecretMount[], root: string): (containerPath: string) => string {
+  for (const mount of mounts) {
+    for (const [name, content] of mount.files) {
+      const file = path.join(root, mount.mountPath, name);
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, content);
+    }
+  }
+  return (containerPath) => (mounts.some((mount) => containerPath.startsWith(`${mount.mountPath}/`)) ? path.join(root, containerPath) : containerPath);
+}
+
+/** `args` with the value of every `--flag=/path` under a mount replaced by `hostPath(/path)`. */
+export function argsOnHost(args: readonly string[], hostPath: (containerPath: string) => string): string[] {
+  return args.map((arg) => {
+    const match = /^(--[a-z0-9-]+=)(\/.*)$/.exec(arg);
+    return match === null ? arg : `${match[1]}${hostPath(match[2]!)}`;
+  });
 }
