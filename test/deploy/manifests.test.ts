@@ -131,17 +131,15 @@ describe.each(deploySources)("$name", ({ name, manifests: load }) => {
   const statefulSet = only(manifests, "StatefulSet");
   const sts = statefulSet.spec as unknown as StatefulSetSpec;
   const pod = sts.template.spec;
-  const raftlock = [...pod.containers, ...(pod.initContainers ?? [])].find((container) => container.name === "raftlock")!;
+  const raftlock = raftlockContainer(pod);
   const args = raftlock.args ?? [];
   const initialMembers = Number(flagValue(args, "replicas"));
   const portNamed = (portName: string | number): number =>
     typeof portName === "number" ? portName : raftlock.ports!.find((port) => port.name === portName)!.containerPort;
-  const secrets = { "cluster-token": "test-cluster-token" };
+  /** The Secret kustomization.yaml tells users to create. */
+  const secrets = { "example-app-raftlock": { "cluster-token": "test-cluster-token\n", "auth-password": "test-password\n" } };
   /** The config the node would build in pod `<sts>-<ordinal>` of namespace "prod". */
-  const configOf = (ordinal: number) => {
-    const env = containerEnvironment(raftlock, { name: `${statefulSet.metadata.name}-${ordinal}`, namespace: "prod" }, secrets);
-    return parseStartConfig(args.slice(1).map((arg) => expandKubernetesVariables(arg, env)), env);
-  };
+  const configOf = (ordinal: number) => nodeConfigIn(pod, raftlock, `${statefulSet.metadata.name}-${ordinal}`, secrets);
 
   it("holds a StatefulSet with a raftlock container, its headless Service and a PodDisruptionBudget", () => {
     expect(manifests.map((manifest) => manifest.kind).sort()).toEqual(["PodDisruptionBudget", "Service", "StatefulSet"]);
@@ -161,12 +159,14 @@ describe.each(deploySources)("$name", ({ name, manifests: load }) => {
     expect(podName?.valueFrom?.fieldRef?.fieldPath).toBe("metadata.name");
   });
 
-  it("takes the cluster token from a Secret, never from a literal", () => {
-    const token = raftlock.env!.find((variable) => variable.name === envName("cluster-token"));
-    expect(token?.value).toBeUndefined();
-    expect(token?.valueFrom?.secretKeyRef?.key).toBe("cluster-token");
-    expect(token?.valueFrom?.secretKeyRef?.optional).not.toBe(true);
+  it("reads the cluster token and password from files of a read-only 0400 Secret volume, never from env or a literal", () => {
+    expectSecretsAsFiles(pod, raftlock, secrets);
+    expect(flagsOf(args)).toContain("auth-password-file");
     expect(manifests.some((manifest) => manifest.kind === "Secret")).toBe(false);
+    // The example app is a client: it keeps the password in its environment, where redis-cli reads it.
+    const app = pod.containers.find((container) => container.name !== "raftlock")!;
+    expect(app.env?.find((variable) => variable.name === "REDISCLI_AUTH")?.valueFrom?.secretKeyRef).toEqual({ name: "example-app-raftlock", key: "auth-password" });
+    expect(containerEnvironment(app, { name: "example-app-0", namespace: "prod" }, secrets["example-app-raftlock"]).REDISCLI_AUTH).toBe("test-password\n");
   });
 
   it("declares the --*-listen ports as container ports, and the headless Service names them", () => {
@@ -185,7 +185,10 @@ describe.each(deploySources)("$name", ({ name, manifests: load }) => {
     expect(raftlock.livenessProbe?.httpGet?.path).toBe("/healthz");
     expect(raftlock.startupProbe?.httpGet?.path).toBe("/healthz");
     expect(raftlock.readinessProbe?.httpGet?.path).toBe("/readyz");
-    for (const probe of [raftlock.livenessProbe, raftlock.startupProbe, raftlock.readinessProbe]) expect(portNamed(probe!.httpGet!.port)).toBe(httpPort);
+    for (const probe of [raftlock.livenessProbe, raftlock.startupProbe, raftlock.readinessProbe]) {
+      expect(portNamed(probe!.httpGet!.port)).toBe(httpPort);
+      expect(probe!.httpGet!.scheme ?? "HTTP").toBe(flagValue(args, "client-tls-cert") === undefined ? "HTTP" : "HTTPS");
+    }
     // SIGTERM already hands leadership over; a preStop would only delay it.
     expect(raftlock.lifecycle).toBeUndefined();
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(15);
@@ -193,6 +196,7 @@ describe.each(deploySources)("$name", ({ name, manifests: load }) => {
     expect(annotations["prometheus.io/scrape"]).toBe("true");
     expect(Number(annotations["prometheus.io/port"])).toBe(httpPort);
     expect(annotations["prometheus.io/path"]).toBe("/metrics");
+    expect(annotations["prometheus.io/scheme"]).toBe("http");
   });
 
   it("governs the pods with a headless Service that publishes pods before they are ready, named in --peers", () => {
@@ -232,7 +236,9 @@ describe.each(deploySources)("$name", ({ name, manifests: load }) => {
     expect([...config.peers.keys()]).toEqual(names);
     expect(config.join).toEqual([]);
     expect(config.peerAdvertise).toEqual({ host: `${names[0]}.${service}.prod.svc.cluster.local`, port: portNamed("peer") });
+    // One trailing newline of each file dropped, as `kubectl create secret --from-file` often leaves one.
     expect(config.clusterToken).toBe("test-cluster-token");
+    expect(config.authPassword).toBe("test-password");
     expect(config.dataDir).toBe("/data");
   });
 
