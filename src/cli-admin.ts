@@ -2,7 +2,7 @@
 // `members list|add|promote|remove` and `transfer-leader`. The node forwards changes to the leader.
 import { readFileSync } from "node:fs";
 import { type AdminTls, sendAdminRequest } from "./admin-http.js";
-import { ConfigError, envName, formatAddress, httpListenDefault, idRule, isValidId, parseAddress } from "./config.js";
+import { ConfigError, envName, formatAddress, httpListenDefault, idRule, isValidId, parseAddress, readSecretFile } from "./config.js";
 
 /** How long a read (`status`, `members list`) may take before the command gives up. */
 export const readTimeoutMs = 5_000;
@@ -37,8 +37,8 @@ export const clientUsage = `  raftlock status [--http host:port]              ev
   raftlock members promote <id>                   make a caught-up learner a voter
   raftlock members remove <id>                    take a voter or learner out (then stop its process)
   raftlock transfer-leader <id>                   hand leadership to voter <id>
-    --http defaults to $${envName("http")}, else ${httpListenDefault}; with $${envName("auth-password")} set,
-    requests carry it as Authorization: Bearer
+    --http defaults to $${envName("http")}, else ${httpListenDefault}; with $${envName("auth-password")} set
+    (or $${envName("auth-password-file")} naming a file that holds it), requests carry it as Authorization: Bearer
     a node with --client-tls-*: --http https://host:port --tls-ca <ca.pem> (or $${envName("tls-ca")}); when it
     also has --client-tls-ca, add --tls-cert <cert.pem> --tls-key <key.pem> (or $${envName("tls-cert")}, $${envName("tls-key")})`;
 
@@ -89,9 +89,20 @@ function parseArguments(argv: readonly string[], env: NodeJS.ProcessEnv, names: 
   const scheme = /^(https?):\/\//.exec(http)?.[1] ?? (values.has("tls-ca") ? "https" : "http");
   const address = parseAddress("http", http.replace(/^https?:\/\//, "").replace(/\/$/, ""));
   const display = formatAddress(address);
-  const password = env[envName("auth-password")];
+  const password = adminPassword(env);
   const tls = scheme === "https" ? adminTls(values) : undefined;
   return { target: { display, baseUrl: `${scheme}://${display}`, password: password === "" ? undefined : password, tls }, positional };
+}
+
+/** $RAFTLOCK_AUTH_PASSWORD, or the content of $RAFTLOCK_AUTH_PASSWORD_FILE (a mounted Secret, as the node reads it). */
+function adminPassword(env: NodeJS.ProcessEnv): string | undefined {
+  const value = env[envName("auth-password")];
+  const file = env[envName("auth-password-file")];
+  if (value !== undefined && value !== "" && file !== undefined && file !== "") {
+    throw new ConfigError(`give either ${envName("auth-password")} or ${envName("auth-password-file")}, not both`);
+  }
+  if (file !== undefined && file !== "") return readSecretFile(envName("auth-password-file"), file);
+  return value;
 }
 
 /** The files of --tls-ca, --tls-cert and --tls-key, read now so that a wrong path is a usage error. */

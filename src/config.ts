@@ -230,18 +230,26 @@ function secretOf(flag: string, raw: ReadonlyMap<string, string>): string | unde
     return value;
   }
   if (path === undefined) return undefined;
+  return readSecretFile(`--${flag}-file`, path);
+}
+
+/**
+ * The secret in the file at `path` (one trailing newline dropped, as `echo` and editors leave one), for
+ * the option named `what`. Messages name the option and the file, never the secret.
+ */
+export function readSecretFile(what: string, path: string): string {
   let content: string;
   try {
     const size = statSync(path).size;
-    if (size > secretFileBytesMax) throw new ConfigError(`--${flag}-file ${path} holds ${size} bytes, more than ${secretFileBytesMax}; is it the right file?`);
+    if (size > secretFileBytesMax) throw new ConfigError(`${what} ${path} holds ${size} bytes, more than ${secretFileBytesMax}; is it the right file?`);
     content = readFileSync(path, "utf8");
   } catch (error) {
     if (error instanceof ConfigError) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
-    throw new ConfigError(`--${flag}-file ${path} cannot be read (${code}); check the path and that this user may read it`);
+    throw new ConfigError(`${what} ${path} cannot be read (${code}); check the path and that this user may read it`);
   }
   const secret = content.replace(/\r?\n$/, "");
-  if (secret === "") throw new ConfigError(`--${flag}-file ${path} is empty; put the secret in it, or leave the flag unset for none`);
+  if (secret === "") throw new ConfigError(`${what} ${path} is empty; put the secret in it, or leave it unset for none`);
   return secret;
 }
 

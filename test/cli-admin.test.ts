@@ -2,8 +2,11 @@
 // the requests they send, what they print, and how they fail (exit 2 for usage, 1 for a refusal).
 
 import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { clientCommands, RequestFailedError } from "../src/cli-admin.js";
@@ -94,6 +97,22 @@ describe("raftlock members", () => {
     await run(["members", "list"], { RAFTLOCK_HTTP: http, RAFTLOCK_AUTH_PASSWORD: "s3cret" });
     await run(["members", "list", `--http=${http}`], { RAFTLOCK_HTTP: "127.0.0.1:1", RAFTLOCK_AUTH_PASSWORD: "s3cret" });
     expect(requests.map((request) => request.authorization)).toEqual(["Bearer s3cret", "Bearer s3cret"]);
+  });
+
+  it("reads the password from RAFTLOCK_AUTH_PASSWORD_FILE (a mounted Secret), not both", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "raftlock-admin-secret-"));
+    try {
+      const file = join(dir, "auth-password");
+      writeFileSync(file, "fr0m-file\n");
+      await run(["members", "list"], { RAFTLOCK_HTTP: http, RAFTLOCK_AUTH_PASSWORD_FILE: file });
+      expect(requests.map((request) => request.authorization)).toEqual(["Bearer fr0m-file"]);
+      const both = await failureOf(["members", "list"], { RAFTLOCK_HTTP: http, RAFTLOCK_AUTH_PASSWORD: "x", RAFTLOCK_AUTH_PASSWORD_FILE: file });
+      expect(both).toBeInstanceOf(ConfigError);
+      expect(both.message).toBe("give either RAFTLOCK_AUTH_PASSWORD or RAFTLOCK_AUTH_PASSWORD_FILE, not both");
+      expect((await failureOf(["members", "list"], { RAFTLOCK_HTTP: http, RAFTLOCK_AUTH_PASSWORD_FILE: join(dir, "gone") })).message).toMatch(/^RAFTLOCK_AUTH_PASSWORD_FILE .*gone cannot be read \(ENOENT\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("add posts the learner with its address in canonical form and says how it becomes a voter", async () => {

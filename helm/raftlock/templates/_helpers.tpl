@@ -180,6 +180,12 @@ env:
   - name: RAFTLOCK_RESP_LISTEN
     value: ""
   {{- end }}
+  {{- if include "raftlock.hasPassword" . }}
+  # For `kubectl exec ... -- raftlock members|status|transfer-leader`: the admin CLI reads the password
+  # from this file. The node reads the same file through --auth-password-file (a flag wins over its variable).
+  - name: RAFTLOCK_AUTH_PASSWORD_FILE
+    value: /etc/raftlock/secrets/auth-password
+  {{- end }}
   # Where `kubectl exec ... -- raftlock members|status|transfer-leader` sends its requests.
   {{- if .Values.tls.client.enabled }}
   # By the pod's DNS name: the name the certificate must carry anyway for joins.
