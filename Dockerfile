@@ -31,8 +31,10 @@ EXPOSE 7001 8381 6381
 USER 1000:1000
 # SIGTERM: the node stops taking requests, hands leadership over if it leads, flushes and exits 0.
 STOPSIGNAL SIGTERM
-# No curl in the slim image: node's fetch asks /healthz on the port of RAFTLOCK_HTTP_LISTEN.
+# No curl in the slim image: node asks /healthz on the port of RAFTLOCK_HTTP_LISTEN, over HTTPS when client
+# TLS comes from RAFTLOCK_CLIENT_TLS_* (the certificate is not checked: this asks whether the local process
+# answers; with RAFTLOCK_CLIENT_TLS_CA it presents the node's own certificate, as clients must).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["node", "-e", "const a = process.env.RAFTLOCK_HTTP_LISTEN || ':8381'; fetch('http://127.0.0.1:' + a.slice(a.lastIndexOf(':') + 1) + '/healthz', { signal: AbortSignal.timeout(2000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "const e = process.env; const a = e.RAFTLOCK_HTTP_LISTEN || ':8381'; const tls = e.RAFTLOCK_CLIENT_TLS_CERT !== undefined; const id = tls && e.RAFTLOCK_CLIENT_TLS_CA !== undefined ? { cert: require('fs').readFileSync(e.RAFTLOCK_CLIENT_TLS_CERT), key: require('fs').readFileSync(e.RAFTLOCK_CLIENT_TLS_KEY) } : {}; require(tls ? 'https' : 'http').get({ host: '127.0.0.1', port: a.slice(a.lastIndexOf(':') + 1), path: '/healthz', timeout: 2000, rejectUnauthorized: false, ...id }, (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1)).on('timeout', () => process.exit(1))"]
 ENTRYPOINT ["node", "/app/dist/cli.js"]
 CMD ["start", "--help"]

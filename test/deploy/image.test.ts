@@ -2,10 +2,15 @@
 // real flags the node accepts, it exposes the ports it listens on, stops on SIGTERM as a non-root user,
 // and its HEALTHCHECK command works against an HTTP server.
 import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { envName, parseStartConfig, startFlags } from "../../src/config.js";
+import { TestCa } from "../support/certs.js";
 import { readRepoFile } from "./kubernetes.js";
 
 interface Instruction {
@@ -120,6 +125,34 @@ describe("Dockerfile", () => {
     await new Promise((resolve) => server!.once("close", resolve));
     expect(await exitCodeOf(command, { RAFTLOCK_HTTP_LISTEN: `0.0.0.0:${port}` })).toBe(1);
   });
+
+  it("has a HEALTHCHECK that asks over HTTPS when client TLS comes from the environment, presenting the node's certificate where clients must", async () => {
+    const command = healthcheckCommand();
+    const dir = mkdtempSync(join(tmpdir(), "raftlock-healthcheck-"));
+    try {
+      const ca = await TestCa.create(dir, "ca");
+      const node = await ca.issue("node", "01");
+      const tlsEnv = { RAFTLOCK_CLIENT_TLS_CERT: node.cert, RAFTLOCK_CLIENT_TLS_KEY: node.key };
+      for (const requireClientCertificate of [false, true]) {
+        const httpsServer = createHttpsServer(
+          { cert: readFileSync(node.cert), key: readFileSync(node.key), ca: readFileSync(ca.cert), requestCert: requireClientCertificate, rejectUnauthorized: requireClientCertificate },
+          (request, response) => response.writeHead(request.url === "/healthz" ? 200 : 404).end(),
+        );
+        await new Promise<void>((resolve) => httpsServer.listen(0, "127.0.0.1", resolve));
+        const port = (httpsServer.address() as AddressInfo).port;
+        const env = { RAFTLOCK_HTTP_LISTEN: `0.0.0.0:${port}`, ...tlsEnv, ...(requireClientCertificate ? { RAFTLOCK_CLIENT_TLS_CA: ca.cert } : {}) };
+        try {
+          expect(await exitCodeOf(command, env), `client certificates required: ${requireClientCertificate}`).toBe(0);
+          // Plain HTTP against the HTTPS port fails, as the old check did.
+          expect(await exitCodeOf(command, { RAFTLOCK_HTTP_LISTEN: `0.0.0.0:${port}` })).toBe(1);
+        } finally {
+          await new Promise((resolve) => httpsServer.close(resolve));
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 
   it("sends the build only what it copies (.dockerignore)", () => {
     const rules = readRepoFile(".dockerignore")
