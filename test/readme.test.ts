@@ -25,18 +25,20 @@ interface ConfigRow {
   readonly defaultValue: string;
 }
 
-/** The rows of the table under "## Configuration", cells stripped of their backticks. */
-function configurationRows(): ConfigRow[] {
+/** The cells of the rows starting with `rowStart` in the table of README section `heading`. */
+function tableRows(heading: string, rowStart: string): string[][] {
   const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-  const section = readme.split("\n## Configuration\n")[1]?.split("\n## ")[0];
-  expect(section, "README.md has a ## Configuration section").toBeDefined();
+  const section = readme.split(`\n## ${heading}\n`)[1]?.split("\n## ")[0];
+  expect(section, `README.md has a ## ${heading} section`).toBeDefined();
   return section!
     .split("\n")
-    .filter((line) => line.startsWith("| `--"))
-    .map((line) => {
-      const cells = line.split("|").slice(1, -1).map((cell) => cell.trim());
-      return { flag: cells[0]!.replace(/`/g, "").slice(2), env: cells[1]!.replace(/`/g, ""), defaultValue: cells[2]!.replace(/`/g, "") };
-    });
+    .filter((line) => line.startsWith(rowStart))
+    .map((line) => line.split("|").slice(1, -1).map((cell) => cell.trim()));
+}
+
+/** The rows of the table under "## Configuration", cells stripped of their backticks. */
+function configurationRows(): ConfigRow[] {
+  return tableRows("Configuration", "| `--").map((cells) => ({ flag: cells[0]!.replace(/`/g, "").slice(2), env: cells[1]!.replace(/`/g, ""), defaultValue: cells[2]!.replace(/`/g, "") }));
 }
 
 describe("README configuration table", () => {
@@ -57,16 +59,7 @@ describe("README configuration table", () => {
 
 /** The rows of the table under "## Limits": the limit name and its default, backticks stripped. */
 function limitRows(): { limit: string; defaultValue: string }[] {
-  const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-  const section = readme.split("\n## Limits\n")[1]?.split("\n## ")[0];
-  expect(section, "README.md has a ## Limits section").toBeDefined();
-  return section!
-    .split("\n")
-    .filter((line) => line.startsWith("| `"))
-    .map((line) => {
-      const cells = line.split("|").slice(1, -1).map((cell) => cell.trim());
-      return { limit: cells[0]!.replace(/`/g, ""), defaultValue: cells[1]! };
-    });
+  return tableRows("Limits", "| `").map((cells) => ({ limit: cells[0]!.replace(/`/g, ""), defaultValue: cells[1]! }));
 }
 
 /** How the table writes a count (10,000) or a size in bytes (64 KiB, 1 MiB). */

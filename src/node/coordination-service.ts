@@ -64,6 +64,16 @@ interface LeasedGrant extends Grant {
   readonly sessionId: number | null;
 }
 
+/** An acquire or a campaign as `acquire` runs it: the command, its cancel, and how long to wait. */
+interface AcquireRequest {
+  readonly command: (waiterId: string) => Command;
+  readonly cancel: (waiterId: string) => Command;
+  readonly waitMs: number;
+  /** Aborted when the client's connection closes: the wait is given up through the log. */
+  readonly signal: AbortSignal | undefined;
+  readonly onGranted?: (waitedMs: number) => void;
+}
+
 /** Bounds a service enforces beyond the state machine's (tests shrink them). */
 export interface CoordinationServiceOptions {
   readonly sessionsPerClientMax?: number;
@@ -200,17 +210,16 @@ export class CoordinationService {
    * acquired. Aborting `signal` (the client's connection closed) gives up the wait through the log.
    */
   acquireLock(name: string, owner: string, ttlMs: number, waitMs: number, sessionId?: number, signal?: AbortSignal, client?: string): Promise<Grant | null> {
-    return this.acquire(
-      sessionId === undefined ? client : undefined,
-      (waiterId) =>
+    return this.acquire(sessionId === undefined ? client : undefined, {
+      command: (waiterId) =>
         sessionId === undefined
           ? { type: "lock-acquire", name, owner, ttlMs, wait: waitMs > 0, waiterId }
           : { type: "lock-acquire", name, owner, ttlMs, wait: waitMs > 0, waiterId, sessionId },
-      (waiterId) => ({ type: "lock-cancel", name, waiterId }),
+      cancel: (waiterId) => ({ type: "lock-cancel", name, waiterId }),
       waitMs,
       signal,
-      (waitedMs) => this.metrics?.lockWaited(waitedMs / 1000),
-    );
+      onGranted: (waitedMs) => this.metrics?.lockWaited(waitedMs / 1000),
+    });
   }
 
   async releaseLock(name: string, owner: string): Promise<boolean> {
@@ -245,9 +254,8 @@ export class CoordinationService {
   // Elections
 
   campaign(election: string, candidate: string, ttlMs: number, waitMs: number, value?: string, sessionId?: number, signal?: AbortSignal, client?: string): Promise<Grant | null> {
-    return this.acquire(
-      sessionId === undefined ? client : undefined,
-      (waiterId) => ({
+    return this.acquire(sessionId === undefined ? client : undefined, {
+      command: (waiterId) => ({
         type: "elect-campaign",
         election,
         candidate,
@@ -257,10 +265,10 @@ export class CoordinationService {
         ...(value === undefined ? {} : { value }),
         ...(sessionId === undefined ? {} : { sessionId }),
       }),
-      (waiterId) => ({ type: "elect-cancel", election, waiterId }),
+      cancel: (waiterId) => ({ type: "elect-cancel", election, waiterId }),
       waitMs,
       signal,
-    );
+    });
   }
 
   async proclaim(election: string, candidate: string, value: string): Promise<boolean> {
@@ -307,16 +315,9 @@ export class CoordinationService {
    * The shared shape of a lock acquire and a campaign. `leaseClient`: the client whose implicit lease a
    * grant opens (an acquire without a session), counted against `sessionsPerClientMax`.
    */
-  private async acquire(
-    leaseClient: string | undefined,
-    command: (waiterId: string) => Command,
-    cancel: (waiterId: string) => Command,
-    waitMs: number,
-    signal: AbortSignal | undefined,
-    onGranted?: (waitedMs: number) => void,
-  ): Promise<Grant | null> {
+  private async acquire(leaseClient: string | undefined, request: AcquireRequest): Promise<Grant | null> {
     return this.openingSession(leaseClient, async () => {
-      const grant = await this.acquireLeased(command, cancel, waitMs, signal, onGranted);
+      const grant = await this.acquireLeased(request);
       return { value: grant === null ? null : { token: grant.token, ttlMs: grant.ttlMs }, sessionId: grant?.sessionId ?? null };
     });
   }
@@ -325,13 +326,7 @@ export class CoordinationService {
    * The waiter is registered before the command is proposed: its grant may be applied in the same batch
    * as the command that queued it.
    */
-  private async acquireLeased(
-    command: (waiterId: string) => Command,
-    cancel: (waiterId: string) => Command,
-    waitMs: number,
-    signal: AbortSignal | undefined,
-    onGranted?: (waitedMs: number) => void,
-  ): Promise<LeasedGrant | null> {
+  private async acquireLeased({ command, cancel, waitMs, signal, onGranted }: AcquireRequest): Promise<LeasedGrant | null> {
     if (!(Number.isSafeInteger(waitMs) && waitMs >= 0 && waitMs <= waitMsMax)) {
       throw new CoordinationError("ERR", `wait must be an integer number of milliseconds between 0 and ${waitMsMax}`);
     }
