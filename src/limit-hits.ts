@@ -27,7 +27,7 @@ export const limitDescriptions = {
   elections: "elections that exist in the cluster (`electionsMax`)",
   waiters_per_lock: "acquires or campaigns queued behind one lock or election (`waitersPerLockMax`)",
   waiters: "acquires and campaigns queued in the cluster (`waitersMax`)",
-  locks_per_session: "locks and elections one session holds or waits for (`locksPerSessionMax`)",
+  locks_per_session: "locks and elections one session holds or waits for, checked by the serving node (`locksPerSessionMax`)",
   sessions_per_client: "sessions and implicit lock leases one client address opened through this node and still has (`sessionsPerClientMax`)",
   blocked_clients: "acquires and campaigns in flight on this node at once, blocked ones included (`blockedClientsMax`)",
   // Consensus and replication (src/node/node.ts, src/transport/limits.ts)

@@ -14,7 +14,7 @@ import { envName, startFlags } from "../src/config.js";
 import { fsmLimitsDefaults, nameBytesMax, valueBytesMax } from "../src/fsm/limits.js";
 import { type LimitName, limitNames } from "../src/limit-hits.js";
 import { sessionsPerClientMaxDefault } from "../src/node/client-sessions.js";
-import { blockedClientsMaxDefault } from "../src/node/coordination-service.js";
+import { blockedClientsMaxDefault, locksPerSessionMaxDefault } from "../src/node/coordination-service.js";
 import { pendingProposalsMax, pendingReadsMax } from "../src/node/node.js";
 import { raftConfigDefaults } from "../src/raft/config.js";
 import { transportLimitsDefault } from "../src/transport/limits.js";
@@ -95,7 +95,7 @@ describe("README limits table", () => {
       elections: count(fsmLimitsDefaults.electionsMax),
       waiters_per_lock: count(fsmLimitsDefaults.waitersPerLockMax),
       waiters: count(fsmLimitsDefaults.waitersMax),
-      locks_per_session: count(fsmLimitsDefaults.locksPerSessionMax),
+      locks_per_session: count(locksPerSessionMaxDefault),
       sessions_per_client: count(sessionsPerClientMaxDefault),
       blocked_clients: count(blockedClientsMaxDefault),
       proposal_bytes: bytes(raftConfigDefaults.proposalBytesMax),

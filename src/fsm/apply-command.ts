@@ -159,7 +159,6 @@ function acquire(state: CoordinationState, request: AcquireRequest, limits: FsmL
       return new LimitRefusal(request.kind === "lock" ? "locks" : "elections", `too many ${request.kind}s exist (limit ${resourcesMax}); release unused ones and retry`);
     }
     if (session === null && state.sessions.size >= limits.sessionsMax) return tooManySessions(limits);
-    if (session !== null && state.claimsOf(session.sessionId) >= limits.locksPerSessionMax) return tooManyClaims(session, limits);
     const resource: Resource = { kind: request.kind, name: request.name, holder: null, waiters: [] };
     resources.set(request.name, resource);
     return grantNow(state, resource, request, session);
@@ -205,15 +204,7 @@ function acquire(state: CoordinationState, request: AcquireRequest, limits: FsmL
   if (state.waiterCount >= limits.waitersMax) {
     return new LimitRefusal("waiters", `too many requests are waiting for locks and elections (limit ${limits.waitersMax}); retry later`);
   }
-  if (session !== null && state.claimsOf(session.sessionId) >= limits.locksPerSessionMax) return tooManyClaims(session, limits);
   return { kind: "queued", position: state.enqueue(existing, waiter) };
-}
-
-function tooManyClaims(session: Session, limits: FsmLimits): LimitRefusal {
-  return new LimitRefusal(
-    "locks_per_session",
-    `session ${session.sessionId} already holds or waits for ${limits.locksPerSessionMax} locks and elections (limit ${limits.locksPerSessionMax}); release some, or use another session`,
-  );
 }
 
 function grantNow(state: CoordinationState, resource: Resource, request: AcquireRequest, session: Session | null): CommandResult {

@@ -237,6 +237,20 @@ export class CoordinationStateMachine implements StateMachine {
     return position < 0 ? { state: "gone" } : { state: "queued", position: position + 1 };
   }
 
+  /**
+   * Locks and elections the session holds, plus its requests queued for others (0 when it is not open):
+   * what the serving node checks against `locksPerSessionMax`.
+   */
+  sessionClaims(sessionId: number): number {
+    return this.state.claimsOf(sessionId);
+  }
+
+  /** Whether the session already holds, or waits for, lock or election `name` (a retry adds no claim). */
+  sessionClaimsResource(sessionId: number, kind: ResourceKind, name: string): boolean {
+    const resource = this.state.resources(kind).get(name);
+    return resource !== undefined && this.state.claims(sessionId, resource);
+  }
+
   /** How much the applied state holds, for `GET /metrics` (walks the tables: call it per scrape, not per request). */
   census(): { sessions: number; locksHeld: number; lockWaiters: number; electionLeaders: number } {
     let locksHeld = 0;

@@ -47,11 +47,6 @@ export interface FsmLimits {
   readonly locksMax: number;
   /** Elections that exist at once (with a leader or candidates). */
   readonly electionsMax: number;
-  /**
-   * Locks and elections one explicit session holds or is queued for, each queued request counted: one
-   * runaway client session cannot take the whole of `locksMax`.
-   */
-  readonly locksPerSessionMax: number;
   /** Blocked acquires queued behind one lock, or candidates queued behind one election leader. */
   readonly waitersPerLockMax: number;
   /** Waiters of all locks and elections together. */
@@ -76,7 +71,6 @@ export const fsmLimitsDefaults: FsmLimits = {
   sessionsMax: 100_000,
   locksMax: 100_000,
   electionsMax: 10_000,
-  locksPerSessionMax: 1_000,
   waitersPerLockMax: 1_000,
   waitersMax: 100_000,
   expireSessionsMax: 1_000,
@@ -90,7 +84,7 @@ export function checkFsmLimits(limits: FsmLimits): void {
   if (!Number.isSafeInteger(limits.ttlMsMin) || limits.ttlMsMin < 1 || limits.ttlMsMin > ttlMsMax) {
     problems.push(`ttlMsMin must be an integer between 1 and ${ttlMsMax} (got ${limits.ttlMsMin})`);
   }
-  for (const key of ["sessionsMax", "locksMax", "electionsMax", "locksPerSessionMax", "waitersPerLockMax", "waitersMax", "expireSessionsMax", "watchHistoryEventsMax", "requestResultsMax"] as const) {
+  for (const key of ["sessionsMax", "locksMax", "electionsMax", "waitersPerLockMax", "waitersMax", "expireSessionsMax", "watchHistoryEventsMax", "requestResultsMax"] as const) {
     const value = limits[key];
     if (!Number.isSafeInteger(value) || value < 1 || value > 0xffff_ffff) problems.push(`${key} must be an integer between 1 and ${0xffff_ffff} (got ${value})`);
   }

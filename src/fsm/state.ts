@@ -281,10 +281,16 @@ export class CoordinationState {
     else waiting.set(resource, count);
   }
 
-  /** Locks and elections the session holds, plus its requests queued for others (`locksPerSessionMax`). */
+  /** Locks and elections the session holds, plus its requests queued for others; 0 when it is not open. */
   claimsOf(sessionId: number): number {
-    const links = this.linksOf(sessionId);
-    return links.held.size + links.waiterCount;
+    const links = this.links.get(sessionId);
+    return links === undefined ? 0 : links.held.size + links.waiterCount;
+  }
+
+  /** Whether the session holds `resource` or waits for it already. */
+  claims(sessionId: number, resource: Resource): boolean {
+    const links = this.links.get(sessionId);
+    return links !== undefined && (links.held.has(resource) || links.waiting.has(resource));
   }
 
   private linksOf(sessionId: number): SessionLinks {

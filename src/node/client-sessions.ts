@@ -21,7 +21,7 @@ export class ClientSessions {
 
   constructor(
     readonly sessionsPerClientMax: number,
-    /** Whether the session is open in this node's applied state. */
+    /** Whether the session may be open: open in this node's applied state, or opened by an entry not applied here yet. */
     private readonly isOpen: (sessionId: number) => boolean,
   ) {
     assert(Number.isSafeInteger(sessionsPerClientMax) && sessionsPerClientMax >= 1, `sessionsPerClientMax must be a positive integer (got ${sessionsPerClientMax})`);

@@ -3,6 +3,7 @@ import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import { type Command, encodeCommand, validateCommand } from "../fsm/commands.js";
 import type { CoordinationStateMachine, ElectionLeaderView, LockView } from "../fsm/coordination.js";
+import type { ResourceKind } from "../fsm/state.js";
 import type { FsmEvent } from "../fsm/events.js";
 import { LeaseKeeper } from "../fsm/lease-keeper.js";
 import { type CommandResult, decodeResult } from "../fsm/results.js";
@@ -39,6 +40,15 @@ const idempotentCommands: ReadonlySet<Command["type"]> = new Set([
 /** Commands the leader proposes for itself: never retried (a new leader decides afresh), so never deduplicated. */
 const leaderCommands: ReadonlySet<Command["type"]> = new Set(["sessions-expire", "leader-changed"]);
 
+/**
+ * Locks and elections one session may hold or wait for at once, each queued request counted, so that one
+ * runaway client session cannot take the cluster's whole `locksMax`. Checked by the node serving the
+ * request against its applied state, not in the log: a member that lags may let a few more through, and
+ * a cluster mid-upgrade cannot disagree about it (a replicated rule only some members knew would make
+ * their states diverge).
+ */
+export const locksPerSessionMaxDefault = 1_000;
+
 /** Longest `WAIT` a client may ask for. */
 export const waitMsMax = 24 * 60 * 60 * 1000;
 
@@ -64,20 +74,30 @@ interface LeasedGrant extends Grant {
   readonly sessionId: number | null;
 }
 
-/** An acquire or a campaign as `acquire` runs it: the command, its cancel, and how long to wait. */
+/** An acquire or a campaign as `acquire` runs it: what it asks for, the command, its cancel, and how long to wait. */
 interface AcquireRequest {
+  readonly kind: ResourceKind;
+  readonly name: string;
+  readonly owner: string;
+  /** The explicit session it names, counted against `locksPerSessionMax`; none: a grant opens an implicit lease. */
+  readonly sessionId: number | undefined;
+  /** The client's address, whose implicit leases count against `sessionsPerClientMax`; none for internal callers. */
+  readonly client: string | undefined;
   readonly command: (waiterId: string) => Command;
   readonly cancel: (waiterId: string) => Command;
   readonly waitMs: number;
   /** Aborted when the client's connection closes: the wait is given up through the log. */
   readonly signal: AbortSignal | undefined;
   readonly onGranted?: (waitedMs: number) => void;
+  /** Told once the command was applied (queued, granted or refused), or failed: it is in the state from then on. */
+  readonly onApplied?: () => void;
 }
 
 /** Bounds a service enforces beyond the state machine's (tests shrink them). */
 export interface CoordinationServiceOptions {
   readonly sessionsPerClientMax?: number;
   readonly blockedClientsMax?: number;
+  readonly locksPerSessionMax?: number;
 }
 
 interface Waiter {
@@ -116,6 +136,9 @@ export class CoordinationService {
   private readonly onLimitHit: LimitHitSink;
   private readonly clientSessions: ClientSessions;
   private readonly blockedClientsMax: number;
+  private readonly locksPerSessionMax: number;
+  /** Session id → acquires and campaigns naming it that this node has not answered yet (`locksPerSessionMax`). */
+  private readonly sessionRequestsInFlight = new Map<number, number>();
 
   constructor(
     private readonly node: RaftNode,
@@ -125,9 +148,15 @@ export class CoordinationService {
     options: CoordinationServiceOptions = {},
   ) {
     this.onLimitHit = metrics === undefined ? ignoreLimitHits : (limit) => metrics.limitHit(limit);
-    fsm.reportLimitHits(this.onLimitHit);
+    // Entries an earlier run of this node applied are applied again at start: their refusals were counted then.
+    fsm.reportLimitHits((limit) => {
+      if (fsm.appliedIndex > node.recoveredCommitIndex) this.onLimitHit(limit);
+    });
+    this.locksPerSessionMax = options.locksPerSessionMax ?? locksPerSessionMaxDefault;
     this.blockedClientsMax = options.blockedClientsMax ?? blockedClientsMaxDefault;
-    this.clientSessions = new ClientSessions(options.sessionsPerClientMax ?? sessionsPerClientMaxDefault, (sessionId) => fsm.sessionInfo(sessionId) !== undefined);
+    // A session id is the index of the entry that opened it: above the applied index, this node (a
+    // follower answered by the leader) has not applied its opening yet, and must count it all the same.
+    this.clientSessions = new ClientSessions(options.sessionsPerClientMax ?? sessionsPerClientMaxDefault, (sessionId) => sessionId > fsm.appliedIndex || fsm.sessionInfo(sessionId) !== undefined);
     this.keeper = new LeaseKeeper(10 * expiryCheckIntervalMs);
     // Waiter ids must never repeat across restarts of this node: a random boot id sees to it.
     this.waiterPrefix = `${node.config.id}.${randomBytes(6).toString("hex")}.`;
@@ -208,9 +237,15 @@ export class CoordinationService {
   /**
    * Acquires `name` for `owner`; waits up to `waitMs` in the lock's FIFO queue (0: try once). Null if not
    * acquired. Aborting `signal` (the client's connection closed) gives up the wait through the log.
+   * `client` (its address) counts the lease a grant without `sessionId` opens against `sessionsPerClientMax`.
    */
   acquireLock(name: string, owner: string, ttlMs: number, waitMs: number, sessionId?: number, signal?: AbortSignal, client?: string): Promise<Grant | null> {
-    return this.acquire(sessionId === undefined ? client : undefined, {
+    return this.acquire({
+      kind: "lock",
+      name,
+      owner,
+      sessionId,
+      client,
       command: (waiterId) =>
         sessionId === undefined
           ? { type: "lock-acquire", name, owner, ttlMs, wait: waitMs > 0, waiterId }
@@ -253,8 +288,14 @@ export class CoordinationService {
   // ------------------------------------------------------------------------------------------
   // Elections
 
+  /** Campaigns in `election` as `candidate`, as `acquireLock` acquires a lock; the token when leader. */
   campaign(election: string, candidate: string, ttlMs: number, waitMs: number, value?: string, sessionId?: number, signal?: AbortSignal, client?: string): Promise<Grant | null> {
-    return this.acquire(sessionId === undefined ? client : undefined, {
+    return this.acquire({
+      kind: "election",
+      name: election,
+      owner: candidate,
+      sessionId,
+      client,
       command: (waiterId) => ({
         type: "elect-campaign",
         election,
@@ -312,21 +353,64 @@ export class CoordinationService {
   }
 
   /**
-   * The shared shape of a lock acquire and a campaign. `leaseClient`: the client whose implicit lease a
-   * grant opens (an acquire without a session), counted against `sessionsPerClientMax`.
+   * The shared shape of a lock acquire and a campaign, within the per-client and per-session limits: an
+   * acquire naming a session adds to that session's claims; one without may open an implicit lease for
+   * its client. A retry of what the client holds already adds neither, and is never refused for them.
    */
-  private async acquire(leaseClient: string | undefined, request: AcquireRequest): Promise<Grant | null> {
-    return this.openingSession(leaseClient, async () => {
+  private async acquire(request: AcquireRequest): Promise<Grant | null> {
+    const { kind, name, owner, sessionId, client } = request;
+    if (sessionId !== undefined) {
+      return this.claimingForSession(sessionId, kind, name, async (applied) => publicGrant(await this.acquireLeased({ ...request, onApplied: applied })));
+    }
+    const opensLease = client !== undefined && !this.holdsWithLease(kind, name, owner);
+    return this.openingSession(opensLease ? client : undefined, async () => {
       const grant = await this.acquireLeased(request);
-      return { value: grant === null ? null : { token: grant.token, ttlMs: grant.ttlMs }, sessionId: grant?.sessionId ?? null };
+      return { value: publicGrant(grant), sessionId: grant?.sessionId ?? null };
     });
+  }
+
+  /** Whether `owner` holds lock or election `name` under an implicit lease already (a retry opens none). */
+  private holdsWithLease(kind: ResourceKind, name: string, owner: string): boolean {
+    const holder = kind === "lock" ? this.fsm.lockInfo(name) : this.fsm.electionLeader(name);
+    if (holder === undefined) return false;
+    const holderOwner = "owner" in holder ? holder.owner : holder.candidate;
+    return holderOwner === owner && this.fsm.sessionInfo(holder.sessionId)?.implicit === true;
+  }
+
+  /**
+   * Runs an acquire or campaign naming `sessionId` if the session may take one more claim
+   * (`locksPerSessionMax`): its claims in the applied state, plus its requests not applied yet, each of
+   * which may add one. `run` calls `applied` once its command is applied (then it counts in the state).
+   */
+  private async claimingForSession<T>(sessionId: number, kind: ResourceKind, name: string, run: (applied: () => void) => Promise<T>): Promise<T> {
+    const inFlight = this.sessionRequestsInFlight.get(sessionId) ?? 0;
+    // A retry of what the session holds or waits for adds nothing.
+    if (!this.fsm.sessionClaimsResource(sessionId, kind, name) && this.fsm.sessionClaims(sessionId) + inFlight >= this.locksPerSessionMax) {
+      this.limitHit("locks_per_session");
+      const limit = this.locksPerSessionMax;
+      throw new CoordinationError("LIMIT", `session ${sessionId} already holds or waits for ${limit} locks and elections (limit ${limit}, locksPerSessionMax); release some, or use another session`);
+    }
+    this.sessionRequestsInFlight.set(sessionId, inFlight + 1);
+    let counted = true;
+    const applied = (): void => {
+      if (!counted) return;
+      counted = false;
+      const left = (this.sessionRequestsInFlight.get(sessionId) ?? 1) - 1;
+      if (left === 0) this.sessionRequestsInFlight.delete(sessionId);
+      else this.sessionRequestsInFlight.set(sessionId, left);
+    };
+    try {
+      return await run(applied);
+    } finally {
+      applied();
+    }
   }
 
   /**
    * The waiter is registered before the command is proposed: its grant may be applied in the same batch
    * as the command that queued it.
    */
-  private async acquireLeased({ command, cancel, waitMs, signal, onGranted }: AcquireRequest): Promise<LeasedGrant | null> {
+  private async acquireLeased({ command, cancel, waitMs, signal, onGranted, onApplied }: AcquireRequest): Promise<LeasedGrant | null> {
     if (!(Number.isSafeInteger(waitMs) && waitMs >= 0 && waitMs <= waitMsMax)) {
       throw new CoordinationError("ERR", `wait must be an integer number of milliseconds between 0 and ${waitMsMax}`);
     }
@@ -346,6 +430,7 @@ export class CoordinationService {
     this.waiters.set(waiterId, waiter);
     try {
       const result = await this.execute(command(waiterId));
+      onApplied?.();
       if (result.kind === "granted") {
         onGranted?.(0);
         return { token: result.token, ttlMs: result.ttlMs, sessionId: result.sessionId };
@@ -497,4 +582,9 @@ function expectKind<K extends CommandResult["kind"]>(result: CommandResult, kind
 
 function nowMs(): number {
   return performance.now();
+}
+
+/** A grant as callers see it: the session that holds it stays inside the service. */
+function publicGrant(grant: LeasedGrant | null): Grant | null {
+  return grant === null ? null : { token: grant.token, ttlMs: grant.ttlMs };
 }

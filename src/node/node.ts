@@ -126,6 +126,11 @@ export class RaftNode {
   private leaderRequestHandler: ((data: Uint8Array) => Promise<Uint8Array>) | null = null;
   /** Per follower, the last heartbeat round sent and when: its answer gives peer_round_trip_seconds. */
   private readonly heartbeatsSent = new Map<NodeId, { readonly round: number; readonly atMs: number }>();
+  /**
+   * The commit index this node's storage held at start: entries up to it were applied before, by an
+   * earlier run, and are applied again now (so metrics counting their effects skip them).
+   */
+  readonly recoveredCommitIndex: number;
 
   private constructor(
     readonly config: NodeConfig,
@@ -135,6 +140,7 @@ export class RaftNode {
     recovered: Awaited<ReturnType<typeof Storage.open>>["recovered"],
     private readonly metrics: NodeMetrics | null,
   ) {
+    this.recoveredCommitIndex = recovered.hardState.commitIndex;
     // The bootstrap configuration: used only until the log or a snapshot holds one.
     const bootstrapConfig: ClusterConfig = { voters: [...config.peers.keys()], learners: [], addresses: Object.fromEntries([...config.peers].map(([id, address]) => [id, formatAddress(address)])) };
     if (recovered.snapshot !== null) stateMachine.restore(recovered.snapshot.data);

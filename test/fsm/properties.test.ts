@@ -10,7 +10,7 @@ import type { FsmLimits } from "../../src/fsm/limits.js";
 import { FsmHarness } from "./harness.js";
 
 /** Small tables, so that sequences reach the limits as well as the common paths. */
-const limits: Partial<FsmLimits> = { sessionsMax: 8, locksMax: 3, electionsMax: 2, locksPerSessionMax: 2, waitersPerLockMax: 3, waitersMax: 6, expireSessionsMax: 4, watchHistoryEventsMax: 12, requestResultsMax: 2 };
+const limits: Partial<FsmLimits> = { sessionsMax: 8, locksMax: 3, electionsMax: 2, waitersPerLockMax: 3, waitersMax: 6, expireSessionsMax: 4, watchHistoryEventsMax: 12, requestResultsMax: 2 };
 /** Request ids, reused so that sequences contain retries (answered from the record) and evictions. */
 const requestId = fc.option(fc.constantFrom("q1", "q2", "q3"), { freq: 3, nil: null });
 const lockNames = ["a", "b", "c", "d"];

@@ -102,13 +102,32 @@ describe("limits of the coordination service", { timeout: 30_000 }, () => {
     expect(await metrics.limitHitCount("value_bytes")).toBe(1);
   });
 
-  it("the state machine's refusals reach the metric: locks per session", async () => {
-    const { service, metrics } = await startNode({}, { locksPerSessionMax: 1 });
+  it("locks per session: held and queued claims count, a retry of one adds none, and other sessions are not held back", async () => {
+    const { service, metrics } = await startNode({ locksPerSessionMax: 2 });
     const session = await service.openSession(ttlMs);
     expect(await service.acquireLock("a", "app", ttlMs, 0, session)).not.toBeNull();
-    await expect(service.acquireLock("b", "app", ttlMs, 0, session)).rejects.toMatchObject({ code: "LIMIT", message: expect.stringContaining("(limit 1)") });
-    expect(await metrics.limitHitCount("locks_per_session")).toBe(1);
-    expect(await service.acquireLock("b", "app", ttlMs, 0)).not.toBeNull();
+    expect(await service.acquireLock("b", "other", ttlMs, 0)).not.toBeNull();
+    const queued = service.acquireLock("b", "app", ttlMs, 20_000, session);
+    await waitFor(async () => (await service.lockInfo("b", "linearizable"))?.waiters === 1, 5_000, "the session queued for b");
+    const refusal = `session ${session} already holds or waits for 2 locks and elections (limit 2, locksPerSessionMax); release some, or use another session`;
+    await expect(service.acquireLock("c", "app", ttlMs, 0, session)).rejects.toMatchObject({ code: "LIMIT", message: refusal });
+    await expect(service.campaign("primary", "app", ttlMs, 0, undefined, session)).rejects.toMatchObject({ code: "LIMIT" });
+    expect(await metrics.limitHitCount("locks_per_session")).toBe(2);
+    // Re-acquiring what it holds is a retry: answered with the same grant, not refused.
+    expect(await service.acquireLock("a", "app", ttlMs, 0, session)).not.toBeNull();
+    expect(await service.acquireLock("c", "app", ttlMs, 0)).not.toBeNull();
+    expect(await service.releaseLock("a", "app")).toBe(true);
+    expect(await service.acquireLock("d", "app", ttlMs, 0, session)).not.toBeNull();
+    expect(await service.releaseLock("b", "other")).toBe(true);
+    expect(await queued).not.toBeNull();
+    expect(await metrics.limitHitCount("locks_per_session")).toBe(2);
+  });
+
+  it("the state machine's refusals reach the metric", async () => {
+    const { service, metrics } = await startNode({}, { locksMax: 1 });
+    expect(await service.acquireLock("a", "app", ttlMs, 0)).not.toBeNull();
+    await expect(service.acquireLock("b", "app", ttlMs, 0)).rejects.toMatchObject({ code: "LIMIT", message: "too many locks exist (limit 1); release unused ones and retry" });
+    expect(await metrics.limitHitCount("locks")).toBe(1);
   });
 });
 

@@ -9,7 +9,7 @@ import { encodeCommand } from "../../src/fsm/commands.js";
 import { CoordinationStateMachine } from "../../src/fsm/coordination.js";
 import { decodeResult } from "../../src/fsm/results.js";
 import { fsmLimitsDefaults, ttlMsMinFor } from "../../src/fsm/limits.js";
-import { CoordinationService } from "../../src/node/coordination-service.js";
+import { CoordinationService, type CoordinationServiceOptions } from "../../src/node/coordination-service.js";
 import type { NodeError } from "../../src/node/forwarding.js";
 import { RaftNode } from "../../src/node/node.js";
 import { transportLimitsDefault } from "../../src/transport/limits.js";
@@ -33,7 +33,7 @@ afterEach(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-async function startCluster(): Promise<Map<string, Member>> {
+async function startCluster(options: CoordinationServiceOptions = {}): Promise<Map<string, Member>> {
   root = mkdtempSync(join(tmpdir(), "raftlock-coord-"));
   const ports = new Map<string, number>();
   for (const id of ids) ports.set(id, await freePort());
@@ -47,7 +47,7 @@ async function startCluster(): Promise<Map<string, Member>> {
     const fsm = new CoordinationStateMachine({ ...fsmLimitsDefaults, ttlMsMin: ttlMs });
     const logger = pino({ level: "silent" });
     const node = await RaftNode.start(config, logger, fsm);
-    members.set(id, { node, fsm, service: new CoordinationService(node, fsm, logger) });
+    members.set(id, { node, fsm, service: new CoordinationService(node, fsm, logger, undefined, options) });
   }
   await waitFor(() => ids.every((id) => members.get(id)!.node.leader() !== null), 10_000, "a leader everyone knows");
   return members;
@@ -194,6 +194,20 @@ describe("coordination over a real cluster", { timeout: 30_000 }, () => {
     await startCluster();
     await expect(service("n1").acquireLock("x", "o", 5, 0)).rejects.toMatchObject({ code: "ERR", message: expect.stringContaining("ttl-ms must be an integer between") });
     await expect(service("n1").keepalive(424242)).rejects.toMatchObject({ code: "NOSESSION" });
+  });
+
+  it("sessions per client are counted on a follower too, which hears the leader's answer before it applies the open", async () => {
+    await startCluster({ sessionsPerClientMax: 2 });
+    const leaderId = members.get("n1")!.node.leader()!.id;
+    const follower = [...members.entries()].find(([id]) => id !== leaderId)![1].service;
+    const app = "10.0.0.9";
+    await follower.openSession(ttlMs, undefined, app);
+    expect(await follower.acquireLock("orders", "app", ttlMs, 0, undefined, undefined, app)).not.toBeNull();
+    await expect(follower.openSession(ttlMs, undefined, app)).rejects.toMatchObject({ code: "LIMIT" });
+    await expect(follower.acquireLock("billing", "app", ttlMs, 0, undefined, undefined, app)).rejects.toMatchObject({ code: "LIMIT" });
+    // At its quota, a client retrying an acquire of what it holds gets its grant back: that opens nothing.
+    await waitFor(() => members.get(leaderId)!.fsm.appliedIndex <= [...members.values()].map((member) => member.fsm.appliedIndex).reduce((a, b) => Math.min(a, b)), 5_000, "the follower applied the grant");
+    expect(await follower.acquireLock("orders", "app", ttlMs, 0, undefined, undefined, app)).not.toBeNull();
   });
 
   it("a follower forwarding more writes at once than requestsInFlightMaxPerPeer: the excess is refused UNAVAILABLE, never 'outcome unknown'", async () => {
