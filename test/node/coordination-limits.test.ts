@@ -24,9 +24,18 @@ afterEach(async () => {
   stops = [];
 });
 
-async function startNode(options: CoordinationServiceOptions, limits: Partial<FsmLimits> = {}): Promise<{ service: CoordinationService; metrics: NodeMetrics; fsm: CoordinationStateMachine; node: RaftNode }> {
-  const root = mkdtempSync(join(tmpdir(), "raftlock-limits-"));
-  const port = await freePort();
+interface Started {
+  service: CoordinationService;
+  metrics: NodeMetrics;
+  fsm: CoordinationStateMachine;
+  node: RaftNode;
+  /** Stops the node and its service, keeping its data directory. */
+  stop(): Promise<void>;
+}
+
+/** A one-member cluster; `root` reuses the data of an earlier one (a restart). */
+async function startNode(options: CoordinationServiceOptions, limits: Partial<FsmLimits> = {}, root = mkdtempSync(join(tmpdir(), "raftlock-limits-")), port?: number): Promise<Started & { root: string; port: number }> {
+  port ??= await freePort();
   const config = parseStartConfig(
     ["--id", "n1", "--data-dir", join(root, "n1"), "--peer-listen", `127.0.0.1:${port}`, "--peers", `n1=127.0.0.1:${port}`,
       "--election-timeout-min-ms", "300", "--election-timeout-max-ms", String(electionMaxMs), "--heartbeat-interval-ms", "50"],
@@ -37,13 +46,19 @@ async function startNode(options: CoordinationServiceOptions, limits: Partial<Fs
   const metrics = new NodeMetrics();
   const node = await RaftNode.start(config, logger, fsm, metrics);
   const service = new CoordinationService(node, fsm, logger, metrics, options);
-  stops.push(async () => {
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
     service.stop();
     await node.stop();
+  };
+  stops.push(async () => {
+    await stop();
     rmSync(root, { recursive: true, force: true });
   });
   await waitFor(() => node.isLeader(), 10_000, "the single member leads");
-  return { service, metrics, fsm, node };
+  return { service, metrics, fsm, node, stop, root, port };
 }
 
 describe("limits of the coordination service", { timeout: 30_000 }, () => {
@@ -123,11 +138,18 @@ describe("limits of the coordination service", { timeout: 30_000 }, () => {
     expect(await metrics.limitHitCount("locks_per_session")).toBe(2);
   });
 
-  it("the state machine's refusals reach the metric", async () => {
-    const { service, metrics } = await startNode({}, { locksMax: 1 });
-    expect(await service.acquireLock("a", "app", ttlMs, 0)).not.toBeNull();
-    await expect(service.acquireLock("b", "app", ttlMs, 0)).rejects.toMatchObject({ code: "LIMIT", message: "too many locks exist (limit 1); release unused ones and retry" });
-    expect(await metrics.limitHitCount("locks")).toBe(1);
+  it("the state machine's refusals reach the metric, and are not counted again when a restart applies them again", async () => {
+    const first = await startNode({}, { locksMax: 1 });
+    expect(await first.service.acquireLock("a", "app", 60_000, 0)).not.toBeNull();
+    await expect(first.service.acquireLock("b", "app", ttlMs, 0)).rejects.toMatchObject({ code: "LIMIT", message: "too many locks exist (limit 1); release unused ones and retry" });
+    expect(await first.metrics.limitHitCount("locks")).toBe(1);
+    await first.stop();
+    const again = await startNode({}, { locksMax: 1 }, first.root, first.port);
+    await waitFor(() => again.fsm.appliedIndex >= again.node.recoveredCommitIndex, 5_000, "the log applied again, the refused acquire included");
+    expect(again.fsm.lockInfo("a")?.owner).toBe("app");
+    expect(await again.metrics.limitHitCount("locks")).toBe(0);
+    await expect(again.service.acquireLock("b", "app", ttlMs, 0)).rejects.toMatchObject({ code: "LIMIT" });
+    expect(await again.metrics.limitHitCount("locks")).toBe(1);
   });
 });
 
