@@ -1,6 +1,6 @@
-// The CI dependency audit (.ci/audit.mjs) judges `npm audit --json` output: an advisory not named in
-// SECURITY.md fails CI, a named one passes, and a registry that refuses the audit endpoint is reported
-// without failing (SECURITY.md then holds the manual review).
+// The CI dependency audit (.ci/audit.mjs) judges `npm audit --json` output: an advisory not accepted in
+// SECURITY.md (between its audit-accepted markers) fails CI, an accepted one passes, and a registry that
+// refuses the audit endpoint is reported without failing (SECURITY.md then holds the manual review).
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -29,15 +29,15 @@ function audit(report: unknown, security: string): { status: number | null; outp
 }
 
 describe("CI dependency audit", () => {
-  it("fails on an advisory SECURITY.md does not explain, naming it and what to do", () => {
-    const { status, output } = audit(finding, "# Security\n");
+  it("fails on an advisory SECURITY.md does not accept, naming it and what to do, also when the id is mentioned elsewhere", () => {
+    const { status, output } = audit(finding, "# Security\n\n| qs | GHSA-abcd-efgh-ijkl (<6.16.0) | no: fixed below the installed version |\n\n<!-- audit-accepted -->\n<!-- /audit-accepted -->\n");
     expect(status).toBe(1);
     expect(output).toContain("UNEXPLAINED GHSA-abcd-efgh-ijkl high qs: qs arrayLimit bypass");
     expect(output).toContain("update the dependency");
   });
 
-  it("passes once SECURITY.md explains it, and on a clean report", () => {
-    expect(audit(finding, "GHSA-abcd-efgh-ijkl: only with `comma: true`, which express does not use.\n")).toMatchObject({ status: 0 });
+  it("passes once SECURITY.md accepts it, and on a clean report", () => {
+    expect(audit(finding, "<!-- audit-accepted -->\n- GHSA-abcd-efgh-ijkl: only with `comma: true`, which express does not use.\n<!-- /audit-accepted -->\n")).toMatchObject({ status: 0 });
     expect(audit({ auditReportVersion: 2, vulnerabilities: {}, metadata: {} }, "")).toMatchObject({ status: 0, output: expect.stringContaining("0 advisories") });
   });
 
@@ -45,6 +45,11 @@ describe("CI dependency audit", () => {
     const refused = { message: "405 Method Not Allowed - POST https://registry.npmjs.org/-/npm/v1/security/advisories/bulk", statusCode: 405 };
     const { status, output } = audit(refused, "");
     expect(status).toBe(0);
-    expect(output).toContain("did not answer the audit (405 Method Not Allowed");
+    expect(output).toContain("refuses the audit endpoint (405 Method Not Allowed");
+  });
+
+  it("fails when npm audit fails for any other reason (no network, a server error)", () => {
+    expect(audit({ error: { code: "ENOTFOUND", summary: "request to https://registry.npmjs.org failed" } }, "")).toMatchObject({ status: 1, output: expect.stringContaining("npm audit failed") });
+    expect(audit({ message: "503 Service Unavailable", statusCode: 503 }, "")).toMatchObject({ status: 1 });
   });
 });
