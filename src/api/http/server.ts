@@ -177,7 +177,10 @@ export function createHttpApp(
       return;
     }
     if (error instanceof CoordinationError) {
-      response.status(statusOfCoordinationCode[error.code] ?? 400).json({ error: { code: error.code, message: error.message } });
+      const status = statusOfCoordinationCode[error.code] ?? 400;
+      // A full limit (LIMIT) frees up as clients finish: say when to try again, as for every 503.
+      if (status === 503) response.set("Retry-After", String(retryAfterSeconds));
+      response.status(status).json({ error: { code: error.code, message: error.message } });
       return;
     }
     if (error instanceof NodeError) {

@@ -17,7 +17,7 @@ import { attachWatchSocket, watchMessageBytesMax, type WatchSocketOptions } from
 import { CoordinationStateMachine } from "../../../src/fsm/coordination.js";
 import type { LimitName } from "../../../src/limit-hits.js";
 import { NodeMetrics } from "../../../src/metrics.js";
-import type { CoordinationService } from "../../../src/node/coordination-service.js";
+import { CoordinationError, type CoordinationService } from "../../../src/node/coordination-service.js";
 import type { RaftNode } from "../../../src/node/node.js";
 import { ReloadableTls } from "../../../src/tls.js";
 import { TestCa } from "../../support/certs.js";
@@ -51,6 +51,8 @@ interface StartOptions {
   readonly watchStreamsMax?: number;
   readonly watch?: WatchSocketOptions;
   readonly tls?: ReloadableTls;
+  /** The coordination service the routes call (a stand-in that refuses, for the error mapping). */
+  readonly service?: CoordinationService;
 }
 
 const servers: Server[] = [];
@@ -71,7 +73,7 @@ async function start(options: StartOptions = {}): Promise<Listener> {
     metrics.limitHit(limit);
   };
   const fsm = new CoordinationStateMachine();
-  const app = createHttpApp(node, logger, { service, fsm }, undefined, metrics, options.watchStreamsMax === undefined ? {} : { watchStreamsMax: options.watchStreamsMax });
+  const app = createHttpApp(node, logger, { service: options.service ?? service, fsm }, undefined, metrics, options.watchStreamsMax === undefined ? {} : { watchStreamsMax: options.watchStreamsMax });
   const logLines: Record<string, unknown>[] = [];
   const refusalLogger = pino({ level: "warn" }, { write: (line: string) => void logLines.push(JSON.parse(line) as Record<string, unknown>) });
   const server = await listenHttp(app, { host: "127.0.0.1", port: 0 }, options.tls, { limitHits, logger: refusalLogger, ...(options.connectionsMax === undefined ? {} : { connectionsMax: options.connectionsMax }) });
@@ -254,6 +256,18 @@ describe("http_body_bytes", () => {
     });
     expect(await listener.metrics.limitHitCount("http_body_bytes")).toBe(1);
     expect((await send(listener.port, "/healthz")).status).toBe(200);
+  });
+});
+
+describe("coordination limits over HTTP", () => {
+  it("a LIMIT refusal is 503 with Retry-After and the service's message", async () => {
+    const message = "client 127.0.0.1 already has 2 sessions and lock leases open through this node (limit 2, sessionsPerClientMax); close or release unused ones and retry";
+    const refusing = { openSession: () => Promise.reject(new CoordinationError("LIMIT", message)) } as unknown as CoordinationService;
+    const listener = await start({ service: refusing });
+    const refused = await send(listener.port, "/v1/sessions", { method: "POST", body: JSON.stringify({ ttlMs: 10_000 }) });
+    expect(refused.status).toBe(503);
+    expect(refused.headers["retry-after"]).toBe("1");
+    expect(errorOf(refused)).toEqual({ code: "LIMIT", message });
   });
 });
 
