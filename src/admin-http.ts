@@ -25,8 +25,11 @@ export interface AdminReply {
   readonly text: string;
 }
 
-/** Sends one request to `url` (`http:` or `https:`) and reads the whole answer; rejects on a network or TLS failure. */
-export function sendAdminRequest(url: URL, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number, tls: AdminTls | undefined): Promise<AdminReply> {
+/**
+ * Sends one request to `url` (`http:` or `https:`) and reads the whole answer; rejects on a network or TLS
+ * failure, and with `signal`'s reason when it is aborted first.
+ */
+export function sendAdminRequest(url: URL, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number, tls: AdminTls | undefined, signal?: AbortSignal): Promise<AdminReply> {
   return new Promise((resolve, reject) => {
     const options = { method, headers: { ...headers, ...(body === undefined ? {} : { "content-length": String(Buffer.byteLength(body)) }) } };
     const onResponse = (response: IncomingMessage): void => {
@@ -42,7 +45,13 @@ export function sendAdminRequest(url: URL, method: string, headers: Record<strin
     };
     const request = url.protocol === "https:" ? httpsRequest(url, { ...options, ...tls }, onResponse) : httpRequest(url, options, onResponse);
     const timer = setTimeout(() => request.destroy(new AdminTimeoutError(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    request.on("close", () => clearTimeout(timer));
+    const abort = (): void => void request.destroy(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
+    signal?.addEventListener("abort", abort, { once: true });
+    if (signal?.aborted === true) abort();
+    request.on("close", () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", abort);
+    });
     request.on("error", reject);
     request.end(body);
   });

@@ -51,15 +51,16 @@ async function requestMembership(config: NodeConfig, logger: Logger, signal: Abo
   while (!signal.aborted) {
     for (const target of config.join) {
       try {
-        const response = await sendAdminRequest(new URL(`${target}/v1/members`), "POST", headers, body, joinRequestTimeoutMs, tls);
-        if (signal.aborted) return null;
-        const reply = JSON.parse(response.text) as Membership & { error?: { code: string; message: string } };
-        if (response.status >= 200 && response.status < 300) return reply;
+        const response = await sendAdminRequest(new URL(`${target}/v1/members`), "POST", headers, body, joinRequestTimeoutMs, tls, signal);
+        const reply = parseReply(response.text);
+        if (response.status >= 200 && response.status < 300 && Array.isArray(reply.members)) return reply as Membership;
         // Already a voter: a restart of a node whose data was lost. Nothing a retry can fix.
         if (reply.error?.code === "MEMBERSHIP") throw new NodeError("MEMBERSHIP", `${target} refused to add this node: ${reply.error.message}`);
         if (!warned.has(target)) logger.warn({ target, status: response.status, error: reply.error }, "could not join through this member yet; retrying");
       } catch (error) {
-        if (error instanceof NodeError || signal.aborted) throw error;
+        // Stopped while asking: not a failure to join.
+        if (signal.aborted) return null;
+        if (error instanceof NodeError) throw error;
         if (!warned.has(target)) logger.warn({ target, err: (error as Error).message }, "could not reach this member to join; retrying");
       }
       warned.add(target);
@@ -67,6 +68,15 @@ async function requestMembership(config: NodeConfig, logger: Logger, signal: Abo
     await pause(joinRetryDelayMs, signal);
   }
   return null;
+}
+
+/** A member's answer; an empty one when it is not JSON (a proxy's error page): the status then speaks. */
+function parseReply(text: string): Partial<Membership> & { error?: { code: string; message: string } } {
+  try {
+    return JSON.parse(text) as Partial<Membership> & { error?: { code: string; message: string } };
+  } catch {
+    return {};
+  }
 }
 
 /**
