@@ -4,6 +4,7 @@
 
 import { performance } from "node:perf_hooks";
 
+/** Each limit name (the metric's label value) and what it bounds, for the README's table and the code's readers. */
 export const limitDescriptions = {
   // Client connections and requests (src/api/resp/limits.ts, src/api/http/*)
   resp_connections: "RESP client connections at once (`connectionsMax`): one more is answered `-ERR max number of clients reached` and closed",

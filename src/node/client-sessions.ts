@@ -14,6 +14,19 @@ interface ClientEntry {
   opening: number;
 }
 
+/**
+ * Who counts as one client: its IP address, an IPv4 client reaching an IPv6 socket (`::ffff:10.0.0.7`) the
+ * same as on an IPv4 one, so that the RESP and HTTP ports, whatever their address family, share its quota.
+ */
+export function clientKey(address: string): string {
+  return address.startsWith("::ffff:") && address.includes(".") ? address.slice("::ffff:".length) : address;
+}
+
+/**
+ * The sessions and implicit lock leases each client opened through this node and still has, for
+ * `sessionsPerClientMax`: admitted before a request that may open one, settled with what it opened,
+ * forgotten when the session ends here.
+ */
 export class ClientSessions {
   private readonly byClient = new Map<string, ClientEntry>();
   /** Session id → the client that opened it, so that an ended session is forgotten in O(1). */
@@ -28,11 +41,12 @@ export class ClientSessions {
   }
 
   /**
-   * Admits a request of `client` that may open a session (a SESSION.OPEN, or an acquire without one,
+   * Admits a request from the client at `address` that may open a session (a SESSION.OPEN, or an acquire without one,
    * which gets an implicit lease): false when the client's sessions and admitted requests reach the limit.
    * Every admission must be followed by exactly one `settle`.
    */
-  admit(client: string): boolean {
+  admit(address: string): boolean {
+    const client = clientKey(address);
     let entry = this.byClient.get(client);
     if (entry === undefined) {
       entry = { sessions: new Set(), opening: 0 };
@@ -44,7 +58,8 @@ export class ClientSessions {
   }
 
   /** The admitted request was answered: `sessionId` is the session it opened, or null when it opened none. */
-  settle(client: string, sessionId: number | null): void {
+  settle(address: string, sessionId: number | null): void {
+    const client = clientKey(address);
     const entry = this.byClient.get(client);
     assert(entry !== undefined && entry.opening > 0, `settling a request of ${client} that was not admitted`);
     entry.opening--;
@@ -73,8 +88,8 @@ export class ClientSessions {
   }
 
   /** Sessions `client` has open through this node (for tests and diagnostics). */
-  sessionsOf(client: string): number {
-    return this.byClient.get(client)?.sessions.size ?? 0;
+  sessionsOf(address: string): number {
+    return this.byClient.get(clientKey(address))?.sessions.size ?? 0;
   }
 
   private forgetIdle(client: string, entry: ClientEntry): void {
