@@ -81,7 +81,7 @@ async function start(argv: string[]): Promise<void> {
   if (tlsSets.length > 0) process.on("SIGHUP", () => reloadAll(tlsSets, logger));
   const joining = new AbortController();
   if (config.join.length > 0) {
-    joinAndPromote(node, config, logger, joining.signal).catch((error: unknown) => {
+    joinAndPromote(node, config, logger, joining.signal, clientTls).catch((error: unknown) => {
       logger.error({ err: error }, "could not join the cluster; fix the cause and restart this node");
     });
   }

@@ -4,7 +4,7 @@
 
 import { readFileSync } from "node:fs";
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
-import { createSecureContext } from "node:tls";
+import { createSecureContext, type Server as TlsServer } from "node:tls";
 
 /** Largest certificate, key or CA file read: a real PEM chain is a few KiB; a bigger file is a wrong path. */
 export const tlsFileBytesMax = 1 << 20;
@@ -154,6 +154,12 @@ export class ReloadableTls {
       const index = this.listeners.indexOf(listener);
       if (index >= 0) this.listeners.splice(index, 1);
     };
+  }
+
+  /** Has `server` hand reloaded material to its new connections (open ones keep theirs) until it closes. */
+  serveOn(server: TlsServer): void {
+    const stopFollowing = this.onReload((pems) => server.setSecureContext(secureOptions(pems)));
+    server.once("close", stopFollowing);
   }
 
   /** Reads the same files again; on TlsFileError the material in use stays. Returns what is loaded now. */

@@ -330,11 +330,9 @@ function checkId(what: string, value: number | undefined): string | null {
 
 /** Why `command` must be refused before it touches any state, or null when its fields are within bounds. */
 export function validateCommand(command: Command, limits: FsmLimits): CommandRefusal | null {
-  const problems = fieldProblems(command, limits);
-  const first = problems.find((problem) => problem !== null);
+  const first = fieldProblems(command, limits).find((problem) => problem !== null);
   if (first === undefined || first === null) return null;
-  if (typeof first === "string") return { code: "ERR", message: first };
-  return first.limit === undefined ? { code: "ERR", message: first.message } : { code: "ERR", message: first.message, limit: first.limit };
+  return typeof first === "string" ? { code: "ERR", message: first } : { code: "ERR", ...first };
 }
 
 function fieldProblems(command: Command, limits: FsmLimits): (string | FieldProblem | null)[] {

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import { type AdminTls, sendAdminRequest } from "../admin-http.js";
 import { formatAddress, type NodeConfig } from "../config.js";
+import type { ReloadableTls } from "../tls.js";
 import { NodeError } from "./forwarding.js";
 import type { Membership, RaftNode } from "./node.js";
 
@@ -17,10 +18,13 @@ export const joinRequestTimeoutMs = 15_000;
 /** Codes that mean "not yet": the promotion is retried after a pause. */
 const retriedCodes: ReadonlySet<NodeError["code"]> = new Set(["NOTCAUGHTUP", "CHANGEPENDING", "NOLEADER", "LEADERLOST", "TIMEOUT", "NOTCOMMITTED", "UNAVAILABLE"]);
 
-/** Joins the cluster (if this node is not a member yet), then gets itself promoted to voter. */
-export async function joinAndPromote(node: RaftNode, config: NodeConfig, logger: Logger, signal: AbortSignal): Promise<void> {
+/**
+ * Joins the cluster (if this node is not a member yet), then gets itself promoted to voter. `clientTls`:
+ * this node's client-port material, presented to members that require client certificates.
+ */
+export async function joinAndPromote(node: RaftNode, config: NodeConfig, logger: Logger, signal: AbortSignal, clientTls?: ReloadableTls): Promise<void> {
   if (!node.isMember()) {
-    const membership = await requestMembership(config, logger, signal);
+    const membership = await requestMembership(config, logger, signal, clientTls);
     if (membership === null) return;
     node.learnPeers(membership);
     logger.info({ members: membership.members.map((member) => member.id) }, "added to the cluster as a learner");
@@ -42,12 +46,12 @@ export async function joinAndPromote(node: RaftNode, config: NodeConfig, logger:
 }
 
 /** POSTs this node to each `--join` address in turn until one adds it; null when stopped first. */
-async function requestMembership(config: NodeConfig, logger: Logger, signal: AbortSignal): Promise<Membership | null> {
+async function requestMembership(config: NodeConfig, logger: Logger, signal: AbortSignal, clientTls: ReloadableTls | undefined): Promise<Membership | null> {
   const body = JSON.stringify({ id: config.id, address: formatAddress(config.peerAdvertise) });
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (config.authPassword !== undefined) headers.authorization = `Bearer ${config.authPassword}`;
   const warned = new Set<string>();
-  const tls = joinTls(config);
+  const tls = joinTls(config, clientTls);
   while (!signal.aborted) {
     for (const target of config.join) {
       try {
@@ -83,11 +87,12 @@ function parseReply(text: string): Partial<Membership> & { error?: { code: strin
  * How this node checks members' HTTPS certificates (`--join-tls-ca`, else the system's CAs), and the
  * certificate it presents when members require one (`--client-tls-ca`): its own client-port certificate.
  */
-function joinTls(config: NodeConfig): AdminTls | undefined {
+function joinTls(config: NodeConfig, clientTls: ReloadableTls | undefined): AdminTls | undefined {
   if (!config.join.some((target) => target.startsWith("https:"))) return undefined;
+  const identity = clientTls?.current();
   return {
     ...(config.joinTlsCa === undefined ? {} : { ca: readFileSync(config.joinTlsCa) }),
-    ...(config.clientTls === undefined ? {} : { cert: readFileSync(config.clientTls.cert), key: readFileSync(config.clientTls.key) }),
+    ...(identity === undefined ? {} : { cert: identity.cert, key: identity.key }),
   };
 }
 

@@ -4,12 +4,11 @@ import type { Logger } from "pino";
 import { formatAddress, type NodeConfig } from "../config.js";
 import { type ConfigChange, isMember } from "../raft/cluster-config.js";
 import { raftConfigDefaults } from "../raft/config.js";
-import { firstSnapshotAfterEntries } from "./snapshot-schedule.js";
-import type { ReloadableTls } from "../tls.js";
 import { Raft } from "../raft/raft.js";
 import { type ClusterConfig, type Entry, EntryType, type Message, type NodeId, type ProposeResult, type Ready, Role, type Snapshot, type SoftState } from "../raft/types.js";
 import type { NodeMetrics, RaftGauges } from "../metrics.js";
 import { Storage } from "../storage/storage.js";
+import type { ReloadableTls } from "../tls.js";
 import { PeerUnavailableError, RequestLimitError, Transport } from "../transport/transport.js";
 import { assert } from "../util/assert.js";
 import {
@@ -27,6 +26,7 @@ import {
   RequestKind,
 } from "./forwarding.js";
 import { MemberLinks } from "./member-links.js";
+import { firstSnapshotAfterEntries } from "./snapshot-schedule.js";
 import type { StateMachine } from "./state-machine.js";
 
 /** How long a request waits for a leader to be elected before it is refused. */
@@ -168,8 +168,7 @@ export class RaftNode {
     this.lastSoftState = { role: status.role, leaderId: status.leaderId, currentTerm: status.currentTerm };
   }
 
-  /** Opens storage, recovers, joins the peers and starts ticking. */
-  /** Opens storage, recovers, and joins the peer network (over mutual TLS with `peerTls`). */
+  /** Opens storage, recovers, joins the peer network (over mutual TLS with `peerTls`) and starts ticking. */
   static async start(config: NodeConfig, logger: Logger, stateMachine: StateMachine, metrics?: NodeMetrics, peerTls?: ReloadableTls): Promise<RaftNode> {
     const { storage, recovered, repairedTail } = await Storage.open({ dir: config.dataDir });
     if (repairedTail !== null) {

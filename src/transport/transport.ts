@@ -32,7 +32,7 @@ import { type AcceptorIdentity, dialsTo, helloRefusal, welcomeMismatch } from ".
 import { reconnectDelayMs, resolveLimits, type TransportLimits } from "./limits.js";
 import { peerPath, peerProblems, peerUrl, validateOptions } from "./options.js";
 import { createPeerServer, dialTlsOptions, explainDialError, refusedPeerCertificate, TlsRefusals } from "./peer-tls.js";
-import { type ReloadableTls, secureOptions } from "../tls.js";
+import type { ReloadableTls } from "../tls.js";
 import { type LinkContext, PeerLink } from "./peer-link.js";
 
 export { PeerUnavailableError, RemoteHandlerError, RequestError, RequestLimitError, RequestTimeoutError } from "./errors.js";
@@ -86,7 +86,6 @@ export class Transport {
   private readonly identity: AcceptorIdentity;
   private readonly httpServer: Server | HttpsServer;
   private readonly tls: ReloadableTls | undefined;
-  private readonly stopFollowingTls: () => void;
   private readonly wsServer: WebSocketServer;
   private keepaliveTimer: NodeJS.Timeout | null = null;
   private handshakesPending = 0;
@@ -123,8 +122,7 @@ export class Transport {
     });
     new TlsRefusals(this.logger).watch(this.httpServer, this.tls);
     // New handshakes use reloaded certificates; open streams keep the session they were made with.
-    const server = this.httpServer;
-    this.stopFollowingTls = this.tls?.onReload((pems) => (server as HttpsServer).setSecureContext(secureOptions(pems))) ?? (() => undefined);
+    this.tls?.serveOn(this.httpServer as HttpsServer);
     this.wsServer = new WebSocketServer({ noServer: true, maxPayload: limits.frameBytesMax, perMessageDeflate: false, clientTracking: false });
     this.httpServer.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(request, socket, head));
   }
@@ -259,7 +257,6 @@ export class Transport {
   close(): Promise<void> {
     if (this.closing !== null) return this.closing;
     this.closed = true;
-    this.stopFollowingTls();
     if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
     for (const link of this.links.values()) link.shutdown();
     const sockets = [...this.connections];

@@ -11,7 +11,7 @@ import { NodeError } from "../../node/forwarding.js";
 import type { RaftNode } from "../../node/node.js";
 import { ignoreLimitHits, LimitLog, type LimitHitSink, type LimitName } from "../../limit-hits.js";
 import type { NodeMetrics } from "../../metrics.js";
-import { type ReloadableTls, secureOptions, tlsServerOptions } from "../../tls.js";
+import { type ReloadableTls, tlsServerOptions } from "../../tls.js";
 import { httpConnectionsMax, limitConnections } from "./connection-limit.js";
 import { BadRequestError, coordinationRouter, watchStreamsMax } from "./coordination-routes.js";
 import { memberRouter } from "./member-routes.js";
@@ -313,8 +313,7 @@ export function listenHttp(app: express.Express, address: Address, tls?: Reloada
       server = createServer();
     } else {
       const httpsServer = createHttpsServer(tlsServerOptions(tls));
-      const stopFollowing = tls.onReload((pems) => httpsServer.setSecureContext(secureOptions(pems)));
-      httpsServer.once("close", stopFollowing);
+      tls.serveOn(httpsServer);
       server = httpsServer;
     }
     server.on("request", limitConnections(server, tls !== undefined, limit, app));

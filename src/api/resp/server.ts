@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import type { Address } from "../../config.js";
 import { ignoreLimitHits, LimitLog, type LimitHitSink } from "../../limit-hits.js";
 import type { NodeMetrics } from "../../metrics.js";
-import { type ReloadableTls, secureOptions, tlsServerOptions } from "../../tls.js";
+import { type ReloadableTls, tlsServerOptions } from "../../tls.js";
 import { assert } from "../../util/assert.js";
 import { AuthFailureLimiter, type AuthLimits, authLimitsDefault, ClientCredentials } from "../auth.js";
 import { type CommandContext, type CommandTable, type RespServerInfo, validateCommandTable } from "./command-table.js";
@@ -107,8 +107,7 @@ export class RespServer implements RespServerInfo {
         // Debug only: any client that can reach the port could otherwise fill the log.
         server.logger.debug({ remote: socket.remoteAddress, reason: error.message }, "refused a RESP connection: TLS handshake failed");
       });
-      const stopFollowing = tls.onReload((pems) => (netServer as ReturnType<typeof createTlsServer>).setSecureContext(secureOptions(pems)));
-      netServer.once("close", stopFollowing);
+      tls.serveOn(netServer as ReturnType<typeof createTlsServer>);
     }
     await new Promise<void>((resolve, reject) => {
       netServer.once("error", reject);
