@@ -17,6 +17,7 @@
 // the members, and those with lower ids dial it. Their number is bounded by `linksMax`.
 
 import { createHash, timingSafeEqual } from "node:crypto";
+import { idLengthMax, idRule, isValidId } from "../config.js";
 import type { LimitName } from "../limit-hits.js";
 import type { HelloFrame, WelcomeFrame } from "./codec.js";
 
@@ -65,6 +66,10 @@ export function helloRefusal(hello: HelloFrame, self: AcceptorIdentity, links: A
   if (!clusterTokensMatch(self.clusterToken, hello.clusterToken)) return mismatch("cluster token mismatch");
   if (hello.clusterId !== self.clusterId) return mismatch(`cluster id mismatch: dialer is in "${hello.clusterId}", this node in "${self.clusterId}"`);
   if (hello.toNodeId !== self.nodeId) return mismatch(`dialed node "${hello.toNodeId}" but reached "${self.nodeId}"; check the --peers addresses`);
+  // An authenticated dialer still gets a link under the id it claims, which then names it in logs, metrics
+  // and membership: it must be an id a node could have been started with, and not this node's own.
+  if (!isValidId(hello.fromNodeId)) return mismatch(`dialer's node id ${JSON.stringify(hello.fromNodeId.slice(0, idLengthMax))} is not a node id: ${idRule}`);
+  if (hello.fromNodeId === self.nodeId) return mismatch(`dialer claims this node's own id "${self.nodeId}"; two nodes were started with the same --id`);
   if (!dialsTo(hello.fromNodeId, self.nodeId) && links.dialable.has(hello.fromNodeId)) {
     return mismatch(`wrong dial direction: "${self.nodeId}" dials "${hello.fromNodeId}", not the other way`);
   }

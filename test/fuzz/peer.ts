@@ -18,6 +18,8 @@ import { WebSocket } from "ws";
 import { EntryType, type Entry, type Message, type SnapshotMeta } from "../../src/raft/types.js";
 import { CodecError, decodeFrame, encodeFrame, type Frame, ResponseStatus } from "../../src/transport/codec.js";
 import { CloseCode } from "../../src/transport/connection.js";
+import { isValidId } from "../../src/config.js";
+import { dialsTo } from "../../src/transport/handshake.js";
 import { transportLimitsDefault } from "../../src/transport/limits.js";
 import { peerPath, Transport, type TransportLimits } from "../../src/transport/transport.js";
 import { hostileBytes } from "./mutate.js";
@@ -138,6 +140,8 @@ const clusterToken = "fuzz-token";
 const fuzzPeerId = "n0";
 const nodeId = "n1";
 const goodPeerId = "n2";
+/** The peers the node under test is started with: it has their addresses. */
+const configuredPeerIds: readonly string[] = [fuzzPeerId, goodPeerId];
 
 const liveLimits: Partial<TransportLimits> = {
   frameBytesMax: 64 << 10,
@@ -356,16 +360,19 @@ export const peerLinkPart: FuzzPart = {
     };
     try {
       const property = fc.asyncProperty(peerRunInputArb, async ({ frames, firstFrame }) => {
-        // A damaged hello on a fresh connection: accepted only when it still names this cluster, this
-        // node and a dialer below it, with the token (an authenticated dialer the node was not told
-        // about is accepted too: a joining node is dialed by members it does not know yet).
+        // A damaged hello on a fresh connection: accepted only when it still has the token, names this
+        // cluster and this node, and a dialer with a valid id of its own that dials this node: one below
+        // it, or one the node has no address for (a joining node is dialed by members it does not know
+        // yet; a member that missed a joiner is dialed by it in reverse), while there is room for a link.
         {
           const stranger = await RawPeer.connect(port);
           stranger.send(firstFrame);
           const decoded = decodeOrNull(firstFrame, frameBytesMax);
           const peerIds = cluster.node.peerIds();
           const acceptable = decoded?.kind === "hello" && decoded.clusterToken === clusterToken && decoded.clusterId === clusterId &&
-            decoded.toNodeId === nodeId && decoded.fromNodeId < nodeId && (peerIds.includes(decoded.fromNodeId) || peerIds.length < linksMax);
+            decoded.toNodeId === nodeId && isValidId(decoded.fromNodeId) && decoded.fromNodeId !== nodeId &&
+            (dialsTo(decoded.fromNodeId, nodeId) || !configuredPeerIds.includes(decoded.fromNodeId)) &&
+            (peerIds.includes(decoded.fromNodeId) || peerIds.length < linksMax);
           await waitFor("an answer to a first frame", () => stranger.welcomed || stranger.closeEvent !== null);
           if (stranger.welcomed !== acceptable) throw new Error(`first frame ${hexPreview(firstFrame)} (${JSON.stringify(decoded)}) was ${stranger.welcomed ? "accepted" : "refused"}`);
           stats.add(acceptable ? "first frames accepted (a hello with the token)" : "first frames refused");

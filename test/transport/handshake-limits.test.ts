@@ -57,6 +57,17 @@ describe("dialers this node was not told about", () => {
     expect(helloRefusal(hello("n9"), self, { peerIds: new Set(), linksMax: 2, dialable: none })).toBeNull();
     expect(helloRefusal(hello("n9"), self, { peerIds: new Set(["n9"]), linksMax: 2, dialable: none })).toBeNull();
   });
+
+  it("are refused when the id they claim is not a node id, or is this node's own", () => {
+    const links = { peerIds: new Set<string>(), linksMax: 2, dialable: none };
+    for (const fromNodeId of ["", "~0", "-n1", "n 1", "n\u0000", "x".repeat(65)]) {
+      expect(helloRefusal(hello(fromNodeId), self, links)).toEqual({ reason: expect.stringMatching(/^dialer's node id .* is not a node id: 1-64 letters/), limit: null });
+    }
+    expect(helloRefusal(hello("n5"), self, links)).toEqual({
+      reason: 'dialer claims this node\'s own id "n5"; two nodes were started with the same --id',
+      limit: null,
+    });
+  });
 });
 
 describe("limits", () => {
