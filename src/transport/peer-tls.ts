@@ -33,12 +33,16 @@ export function dialTlsOptions(tls: ReloadableTls): ConnectionOptions {
   };
 }
 
-/** The peer port's server: HTTPS requiring a client certificate with `tls`, else plain HTTP. */
-export function createPeerServer(tls: ReloadableTls | undefined, handler: RequestListener): HttpServer | HttpsServer {
+/**
+ * The peer port's server: HTTPS requiring a client certificate with `tls`, else plain HTTP. A TLS
+ * handshake gets `handshakeTimeoutMs` (Node's default is 120 s): it comes before the peer handshake's own
+ * timer and pending count start, so a silent socket is bounded only by this.
+ */
+export function createPeerServer(tls: ReloadableTls | undefined, handshakeTimeoutMs: number, handler: RequestListener): HttpServer | HttpsServer {
   if (tls === undefined) return createHttpServer(handler);
   // rejectUnauthorized is false so that a refused peer reaches refusedPeerCertificate and is logged with the
   // reason; Node would otherwise drop it without a word. The upgrade handler refuses it in any case.
-  return createHttpsServer({ ...secureOptions(tls.current()), requestCert: true, rejectUnauthorized: false }, handler);
+  return createHttpsServer({ ...secureOptions(tls.current()), requestCert: true, rejectUnauthorized: false, handshakeTimeout: handshakeTimeoutMs }, handler);
 }
 
 /** Why an accepted socket may not carry a peer stream, or null when its certificate chains to the CA. */

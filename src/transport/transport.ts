@@ -117,7 +117,7 @@ export class Transport {
     this.linkContext = this.createLinkContext();
     for (const peerId of this.addresses.keys()) this.links.set(peerId, new PeerLink(peerId, this.linkContext));
     this.tls = options.tls;
-    this.httpServer = createPeerServer(this.tls, (_request, response) => {
+    this.httpServer = createPeerServer(this.tls, limits.handshakeTimeoutMs, (_request, response) => {
       response.writeHead(426, { "content-type": "text/plain" }).end("raftlock peer port: WebSocket connections only\n");
     });
     new TlsRefusals(this.logger).watch(this.httpServer, this.tls);

@@ -3,6 +3,7 @@
 // and the logs say why; a reload changes the certificate new connections see.
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { connect as netConnect } from "node:net";
 import { join } from "node:path";
 import { connect, type PeerCertificate } from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -98,6 +99,22 @@ describe("peer streams over mutual TLS", () => {
     await waitFor("n1 logs the failed dial", () => nodes[0]!.logsMatching(/cannot reach peer/).length > 0);
     expect(reasonsOf(nodes[0]!, /cannot reach peer/)[0]).toMatch(/does not speak TLS/);
     expect(nodes[0]!.live.connectedPeers()).toEqual([]);
+  });
+
+  it("a socket that never finishes its TLS handshake is closed after handshakeTimeoutMs", async () => {
+    const handshakeTimeoutMs = 300;
+    nodes = await testCluster([{ id: "n1", tls: material(nodeCert, ca), limits: { handshakeTimeoutMs } }]);
+    await nodes[0]!.start();
+    const silent = netConnect({ host: "127.0.0.1", port: nodes[0]!.port });
+    let closed = false;
+    silent.once("close", () => (closed = true));
+    silent.on("error", () => {});
+    try {
+      // Node's own default would hold it for 120 s, before the peer handshake's timer even starts.
+      await waitFor("the node to close the silent socket", () => closed, handshakeTimeoutMs + 3_000);
+    } finally {
+      silent.destroy();
+    }
   });
 
   it("after a reload the peer port presents the new certificate to new connections, and streams still connect", async () => {
