@@ -66,6 +66,15 @@ export const transportLimitsDefault: TransportLimits = {
   closeTimeoutMs: 1_000,
 };
 
+/**
+ * Sockets the peer port holds at once, a hard ceiling past which a new socket is closed as it is accepted:
+ * a stream per link plus a replaced one not yet closed, and twice the handshakes the transport counts, for
+ * sockets still in their TLS handshake or upgrade request (which it cannot count yet).
+ */
+export function peerSocketsMax(limits: TransportLimits): number {
+  return 2 * (limits.linksMax + limits.handshakesPendingMax);
+}
+
 /** The defaults with `overrides` applied; throws an Error naming the first inconsistent limit. */
 export function resolveLimits(overrides: Partial<TransportLimits> = {}): TransportLimits {
   const limits: TransportLimits = { ...transportLimitsDefault, ...overrides };

@@ -33,16 +33,31 @@ export function dialTlsOptions(tls: ReloadableTls): ConnectionOptions {
   };
 }
 
+/** Most time between Node's checks of sockets that have not sent their upgrade request in time (its default is 30 s). */
+const upgradeCheckIntervalMsMax = 1_000;
+
 /**
- * The peer port's server: HTTPS requiring a client certificate with `tls`, else plain HTTP. A TLS
- * handshake gets `handshakeTimeoutMs` (Node's default is 120 s): it comes before the peer handshake's own
- * timer and pending count start, so a silent socket is bounded only by this.
+ * The peer port's server: HTTPS requiring a client certificate with `tls`, else plain HTTP. The TLS
+ * handshake and the upgrade request each get `handshakeTimeoutMs` (Node's defaults are 120 s and 60 s):
+ * both come before the peer handshake's own timer and pending count start, so a silent socket is bounded
+ * only by these.
  */
 export function createPeerServer(tls: ReloadableTls | undefined, handshakeTimeoutMs: number, handler: RequestListener): HttpServer | HttpsServer {
-  if (tls === undefined) return createHttpServer(handler);
+  const upgradeTimeouts = {
+    headersTimeout: handshakeTimeoutMs,
+    requestTimeout: handshakeTimeoutMs,
+    connectionsCheckingInterval: Math.min(handshakeTimeoutMs, upgradeCheckIntervalMsMax),
+  };
   // rejectUnauthorized is false so that a refused peer reaches refusedPeerCertificate and is logged with the
   // reason; Node would otherwise drop it without a word. The upgrade handler refuses it in any case.
-  return createHttpsServer({ ...secureOptions(tls.current()), requestCert: true, rejectUnauthorized: false, handshakeTimeout: handshakeTimeoutMs }, handler);
+  const server =
+    tls === undefined
+      ? createHttpServer(upgradeTimeouts, handler)
+      : createHttpsServer({ ...secureOptions(tls.current()), requestCert: true, rejectUnauthorized: false, handshakeTimeout: handshakeTimeoutMs, ...upgradeTimeouts }, handler);
+  // The two timeouts above start at a request's first byte: a socket that sends nothing is closed once
+  // idle this long. ws clears the idle timeout of a socket it upgrades, so open streams are not affected.
+  server.setTimeout(handshakeTimeoutMs);
+  return server;
 }
 
 /** Why an accepted socket may not carry a peer stream, or null when its certificate chains to the CA. */

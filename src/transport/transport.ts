@@ -29,7 +29,7 @@ import { CodecError, decodeFrame, encodeFrame, type Frame, reasonBytesMax, trunc
 import { CloseCode, closeReasonBytesMax, type ConnectionState, PeerConnection } from "./connection.js";
 import { PeerUnavailableError } from "./errors.js";
 import { type AcceptorIdentity, dialsTo, helloRefusal, welcomeMismatch } from "./handshake.js";
-import { reconnectDelayMs, resolveLimits, type TransportLimits } from "./limits.js";
+import { peerSocketsMax, reconnectDelayMs, resolveLimits, type TransportLimits } from "./limits.js";
 import { peerPath, peerProblems, peerUrl, validateOptions } from "./options.js";
 import { createPeerServer, dialTlsOptions, explainDialError, refusedPeerCertificate, TlsRefusals } from "./peer-tls.js";
 import type { ReloadableTls } from "../tls.js";
@@ -119,6 +119,12 @@ export class Transport {
     this.tls = options.tls;
     this.httpServer = createPeerServer(this.tls, limits.handshakeTimeoutMs, (_request, response) => {
       response.writeHead(426, { "content-type": "text/plain" }).end("raftlock peer port: WebSocket connections only\n");
+    });
+    // Sockets before their upgrade (in the TLS handshake, or yet to send the request) are not in
+    // handshakesPending; this bounds them together with everything else.
+    this.httpServer.maxConnections = peerSocketsMax(limits);
+    this.httpServer.on("drop", (socket?: { remoteAddress?: string; remotePort?: number }) => {
+      this.noteHandshakeOverflow(`${socket?.remoteAddress ?? "?"}:${socket?.remotePort ?? "?"}`);
     });
     new TlsRefusals(this.logger).watch(this.httpServer, this.tls);
     // New handshakes use reloaded certificates; open streams keep the session they were made with.

@@ -1,17 +1,21 @@
-import type { Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { WebSocket } from "ws";
 import type { LimitName } from "../../src/limit-hits.js";
 import { encodeMessages, FrameType, wireVersion } from "../../src/transport/codec.js";
-import { append, freePort, RawPeer, startAll, stopAll, type TestNode, testCluster, waitConnected, waitFor } from "./helpers.js";
+import { peerSocketsMax, transportLimitsDefault } from "../../src/transport/limits.js";
+import { append, freePort, holdsFor, RawPeer, startAll, stopAll, type TestNode, testCluster, waitConnected, waitFor } from "./helpers.js";
 
 let nodes: TestNode[] = [];
 let raws: RawPeer[] = [];
+let sockets: Socket[] = [];
 
 afterEach(async () => {
   vi.restoreAllMocks();
   for (const raw of raws) raw.terminate();
   raws = [];
+  for (const socket of sockets) socket.destroy();
+  sockets = [];
   await stopAll(nodes);
   nodes = [];
 });
@@ -189,4 +193,42 @@ describe("a misbehaving peer", () => {
     expect(n3!.limitHits).toEqual(Array<LimitName>(refusals).fill("peer_handshakes_pending"));
     expect(n3!.live.connectedPeers()).toEqual(["n1", "n2"]);
   });
+
+  it("a socket that never sends its upgrade request is closed after handshakeTimeoutMs, and open streams outlive that timeout", async () => {
+    const handshakeTimeoutMs = 300;
+    const [, , n3] = await clusterWithImpostor({ handshakeTimeoutMs });
+    const silent = await silentSocket(n3!.port);
+    // Node's own default would hold it for 60 s, before the transport's handshake timer even starts.
+    await waitFor("n3 to close the silent socket", () => silent.closed, handshakeTimeoutMs + 3_000);
+    await holdsFor("n3's streams from n1 and n2 stay open", () => n3!.live.connectedPeers().length === 2, 3 * handshakeTimeoutMs);
+  });
+
+  it("past peerSocketsMax a new socket is closed as it is accepted, and counted", async () => {
+    const limits = { linksMax: 3, handshakesPendingMax: 2 };
+    const [, , n3] = await clusterWithImpostor(limits);
+    // n1 and n2 each hold one stream to n3, so that many fewer silent sockets fit under the ceiling.
+    const room = peerSocketsMax({ ...transportLimitsDefault, ...limits }) - 2;
+    const held = [];
+    for (let socket = 0; socket < room; socket++) held.push(await silentSocket(n3!.port));
+    const refused = await silentSocket(n3!.port);
+    try {
+      await waitFor("n3 to close the socket past the ceiling", () => refused.closed);
+      expect(n3!.limitHits).toEqual(["peer_handshakes_pending"]);
+      expect(held.every((socket) => !socket.closed)).toBe(true);
+      expect(n3!.live.connectedPeers()).toEqual(["n1", "n2"]);
+    } finally {
+      for (const socket of [...held, refused]) socket.socket.destroy();
+    }
+  });
 });
+
+/** A TCP connection to `port` that sends nothing; `closed` turns true when the node closes it. */
+async function silentSocket(port: number): Promise<{ socket: Socket; closed: boolean }> {
+  const socket = connect({ host: "127.0.0.1", port });
+  const silent = { socket, closed: false };
+  socket.once("close", () => (silent.closed = true));
+  socket.on("error", () => {});
+  await new Promise((resolve) => socket.once("connect", resolve));
+  sockets.push(socket);
+  return silent;
+}
