@@ -2,10 +2,8 @@
 // pace. A closed-loop client whose request is stuck behind a fault (a proposal forwarded to a leader that
 // no longer answers waits for the node's commit timeout) starts nothing else meanwhile, so the closed
 // loop shows what connected clients see; the fresh cycles show when the cluster takes a new one again.
-import { errorCode, type LoadClient, openClient, type WorkloadSpec } from "./workloads.js";
+import { errorBackoffMs, errorCode, type LoadClient, openClient, type WorkloadSpec } from "./workloads.js";
 
-/** Pause after a failed cycle, as the load generator's clients do. */
-const errorBackoffMs = 10;
 /** One fresh cycle begins this often: fine against a 1-2 s election timeout, light against the load. */
 const freshCycleIntervalMs = 50;
 /** Fresh cycles in flight at once; with more stuck, none begins until one ends (a 10 s commit timeout holds 200). */

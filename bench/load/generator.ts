@@ -4,10 +4,8 @@
 import { performance } from "node:perf_hooks";
 import { LatencyHistogram } from "../latency-histogram.js";
 import type { FromGenerator, GeneratorResult, ToGenerator } from "./messages.js";
-import { errorCode, type LoadClient, openClient, type WorkloadSpec } from "./workloads.js";
+import { errorBackoffMs, errorCode, type LoadClient, openClient, type WorkloadSpec } from "./workloads.js";
 
-/** Pause after a failed operation: keeps a client that sees NOLEADER from spinning (no retry storm). */
-const errorBackoffMs = 10;
 /** Clients connected at once while preparing: a burst of 256 connects is fine, thousands are not needed. */
 const connectBatchMax = 64;
 

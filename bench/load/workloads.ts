@@ -50,6 +50,9 @@ export interface LoadClient {
   close(): Promise<void>;
 }
 
+/** Pause after a failed operation: keeps a client that sees NOLEADER from spinning (no retry storm). */
+export const errorBackoffMs = 10;
+
 /** Locks `resp-acquire-only` spreads over: redis-benchmark's `-r 1000` draws from the same 1000 names. */
 export const acquireOnlyLocks = 1000;
 

@@ -248,7 +248,7 @@ function fieldOf(value: Value, keys: readonly string[], pipeline: string): Value
 }
 
 /** Go templates' truth: false, 0, nil and empty strings, lists and maps are false. */
-export function truthy(value: Value): boolean {
+function truthy(value: Value): boolean {
   if (value === undefined || value === null || value === false || value === "" || value === 0 || value === 0n) return false;
   if (Array.isArray(value)) return value.length > 0;
   if (isRecord(value)) return Object.keys(value).length > 0;
@@ -305,8 +305,6 @@ const functions: Record<string, (...args: Value[]) => Value> = {
   lt: (a, b) => numeric(a) < numeric(b),
   int: (value) => toInteger(value),
   int64: (value) => toInteger(value),
-  add: (a, b) => toInteger(a) + toInteger(b),
-  sub: (a, b) => toInteger(a) - toInteger(b),
   div: (a, b) => toInteger(a) / toInteger(b),
   printf: (format, ...args) => printf(String(format), ...args),
   default: (fallback, value) => (truthy(value) ? value : fallback),
@@ -317,7 +315,6 @@ const functions: Record<string, (...args: Value[]) => Value> = {
   trimSuffix: (suffix, value) => (String(value).endsWith(String(suffix)) ? String(value).slice(0, -String(suffix).length) : String(value)),
   toYaml: (value) => toYamlText(value, { lineWidth: 0 }).replace(/\n$/, ""),
   nindent: (width, text) => `\n${indentLines(String(text), Number(toInteger(width)))}`,
-  indent: (width, text) => indentLines(String(text), Number(toInteger(width))),
 };
 
 function indentLines(text: string, width: number): string {

@@ -1,6 +1,7 @@
-// Reading Kubernetes manifests and Helm templates in tests: the few object shapes the checks touch,
-// Kubernetes' $(VAR) expansion in container args, and a substitution of the chart's simple template
-// expressions (Helm itself is not installed here).
+// Reading Kubernetes manifests and the Helm chart in tests: the few object shapes the checks touch,
+// deploy/ as on disk or as `kubectl kustomize` renders it, the chart rendered with values by
+// helm-template.ts (Helm itself is not installed here), Kubernetes' $(VAR) expansion and env in
+// containers, and Secret volumes written out as files the node can read.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -23,7 +24,6 @@ export interface EnvVar {
 export interface Probe {
   httpGet?: { path: string; port: string | number; scheme?: "HTTP" | "HTTPS" };
   exec?: { command: string[] };
-  tcpSocket?: { port: string | number };
   timeoutSeconds?: number;
 }
 

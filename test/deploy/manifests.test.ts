@@ -294,6 +294,16 @@ describe("helm/raftlock", () => {
     strangerSecret = secretOf(stranger, await stranger.issue("stranger", "02"));
   }, 60_000);
 
+  /** The chart rendered with `overrides` and Secret `secretName` holding tlsSecret; checks that its Secrets reach the node as files. */
+  const renderWithTls = (overrides: unknown, secretName: string) => {
+    const manifests = render(overrides);
+    const secrets: ClusterSecrets = { ...secretsOf(manifests), [secretName]: tlsSecret };
+    const pod = podOf(manifests);
+    const raftlock = raftlockContainer(pod);
+    expectSecretsAsFiles(pod, raftlock, secrets);
+    return { manifests, secrets, pod, raftlock };
+  };
+
   it("describes every value in values.schema.json with the subset of JSON Schema checked here", () => {
     expect(schema.$schema).toBe("http://json-schema.org/draft-07/schema#");
     expect(unsupportedKeywords(schema)).toEqual([]);
@@ -491,11 +501,7 @@ describe("helm/raftlock", () => {
   });
 
   it("with tls.peer, mounts the TLS Secret and gives the node its certificate, key and CA for peers", () => {
-    const manifests = render({ tls: { peer: { enabled: true, secretName: "locks-peer-tls" } } });
-    const secrets = { ...secretsOf(manifests), "locks-peer-tls": tlsSecret };
-    const pod = podOf(manifests);
-    const raftlock = raftlockContainer(pod);
-    expectSecretsAsFiles(pod, raftlock, secrets);
+    const { manifests, secrets, pod, raftlock } = renderWithTls({ tls: { peer: { enabled: true, secretName: "locks-peer-tls" } } }, "locks-peer-tls");
     const args = raftlock.args!;
     expect(flagsOf(args).filter((flag) => flag.includes("tls"))).toEqual(["peer-tls-cert", "peer-tls-key", "peer-tls-ca"]);
     expect([flagValue(args, "peer-tls-cert"), flagValue(args, "peer-tls-key"), flagValue(args, "peer-tls-ca")]).toEqual([
@@ -514,11 +520,7 @@ describe("helm/raftlock", () => {
   });
 
   it("with tls.client, serves HTTPS: probes with scheme HTTPS, joins over https with --join-tls-ca, scrapes https", () => {
-    const manifests = render({ tls: { client: { enabled: true, secretName: "locks-client-tls" } } });
-    const secrets = { ...secretsOf(manifests), "locks-client-tls": tlsSecret };
-    const pod = podOf(manifests);
-    const raftlock = raftlockContainer(pod);
-    expectSecretsAsFiles(pod, raftlock, secrets);
+    const { manifests, secrets, pod, raftlock } = renderWithTls({ tls: { client: { enabled: true, secretName: "locks-client-tls" } } }, "locks-client-tls");
     const args = raftlock.args!;
     expect(flagsOf(args).filter((flag) => flag.includes("tls"))).toEqual(["client-tls-cert", "client-tls-key", "join-tls-ca"]);
     expect(flagValue(args, "join-tls-ca")).toBe("/etc/raftlock/client-tls/ca.crt");
@@ -542,11 +544,7 @@ describe("helm/raftlock", () => {
     afterAll(() => server?.close());
 
     it("asks clients for certificates of the Secret's CA, and refuses to render without client TLS", () => {
-      const manifests = render({ tls: { client: { enabled: true, secretName: "locks-client-tls", requireClientCertificates: true } } });
-      const secrets = { ...secretsOf(manifests), "locks-client-tls": tlsSecret };
-      const pod = podOf(manifests);
-      const raftlock = raftlockContainer(pod);
-      expectSecretsAsFiles(pod, raftlock, secrets);
+      const { secrets, pod, raftlock } = renderWithTls({ tls: { client: { enabled: true, secretName: "locks-client-tls", requireClientCertificates: true } } }, "locks-client-tls");
       expect(flagValue(raftlock.args!, "client-tls-ca")).toBe("/etc/raftlock/client-tls/ca.crt");
       expect(nodeConfigIn(pod, raftlock, "locks-raftlock-0", secrets).clientTls?.ca).toMatch(/\/etc\/raftlock\/client-tls\/ca\.crt$/);
       const env = containerEnvironment(raftlock, { name: "locks-raftlock-0", namespace: "prod" }, {});
