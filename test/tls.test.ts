@@ -1,17 +1,16 @@
 // TLS material from files (src/tls.ts): what a bad file is told as, and reloads that keep the old
 // material when the new files cannot be used.
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { genericCommands } from "../src/api/resp/generic-commands.js";
 import { respHandshakesPendingMax, RespServer } from "../src/api/resp/server.js";
 import { NodeMetrics } from "../src/metrics.js";
 import { readTlsFiles, ReloadableTls, reloadAll, TlsFileError } from "../src/tls.js";
-import { type CertFiles, TestCa } from "./support/certs.js";
+import { type CertFiles, TestCa, useCertificateDir } from "./support/certs.js";
 import { waitFor } from "./e2e/harness.js";
 
 let dir: string;
@@ -19,13 +18,12 @@ let ca: TestCa;
 let first: CertFiles;
 let second: CertFiles;
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "raftlock-tls-files-"));
+useCertificateDir("raftlock-tls-files-", async (made) => {
+  dir = made;
   ca = await TestCa.create(dir, "ca");
   first = await ca.issue("first", "11");
   second = await ca.issue("second", "12");
-}, 30_000);
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+});
 
 function failure(files: { cert: string; key: string; ca: string | undefined }): TlsFileError {
   try {

@@ -2,7 +2,7 @@
 // sends, the call fails with a CONNECTION error and the application's process goes on.
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { RespConnection } from "../../src/client/connection.js";
+import { RespConnection, replyBytesMax } from "../../src/client/connection.js";
 
 let server: Server | null = null;
 
@@ -39,10 +39,10 @@ describe("client connection against a hostile server", () => {
   it("a reply longer than the limit is not buffered without bound", async () => {
     const chunk = Buffer.alloc(1 << 20, 0x61);
     const port = await hostileServer((socket) => {
-      socket.write(`$${2 * (64 << 20)}\r\n`);
+      socket.write(`$${2 * replyBytesMax}\r\n`);
       const more = (sent: number): void => {
         // Stop once the client hung up (or after twice the limit, should it never).
-        if (socket.destroyed || sent > 2 * (64 << 20)) return;
+        if (socket.destroyed || sent > 2 * replyBytesMax) return;
         if (socket.write(chunk)) setImmediate(() => more(sent + chunk.length));
         else socket.once("drain", () => more(sent + chunk.length));
       };

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -11,9 +11,13 @@ const e2eTimeoutMs = 90_000;
 const ttlMs = 900;
 
 let cluster: E2eCluster | null = null;
+/** A directory a test made for files it hands the nodes; removed once the nodes have stopped. */
+let secretDir: string | null = null;
 afterEach(async () => {
   await cluster?.close();
   cluster = null;
+  if (secretDir !== null) rmSync(secretDir, { recursive: true, force: true });
+  secretDir = null;
 });
 
 interface SseEvent {
@@ -198,7 +202,8 @@ describe("the HTTP API for locks, sessions and elections", { timeout: e2eTimeout
   it("with --auth-password, every route but the probes and the status page wants the bearer token, the WebSocket watch too", async () => {
     const password = "s3cret-e2e";
     // From a file, as a mounted Kubernetes Secret gives it (with the trailing newline `echo` leaves).
-    const passwordFile = join(mkdtempSync(join(tmpdir(), "raftlock-e2e-secret-")), "password");
+    secretDir = mkdtempSync(join(tmpdir(), "raftlock-e2e-secret-"));
+    const passwordFile = join(secretDir, "password");
     writeFileSync(passwordFile, `${password}\n`);
     const readOnlyPassword = "reader-e2e";
     cluster = await E2eCluster.start(3, [...fastTimeouts, "--auth-password-file", passwordFile, "--auth-readonly-password", readOnlyPassword]);

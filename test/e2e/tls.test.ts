@@ -2,16 +2,15 @@
 // mutual-TLS peer streams; RESP (redis-cli --tls) and HTTPS for clients, with and without client
 // certificates; and SIGHUP reloading every port's certificate without a restart.
 import { execFile } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:tls";
 import { promisify } from "node:util";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { clientCommands } from "../../src/cli-admin.js";
 import { RaftlockClient } from "../../src/client/index.js";
-import { type CertFiles, TestCa } from "../support/certs.js";
+import { type CertFiles, TestCa, useCertificateDir } from "../support/certs.js";
 import { E2eCluster, fastTimeouts, waitFor } from "./harness.js";
 
 const run = promisify(execFile);
@@ -27,14 +26,13 @@ let clientCert: CertFiles;
 let rogueCert: CertFiles;
 let cluster: E2eCluster | null = null;
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "raftlock-e2e-tls-"));
+useCertificateDir("raftlock-e2e-tls-", async (made) => {
+  dir = made;
   ca = await TestCa.create(dir, "ca");
   nodeCert = await ca.issue("node", "01");
   clientCert = await ca.issue("client", "02");
   rogueCert = await (await TestCa.create(dir, "rogue-ca")).issue("rogue", "03");
-}, 30_000);
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+});
 afterEach(async () => {
   await cluster?.close();
   cluster = null;

@@ -14,7 +14,6 @@ import { connect } from "node:net";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import fc from "fast-check";
-import { pino } from "pino";
 import { createHttpApp, listenHttp } from "../../src/api/http/server.js";
 import { parseStartConfig } from "../../src/config.js";
 import { CoordinationStateMachine } from "../../src/fsm/coordination.js";
@@ -23,7 +22,7 @@ import { CoordinationService } from "../../src/node/coordination-service.js";
 import { RaftNode } from "../../src/node/node.js";
 import { freePort } from "../support/ports.js";
 import { applyMutations, type Mutation, mutationsArb } from "./mutate.js";
-import { checkProperty, type FuzzOptions, type FuzzPart, type FuzzReport, Stats } from "./run.js";
+import { checkProperty, errorLogCapture, type FuzzOptions, type FuzzPart, type FuzzReport, Stats } from "./run.js";
 import { waitFor } from "../support/wait.js";
 import { scratchRoot } from "./wal.js";
 
@@ -214,11 +213,7 @@ export async function startOneNode(): Promise<OneNode> {
       "--election-timeout-min-ms", "150", "--election-timeout-max-ms", String(electionTimeoutMaxMs), "--heartbeat-interval-ms", "50"],
     {},
   );
-  const errorLogs: string[] = [];
-  const logger = pino({ level: "warn" }, { write: (line: string) => {
-    const parsed = JSON.parse(line) as { level: number; msg: string; err?: { message?: string } };
-    if (parsed.level >= 50) errorLogs.push(`${parsed.msg}: ${parsed.err?.message ?? ""}`);
-  } });
+  const { logger, errorLogs } = errorLogCapture("warn");
   const fsm = new CoordinationStateMachine({ ...fsmLimitsDefaults, ttlMsMin });
   const node = await RaftNode.start(config, logger, fsm);
   const service = new CoordinationService(node, fsm, logger);

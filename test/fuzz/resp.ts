@@ -16,13 +16,12 @@
 
 import { connect, type Socket } from "node:net";
 import fc from "fast-check";
-import { pino } from "pino";
 import { genericCommands } from "../../src/api/resp/generic-commands.js";
 import type { RespLimits } from "../../src/api/resp/limits.js";
 import { headerLineBytesMax, RequestReader, type RequestReaderLimits, RespProtocolError, unauthenticatedArgumentsMax, unauthenticatedBulkBytesMax } from "../../src/api/resp/request-reader.js";
 import { RespServer } from "../../src/api/resp/server.js";
 import { applyMutations, concat, type Mutation, mutationsArb, splitAt } from "./mutate.js";
-import { checkProperty, type FuzzOptions, type FuzzPart, type FuzzReport, hexPreview, Stats } from "./run.js";
+import { checkProperty, errorLogCapture, type FuzzOptions, type FuzzPart, type FuzzReport, hexPreview, Stats } from "./run.js";
 import { waitFor } from "../support/wait.js";
 
 /** Small limits, so that random requests reach them often. */
@@ -417,11 +416,7 @@ export const respServerPart: FuzzPart = {
   inputsAre: "RESP inputs sent to a real RESP server, one connection each",
   async run(options: FuzzOptions): Promise<FuzzReport> {
     const stats = new Stats();
-    const errorLogs: string[] = [];
-    const logger = pino({ level: "info" }, { write: (line: string) => {
-      const parsed = JSON.parse(line) as { level: number; msg: string; err?: { message?: string } };
-      if (parsed.level >= 50) errorLogs.push(`${parsed.msg}: ${parsed.err?.message ?? ""}`);
-    } });
+    const { logger, errorLogs } = errorLogCapture("info");
     const server = await RespServer.start({ listen: { host: "127.0.0.1", port: 0 }, logger, commands: genericCommands, limits: serverLimits });
     const port = server.address().port;
     const client = await WellBehavedClient.connect(port);

@@ -2,6 +2,7 @@
 // failure comes back as a replay command instead of an exception.
 
 import fc from "fast-check";
+import { type Level, type Logger, pino } from "pino";
 
 export interface FuzzOptions {
   /** Inputs to feed; a part that sends several inputs per property run divides by its batch size. */
@@ -94,6 +95,19 @@ export async function checkProperty<T>(
   };
 }
 
+
+/**
+ * A logger at `level` for the code under test, and the error-level lines it writes (message, then error
+ * message): no input may make that code log an error, so a part fails on any.
+ */
+export function errorLogCapture(level: Level): { logger: Logger; errorLogs: string[] } {
+  const errorLogs: string[] = [];
+  const logger = pino({ level }, { write: (line: string) => {
+    const parsed = JSON.parse(line) as { level: number; msg: string; err?: { message?: string } };
+    if (parsed.level >= 50) errorLogs.push(`${parsed.msg}: ${parsed.err?.message ?? ""}`);
+  } });
+  return { logger, errorLogs };
+}
 
 /** Hex of at most the first `bytesMax` bytes, for failure messages. */
 export function hexPreview(bytes: Uint8Array, bytesMax = 64): string {

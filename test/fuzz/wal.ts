@@ -19,7 +19,7 @@ import { crc32 } from "node:zlib";
 import fc from "fast-check";
 import { type Entry, EntryType, type HardState } from "../../src/raft/types.js";
 import { recoverDirectory, type Recovery } from "../../src/storage/recovery.js";
-import { Storage, StorageCorruptError, StorageError } from "../../src/storage/storage.js";
+import { Storage, StorageCorruptError, StorageError, segmentBytesMaxLowest } from "../../src/storage/storage.js";
 import { checkFrame, frameHeaderBytes, parseSegmentFileName, segmentHeaderBytes } from "../../src/storage/wal-format.js";
 import { applyMutations, concat, type Mutation, mutationsArb } from "./mutate.js";
 import { checkProperty, type FuzzOptions, type FuzzPart, type FuzzReport, Stats } from "./run.js";
@@ -27,7 +27,7 @@ import { checkProperty, type FuzzOptions, type FuzzPart, type FuzzReport, Stats 
 /** Logs written per fuzz run; each case damages one of them. */
 const historiesPerRun = 8;
 /** The smallest segment size storage accepts: saves roll over to new segments often. */
-const segmentBytesMax = 4 << 10;
+const segmentBytesMax = segmentBytesMaxLowest;
 
 /** A fast, disposable file system when there is one: recovery syncs, and the fuzz recovers many times. */
 export async function scratchRoot(prefix: string): Promise<string> {

@@ -8,7 +8,7 @@ import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseStartConfig } from "../../src/config.js";
 import { CoordinationStateMachine } from "../../src/fsm/coordination.js";
-import { type FsmLimits, fsmLimitsDefaults, nameBytesMax, ttlMsMinFor, valueBytesMax } from "../../src/fsm/limits.js";
+import { type FsmLimits, fsmLimitsDefaults, labelBytesMax, nameBytesMax, ttlMsMinFor, valueBytesMax } from "../../src/fsm/limits.js";
 import { NodeMetrics } from "../../src/metrics.js";
 import { raftConfigDefaults } from "../../src/raft/config.js";
 import { CoordinationService, type CoordinationServiceOptions } from "../../src/node/coordination-service.js";
@@ -109,7 +109,7 @@ describe("limits of the coordination service", { timeout: 30_000 }, () => {
       code: "ERR",
       message: `lock name must be 1 to ${nameBytesMax} bytes (got ${nameBytesMax + 1})`,
     });
-    await expect(service.openSession(ttlMs, "l".repeat(300))).rejects.toMatchObject({ code: "ERR" });
+    await expect(service.openSession(ttlMs, "l".repeat(labelBytesMax + 1))).rejects.toMatchObject({ code: "ERR" });
     await expect(service.campaign("primary", "n1", ttlMs, 0, "v".repeat(valueBytesMax + 1))).rejects.toMatchObject({ code: "ERR" });
     // Too short is a plain usage error, not a limit.
     await expect(service.acquireLock("", "alice", ttlMs, 0)).rejects.toMatchObject({ code: "ERR" });

@@ -5,8 +5,8 @@ import { crc32 } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { EntryType } from "../../src/raft/types.js";
 import { ByteReader, ByteWriter, DecodeError } from "../../src/util/bytes.js";
-import { decodeSnapshotFile, encodeSnapshotHeader } from "../../src/storage/snapshot-file.js";
-import { checkFrame, decodeRecord, frameHeaderBytes, recordBytesMax, writeRecord, type WalRecord } from "../../src/storage/wal-format.js";
+import { decodeSnapshotFile, encodeSnapshotHeader, memberAddressBytesMax } from "../../src/storage/snapshot-file.js";
+import { checkFrame, decodeRecord, frameHeaderBytes, nodeIdBytesMax, recordBytesMax, writeRecord, type WalRecord } from "../../src/storage/wal-format.js";
 
 function roundTrip(record: WalRecord): WalRecord {
   const writer = new ByteWriter(16);
@@ -113,12 +113,12 @@ describe("snapshot file format", () => {
     const configOf = (pairs: [string, string][]): Buffer => {
       const writer = new ByteWriter(256);
       writer.u16(1);
-      writer.string("n1", 256);
+      writer.string("n1", nodeIdBytesMax);
       writer.u16(0);
       writer.u16(pairs.length);
       for (const [id, address] of pairs) {
-        writer.string(id, 256);
-        writer.string(address, 300);
+        writer.string(id, nodeIdBytesMax);
+        writer.string(address, memberAddressBytesMax);
       }
       return Buffer.from(writer.view());
     };

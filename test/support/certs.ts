@@ -1,13 +1,17 @@
 // Certificate authorities and certificates made with `openssl` at test time, in a directory the caller
 // removes. EC P-256 keys: quick to make on a busy machine, and accepted by Node and redis-cli alike.
 import { execFile } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { afterAll, beforeAll } from "vitest";
 
 const run = promisify(execFile);
 /** Validity of test certificates: long enough for any test run. */
 const validDays = 2;
+/** Time allowed for making the CAs and certificates of a suite: one openssl process each, on a busy machine. */
+const certificatesMadeWithinMs = 30_000;
 
 /** Paths of a PEM certificate and its key. */
 export interface CertFiles {
@@ -52,4 +56,20 @@ export class TestCa {
     ]);
     return files;
   }
+}
+
+/**
+ * For the enclosing suite (or file): before its tests, makes a scratch directory named from `prefix` and
+ * calls `make` with it, to create CAs and issue certificates there (and keep whatever the suite needs);
+ * after its tests, removes the directory.
+ */
+export function useCertificateDir(prefix: string, make: (dir: string) => Promise<void>): void {
+  let dir: string | undefined;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), prefix));
+    await make(dir);
+  }, certificatesMadeWithinMs);
+  afterAll(() => {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
 }

@@ -1,14 +1,13 @@
 // Mutual TLS on the peer port with certificates made by openssl at test time: peers of the cluster's CA
 // connect over wss; a certificate of another CA, a plain peer and a TLS peer of a plain node are refused,
 // and the logs say why; a reload changes the certificate new connections see.
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { join } from "node:path";
 import { connect, type PeerCertificate } from "node:tls";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { ReloadableTls } from "../../src/tls.js";
-import { type CertFiles, TestCa } from "../support/certs.js";
+import { type CertFiles, TestCa, useCertificateDir } from "../support/certs.js";
 import { heartbeat, holdsFor, stopAll, testCluster, type TestNode, waitConnected, waitFor } from "./helpers.js";
 
 /** How long a refused pair is watched for a connection that must not happen: several reconnect delays of fastLimits. */
@@ -21,14 +20,13 @@ let nodeCert: CertFiles;
 let rogueCert: CertFiles;
 let nodes: TestNode[] = [];
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "raftlock-tls-"));
+useCertificateDir("raftlock-tls-", async (made) => {
+  dir = made;
   ca = await TestCa.create(dir, "cluster-ca");
   rogueCa = await TestCa.create(dir, "rogue-ca");
   nodeCert = await ca.issue("node", "01");
   rogueCert = await rogueCa.issue("rogue", "02");
-}, 30_000);
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+});
 afterEach(async () => {
   await stopAll(nodes);
   nodes = [];

@@ -309,49 +309,44 @@ describe("requests between nodes", () => {
     };
   }
 
-  it("refuses our request beyond requestsInFlightMaxPerPeer awaiting answers, naming the limit, and takes one once answers came", async () => {
-    const [n1, n2] = await cluster({ id: "n1", limits: { requestsInFlightMaxPerPeer: 2 } }, { id: "n2" });
-    const n2Requests = holdRequests(n2!);
-    await startAll(nodes);
-    await waitConnected(nodes);
-    const first = n1!.live.request("n2", Uint8Array.from([1]), 5_000);
-    const second = n1!.live.request("n2", Uint8Array.from([2]), 5_000);
-    const refused = n1!.live.request("n2", Uint8Array.from([3]), 5_000);
-    await expect(refused).rejects.toBeInstanceOf(RequestLimitError);
-    await expect(refused).rejects.toMatchObject({
-      outcomeUnknown: false,
+  // The same three requests from n1 to n2, the third refused by whichever side has the limit: n1 before
+  // sending it, or n2 on receiving it, answering busy. The side with the limit counts the hit.
+  const inFlightLimitCases = [
+    {
+      limitedSide: "sender",
+      name: "refuses our request beyond requestsInFlightMaxPerPeer awaiting answers, naming the limit, and takes one once answers came",
       message: "2 requests to n2 are already awaiting answers (requestsInFlightMaxPerPeer); retry later",
-    });
-    expect(n1!.limitHits).toEqual(["forwarded_requests"]);
-    await waitFor("n2 holding both", () => n2Requests.held() === 2);
-    n2Requests.release();
-    expect(await Promise.all([first, second])).toEqual([Uint8Array.from([1]), Uint8Array.from([2])]);
-    expect(await n1!.live.request("n2", Uint8Array.from([4]), 5_000)).toEqual(Uint8Array.from([4]));
-    expect(n1!.limitHits).toEqual(["forwarded_requests"]);
-    expect(n2!.limitHits).toEqual([]);
-  });
-
-  it("answers a peer's request beyond requestsInFlightMaxPerPeer handled at once as busy, naming the limit, and handles one once done", async () => {
-    const [n1, n2] = await cluster({ id: "n1" }, { id: "n2", limits: { requestsInFlightMaxPerPeer: 2 } });
-    const n2Requests = holdRequests(n2!);
-    await startAll(nodes);
-    await waitConnected(nodes);
-    const first = n1!.live.request("n2", Uint8Array.from([1]), 5_000);
-    const second = n1!.live.request("n2", Uint8Array.from([2]), 5_000);
-    const refused = n1!.live.request("n2", Uint8Array.from([3]), 5_000);
-    await expect(refused).rejects.toBeInstanceOf(RequestLimitError);
-    await expect(refused).rejects.toMatchObject({
-      outcomeUnknown: false,
+    },
+    {
+      limitedSide: "receiver",
+      name: "answers a peer's request beyond requestsInFlightMaxPerPeer handled at once as busy, naming the limit, and handles one once done",
       message: 'n2 refused the request: "n2" already handles 2 requests from "n1" (requestsInFlightMaxPerPeer); retry later',
+    },
+  ] as const;
+  for (const { limitedSide, name, message } of inFlightLimitCases) {
+    it(name, async () => {
+      const inFlightLimit = { requestsInFlightMaxPerPeer: 2 };
+      const [n1, n2] = await cluster({ id: "n1", limits: limitedSide === "sender" ? inFlightLimit : {} }, { id: "n2", limits: limitedSide === "receiver" ? inFlightLimit : {} });
+      const [limited, unlimited] = limitedSide === "sender" ? [n1!, n2!] : [n2!, n1!];
+      const n2Requests = holdRequests(n2!);
+      await startAll(nodes);
+      await waitConnected(nodes);
+      const first = n1!.live.request("n2", Uint8Array.from([1]), 5_000);
+      const second = n1!.live.request("n2", Uint8Array.from([2]), 5_000);
+      const refused = n1!.live.request("n2", Uint8Array.from([3]), 5_000);
+      await expect(refused).rejects.toBeInstanceOf(RequestLimitError);
+      await expect(refused).rejects.toMatchObject({ outcomeUnknown: false, message });
+      expect(limited.limitHits).toEqual(["forwarded_requests"]);
+      // n2 refuses the third only once it holds the first two; n1 refuses it before they need have arrived.
+      if (limitedSide === "receiver") expect(n2Requests.held()).toBe(2);
+      else await waitFor("n2 holding both", () => n2Requests.held() === 2);
+      n2Requests.release();
+      expect(await Promise.all([first, second])).toEqual([Uint8Array.from([1]), Uint8Array.from([2])]);
+      expect(await n1!.live.request("n2", Uint8Array.from([4]), 5_000)).toEqual(Uint8Array.from([4]));
+      expect(limited.limitHits).toEqual(["forwarded_requests"]);
+      expect(unlimited.limitHits).toEqual([]);
     });
-    expect(n2!.limitHits).toEqual(["forwarded_requests"]);
-    expect(n2Requests.held()).toBe(2);
-    n2Requests.release();
-    expect(await Promise.all([first, second])).toEqual([Uint8Array.from([1]), Uint8Array.from([2])]);
-    expect(await n1!.live.request("n2", Uint8Array.from([4]), 5_000)).toEqual(Uint8Array.from([4]));
-    expect(n2!.limitHits).toEqual(["forwarded_requests"]);
-    expect(n1!.limitHits).toEqual([]);
-  });
+  }
 
   it("a request or an answer over requestPayloadBytesMax is refused as a frame too large, and the next one gets through", async () => {
     const [n1, n2] = await cluster({ id: "n1", limits: { requestPayloadBytesMax: 1024 } }, { id: "n2", limits: { requestPayloadBytesMax: 1024 } });

@@ -15,7 +15,14 @@ const readOnlyPassword = "reader-Pa55";
 const node = { leader: () => ({ id: "n1", term: 2 }), isReady: () => true, propose: async () => ({ index: 7, term: 2 }) } as unknown as RaftNode;
 
 let server: Server | undefined;
-afterEach(() => server?.close());
+afterEach(async () => {
+  if (server === undefined) return;
+  const closing = server;
+  server = undefined;
+  // fetch keeps connections alive: close them too, or close() waits for their idle timeout.
+  closing.closeAllConnections();
+  await new Promise<void>((resolve) => closing.close(() => resolve()));
+});
 
 async function start(): Promise<{ url: string; logs: LogLine[]; setNowMs: (ms: number) => void }> {
   const logs: LogLine[] = [];

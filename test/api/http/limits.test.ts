@@ -1,15 +1,13 @@
 // The HTTP port's named limits on a real listener, lowered through options: one more than the limit gets a
 // clear error naming it, the refusal is counted in raftlock_limit_hits_total, and the node still serves
 // the next request. The stand-in node answers the few routes these tests call; the state machine is real.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { connect as netConnect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { pino } from "pino";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket, type WebSocketServer } from "ws";
 import { httpConnectionsPendingMax } from "../../../src/api/http/connection-limit.js";
 import { createHttpApp, httpBodyBytesMax, listenHttp } from "../../../src/api/http/server.js";
@@ -20,7 +18,7 @@ import { NodeMetrics } from "../../../src/metrics.js";
 import { CoordinationError, type CoordinationService } from "../../../src/node/coordination-service.js";
 import type { RaftNode } from "../../../src/node/node.js";
 import { ReloadableTls } from "../../../src/tls.js";
-import { TestCa } from "../../support/certs.js";
+import { TestCa, useCertificateDir } from "../../support/certs.js";
 import { waitFor } from "../../support/wait.js";
 
 /** Answers the few routes these tests call as a node that leads in term 2. */
@@ -137,6 +135,29 @@ function errorOf(answer: Answer): { code: string; message: string } {
   return (JSON.parse(answer.body) as { error: { code: string; message: string } }).error;
 }
 
+/** Asks for a watch WebSocket on `port` that must be refused, and returns the refusal; `ifAccepted` is the failure should it open. */
+function refusedUpgrade(port: number, ifAccepted: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const webSocket = new WebSocket(`ws://127.0.0.1:${port}/v1/ws`);
+    webSocket.on("open", () => reject(new Error(ifAccepted)));
+    webSocket.on("error", () => {});
+    webSocket.on("unexpected-response", (_request, response) => {
+      let body = "";
+      response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }));
+    });
+  });
+}
+
+/** An SSE watch of `raft:leader` on `port`, on a connection of its own, once its response has begun. */
+function openSse(port: number): Promise<import("node:http").IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest({ host: "127.0.0.1", port, path: "/v1/watch?channel=raft:leader", agent: false }, resolve);
+    request.on("error", reject);
+    request.end();
+  });
+}
+
 describe("http_connections", () => {
   it("one connection more than connectionsMax is answered 503 BUSY naming the limit and closed; a freed slot serves again", async () => {
     const listener = await start({ connectionsMax: 2 });
@@ -177,33 +198,21 @@ describe("http_connections", () => {
   it("a WebSocket upgrade on a refused connection gets the same 503, not a watch", async () => {
     const listener = await start({ connectionsMax: 1 });
     await holdConnection(listener.port);
-    const refusal = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const webSocket = new WebSocket(`ws://127.0.0.1:${listener.port}/v1/ws`);
-      webSocket.on("open", () => reject(new Error("a refused connection was upgraded")));
-      webSocket.on("error", () => {});
-      webSocket.on("unexpected-response", (_request, response) => {
-        let body = "";
-        response.on("data", (chunk: Buffer) => (body += chunk.toString()));
-        response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
-      });
-    });
+    const refusal = await refusedUpgrade(listener.port, "a refused connection was upgraded");
     expect(refusal.status).toBe(503);
-    expect(errorOf({ status: refusal.status, headers: {}, body: refusal.body }).message).toMatch(/httpConnectionsMax 1\)/);
+    expect(errorOf(refusal).message).toMatch(/httpConnectionsMax 1\)/);
     expect(await listener.metrics.limitHitCount("http_connections")).toBe(1);
   });
 
   describe("over HTTPS", () => {
-    let dir: string;
     let tls: ReloadableTls;
     let ca: Buffer;
-    beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), "raftlock-http-limits-"));
+    useCertificateDir("raftlock-http-limits-", async (dir) => {
       const authority = await TestCa.create(dir, "ca");
       const files = await authority.issue("server", "21");
       tls = ReloadableTls.load("client-tls", { cert: files.cert, key: files.key, ca: undefined });
       ca = readFileSync(authority.cert);
-    }, 30_000);
-    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    });
 
     it("a connection past connectionsMax finishes its handshake and is answered 503 over TLS", async () => {
       const listener = await start({ connectionsMax: 1, tls });
@@ -274,11 +283,7 @@ describe("coordination limits over HTTP", () => {
 describe("watch_streams", () => {
   it("one SSE watch more than watchStreamsMax is answered 503 BUSY; a closed stream frees its slot", async () => {
     const listener = await start({ watchStreamsMax: 1 });
-    const stream = await new Promise<import("node:http").IncomingMessage>((resolve, reject) => {
-      const request = httpRequest({ host: "127.0.0.1", port: listener.port, path: "/v1/watch?channel=raft:leader", agent: false }, resolve);
-      request.on("error", reject);
-      request.end();
-    });
+    const stream = await openSse(listener.port);
     expect(stream.statusCode).toBe(200);
     const refused = await send(listener.port, "/v1/watch?channel=lock:a");
     expect(refused.status).toBe(503);
@@ -290,11 +295,7 @@ describe("watch_streams", () => {
     expect(await listener.metrics.limitHitCount("watch_streams")).toBe(1);
     stream.destroy();
     await waitFor("the watch stream's connection to close", () => listener.openConnections() === 0);
-    const again = await new Promise<import("node:http").IncomingMessage>((resolve, reject) => {
-      const request = httpRequest({ host: "127.0.0.1", port: listener.port, path: "/v1/watch?channel=raft:leader", agent: false }, resolve);
-      request.on("error", reject);
-      request.end();
-    });
+    const again = await openSse(listener.port);
     expect(again.statusCode).toBe(200);
     again.destroy();
     expect((await send(listener.port, "/healthz")).status).toBe(200);
@@ -317,19 +318,10 @@ describe("watch_sockets", () => {
   it("one watch WebSocket more than watchSocketsMax is refused 503 BUSY naming the limit", async () => {
     const listener = await start({ watch: { watchSocketsMax: 1 } });
     const first = await openWatch(listener);
-    const refusal = await new Promise<{ status: number; retryAfter: unknown; body: string }>((resolve, reject) => {
-      const webSocket = new WebSocket(`ws://127.0.0.1:${listener.port}/v1/ws`);
-      webSocket.on("open", () => reject(new Error("a WebSocket past watchSocketsMax was accepted")));
-      webSocket.on("error", () => {});
-      webSocket.on("unexpected-response", (_request, response) => {
-        let body = "";
-        response.on("data", (chunk: Buffer) => (body += chunk.toString()));
-        response.on("end", () => resolve({ status: response.statusCode ?? 0, retryAfter: response.headers["retry-after"], body }));
-      });
-    });
+    const refusal = await refusedUpgrade(listener.port, "a WebSocket past watchSocketsMax was accepted");
     expect(refusal.status).toBe(503);
-    expect(refusal.retryAfter).toBe("1");
-    expect(errorOf({ status: 503, headers: {}, body: refusal.body })).toEqual({
+    expect(refusal.headers["retry-after"]).toBe("1");
+    expect(errorOf(refusal)).toEqual({
       code: "BUSY",
       message: "this node already serves its most watch WebSockets at once (watchSocketsMax 1); retry later or use another node",
     });

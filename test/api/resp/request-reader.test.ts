@@ -157,9 +157,9 @@ describe("request reader: malformed and oversized requests", () => {
   });
 
   it("reports each request refused by a limit as one hit of that limit, and malformed input as none", () => {
-    const hitsOf = (chunks: string[], authenticated = true): LimitName[] => {
+    const hitsOf = (chunks: string[], options: { limits?: RequestReaderLimits; authenticated?: boolean } = {}): LimitName[] => {
       const hits: LimitName[] = [];
-      const reader = new RequestReader(limits, () => authenticated, (limit) => hits.push(limit));
+      const reader = new RequestReader(options.limits ?? limits, () => options.authenticated ?? true, (limit) => hits.push(limit));
       try {
         for (const chunk of chunks) reader.read(Buffer.from(chunk, "latin1"), () => true);
       } catch (error) {
@@ -173,7 +173,8 @@ describe("request reader: malformed and oversized requests", () => {
     expect(hitsOf(["*1\r\n", "$65\r\n"])).toEqual(["resp_bulk_bytes"]);
     expect(hitsOf(["*2\r\n$60\r\n" + "x".repeat(60) + "\r\n$60\r\n"])).toEqual(["resp_request_bytes"]);
     expect(hitsOf(["ECHO " + "x".repeat(20), "x".repeat(20)])).toEqual(["resp_inline_bytes"]);
-    expect(hitsOf(["*11\r\n"], false)).toEqual(["resp_arguments"]);
+    // With the defaults' generous argumentsMax, only the unauthenticated limit refuses `*11`.
+    expect(hitsOf(["*11\r\n"], { limits: respLimitsDefault, authenticated: false })).toEqual(["resp_arguments"]);
     expect(hitsOf(["*x\r\n"])).toEqual([]);
     expect(hitsOf(["*" + "1".repeat(40)])).toEqual([]);
   });

@@ -2,6 +2,7 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { pubsubCommandTable, subscriptionsPerConnectionMax } from "../../../src/api/resp/pubsub-commands.js";
+import { unauthenticatedArgumentsMax, unauthenticatedBulkBytesMax } from "../../../src/api/resp/request-reader.js";
 import { CoordinationStateMachine } from "../../../src/fsm/coordination.js";
 import type { LimitName } from "../../../src/limit-hits.js";
 import { NodeMetrics } from "../../../src/metrics.js";
@@ -486,11 +487,14 @@ describe("RESP server: authentication", () => {
     const bulky = await connectTo(server);
     bulky.send("*2\r\n$4\r\nAUTH\r\n$100000\r\n");
     await bulky.waitClosed();
-    expect(bulky.received).toBe("-ERR Protocol error: unauthenticated bulk length: an argument of 100000 bytes before AUTH, more than 16384; AUTH first\r\n");
+    expect(bulky.received).toBe(`-ERR Protocol error: unauthenticated bulk length: an argument of 100000 bytes before AUTH, more than ${unauthenticatedBulkBytesMax}; AUTH first\r\n`);
     const wordy = await connectTo(server);
-    wordy.send("*11\r\n");
+    const tooManyArguments = unauthenticatedArgumentsMax + 1;
+    wordy.send(`*${tooManyArguments}\r\n`);
     await wordy.waitClosed();
-    expect(wordy.received).toBe("-ERR Protocol error: unauthenticated multibulk length: 11 arguments before AUTH, more than 10; AUTH first\r\n");
+    expect(wordy.received).toBe(
+      `-ERR Protocol error: unauthenticated multibulk length: ${tooManyArguments} arguments before AUTH, more than ${unauthenticatedArgumentsMax}; AUTH first\r\n`,
+    );
     expect(await metrics.limitHitCount("resp_bulk_bytes")).toBe(bulkBefore + 1);
     expect(await metrics.limitHitCount("resp_arguments")).toBe(argumentsBefore + 1);
     await expectServing(server, password);
