@@ -1,7 +1,7 @@
 // The subcommands that administer a running cluster over one node's HTTP API: `status`,
 // `members list|add|promote|remove` and `transfer-leader`. The node forwards changes to the leader.
-import { readFileSync } from "node:fs";
-import { type AdminTls, sendAdminRequest } from "./admin-http.js";
+import { readPem, TlsFileError } from "./tls.js";
+import { type AdminReply, AdminTimeoutError, type AdminTls, sendAdminRequest } from "./admin-http.js";
 import { ConfigError, envName, formatAddress, httpListenDefault, idRule, isValidId, parseAddress, readSecretFile } from "./config.js";
 
 /** How long a read (`status`, `members list`) may take before the command gives up. */
@@ -14,7 +14,6 @@ export const changeTimeoutMs = 30_000;
 /** How long `transfer-leader` waits for the node it asked to learn of the new leader. */
 export const transferSettleMs = 5_000;
 const transferPollIntervalMs = 100;
-/** The `--http` used when neither the flag nor RAFTLOCK_HTTP is given: `npm start`'s first node. */
 
 /** The node answered but refused, or could not be reached: exit 1 (usage errors are ConfigErrors, exit 2). */
 export class RequestFailedError extends Error {
@@ -112,9 +111,10 @@ function adminTls(values: ReadonlyMap<ValueOption, string>): AdminTls {
     const file = values.get(option);
     if (file === undefined) return undefined;
     try {
-      return readFileSync(file);
+      return readPem(option, file);
     } catch (error) {
-      throw new ConfigError(`cannot read --${option} ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); check the path`);
+      if (error instanceof TlsFileError) throw new ConfigError(error.message);
+      throw error;
     }
   };
   const [ca, cert, key] = [read("tls-ca"), read("tls-cert"), read("tls-key")];
@@ -145,14 +145,11 @@ async function request<T>(target: Target, method: string, path: string, body: un
   const headers: Record<string, string> = {};
   if (body !== undefined) headers["content-type"] = "application/json";
   if (target.password !== undefined) headers.authorization = `Bearer ${target.password}`;
-  let response: { status: number; ok: boolean };
-  let text: string;
+  let reply: AdminReply;
   try {
-    const reply = await sendAdminRequest(new URL(`${target.baseUrl}${path}`), method, headers, body === undefined ? undefined : JSON.stringify(body), timeoutMs, target.tls);
-    response = { status: reply.status, ok: reply.status >= 200 && reply.status < 300 };
-    text = reply.text;
+    reply = await sendAdminRequest(new URL(`${target.baseUrl}${path}`), method, headers, body === undefined ? undefined : JSON.stringify(body), timeoutMs, target.tls);
   } catch (error) {
-    if (error instanceof Error && error.name === "TimeoutError") {
+    if (error instanceof AdminTimeoutError) {
       const outcome = method === "GET" ? "" : "; the change may still take effect: check with raftlock members list";
       throw new RequestFailedError(`${target.display} did not answer ${method} ${path} within ${timeoutMs / 1000} s${outcome}`);
     }
@@ -161,14 +158,14 @@ async function request<T>(target: Target, method: string, path: string, body: un
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(reply.text);
   } catch {
-    throw new RequestFailedError(`${target.display} answered ${method} ${path} with HTTP ${response.status} and no JSON; is it a raftlock node's --http-listen address?`);
+    throw new RequestFailedError(`${target.display} answered ${method} ${path} with HTTP ${reply.status} and no JSON; is it a raftlock node's --http-listen address?`);
   }
-  if (!response.ok) {
+  if (reply.status < 200 || reply.status >= 300) {
     const { code, message = "no reason given" } = (parsed as ErrorBody).error ?? {};
-    const hint = response.status === 401 ? (target.password === undefined ? `; set ${envName("auth-password")}` : `; check ${envName("auth-password")}`) : "";
-    throw new RequestFailedError(`${target.display} refused: ${message} (${code ?? `HTTP ${response.status}`})${hint}`, code);
+    const hint = reply.status === 401 ? (target.password === undefined ? `; set ${envName("auth-password")}` : `; check ${envName("auth-password")}`) : "";
+    throw new RequestFailedError(`${target.display} refused: ${message} (${code ?? `HTTP ${reply.status}`})${hint}`, code);
   }
   return parsed as T;
 }

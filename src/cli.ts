@@ -10,7 +10,6 @@ import { nodeCommandTable } from "./api/resp/node-commands.js";
 import { RespServer } from "./api/resp/server.js";
 import { clientCommands, clientUsage, RequestFailedError } from "./cli-admin.js";
 import { ConfigError, envName, type NodeConfig, parseStartConfig, startFlags } from "./config.js";
-import type { LimitHitSink } from "./limit-hits.js";
 import { NodeMetrics } from "./metrics.js";
 import { RaftNode } from "./node/node.js";
 import { CoordinationStateMachine } from "./fsm/coordination.js";
@@ -50,7 +49,7 @@ async function start(argv: string[]): Promise<void> {
   // Every member derives the same TTL floor from the same election timeout: replicated decisions use it.
   const fsm = new CoordinationStateMachine({ ...fsmLimitsDefaults, ttlMsMin: ttlMsMinFor(config.electionTimeoutMaxMs) });
   const metrics = new NodeMetrics();
-  const limitHits: LimitHitSink = (limit) => metrics.limitHit(limit);
+  const limitHits = metrics.limitHit;
   const peerTls = loadTls("peer-tls", config.peerTls);
   const clientTls = loadTls("client-tls", config.clientTls);
   const node = await RaftNode.start(config, logger, fsm, metrics, peerTls);

@@ -5,7 +5,7 @@
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { FsmEvent } from "./fsm/events.js";
-import { type LimitName, limitNames } from "./limit-hits.js";
+import { type LimitHitSink, type LimitName, limitNames } from "./limit-hits.js";
 
 export const metricPrefix = "raftlock_";
 
@@ -340,10 +340,10 @@ export class NodeMetrics {
     return this.grants.size;
   }
 
-  /** A named limit refused something; `limit` comes from the fixed list in limit-hits.ts. */
-  limitHit(limit: LimitName): void {
+  /** A named limit refused something; `limit` comes from the fixed list in limit-hits.ts. Bound, so it serves as a sink as it is. */
+  readonly limitHit: LimitHitSink = (limit: LimitName): void => {
     this.limitHits.inc({ limit });
-  }
+  };
 
   /** This node's hits of `limit` so far (for tests and the status of a running node). */
   async limitHitCount(limit: LimitName): Promise<number> {

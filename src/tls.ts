@@ -89,7 +89,8 @@ export function readTlsFiles(what: string, files: TlsFiles): TlsPems {
   return { cert, key, ca };
 }
 
-function readPem(flag: string, file: string): Buffer {
+/** The bytes of a PEM file given as `--flag`, bounded by tlsFileBytesMax; a TlsFileError says what is wrong. */
+export function readPem(flag: string, file: string): Buffer {
   let bytes: Buffer;
   try {
     bytes = readFileSync(file);

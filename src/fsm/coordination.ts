@@ -245,6 +245,13 @@ export class CoordinationStateMachine implements StateMachine {
     return this.state.claimsOf(sessionId);
   }
 
+  /** Whether `owner` holds lock or election `name` under an implicit lease (a retry of its acquire opens none). */
+  holdsUnderImplicitLease(kind: ResourceKind, name: string, owner: string): boolean {
+    const holder = this.state.resources(kind).get(name)?.holder;
+    if (holder === null || holder === undefined || holder.owner !== owner) return false;
+    return this.state.sessions.get(holder.sessionId)?.implicit === true;
+  }
+
   /** Whether the session already holds, or waits for, lock or election `name` (a retry adds no claim). */
   sessionClaimsResource(sessionId: number, kind: ResourceKind, name: string): boolean {
     const resource = this.state.resources(kind).get(name);

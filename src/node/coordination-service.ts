@@ -7,7 +7,7 @@ import type { ResourceKind } from "../fsm/state.js";
 import type { FsmEvent } from "../fsm/events.js";
 import { LeaseKeeper } from "../fsm/lease-keeper.js";
 import { type CommandResult, decodeResult } from "../fsm/results.js";
-import { ignoreLimitHits, type LimitHitSink, type LimitName } from "../limit-hits.js";
+import { ignoreLimitHits, type LimitHitSink } from "../limit-hits.js";
 import type { NodeMetrics } from "../metrics.js";
 import type { SoftState } from "../raft/types.js";
 import { ClientSessions, sessionsPerClientMaxDefault } from "./client-sessions.js";
@@ -133,7 +133,7 @@ export class CoordinationService {
   private leaderTerm: number | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
   private expiryInFlight = false;
-  private readonly onLimitHit: LimitHitSink;
+  private readonly limitHit: LimitHitSink;
   private readonly clientSessions: ClientSessions;
   private readonly blockedClientsMax: number;
   private readonly locksPerSessionMax: number;
@@ -147,10 +147,10 @@ export class CoordinationService {
     private readonly metrics?: NodeMetrics,
     options: CoordinationServiceOptions = {},
   ) {
-    this.onLimitHit = metrics === undefined ? ignoreLimitHits : (limit) => metrics.limitHit(limit);
+    this.limitHit = metrics?.limitHit ?? ignoreLimitHits;
     // Entries an earlier run of this node applied are applied again at start: their refusals were counted then.
     fsm.reportLimitHits((limit) => {
-      if (fsm.appliedIndex > node.recoveredCommitIndex) this.onLimitHit(limit);
+      if (fsm.appliedIndex > node.recoveredCommitIndex) this.limitHit(limit);
     });
     this.locksPerSessionMax = options.locksPerSessionMax ?? locksPerSessionMaxDefault;
     this.blockedClientsMax = options.blockedClientsMax ?? blockedClientsMaxDefault;
@@ -163,7 +163,6 @@ export class CoordinationService {
     this.keeper.load(fsm.sessionLeases(), nowMs());
     fsm.subscribe((event) => this.observe(event));
     fsm.onRestore(({ eventsMissed }) => this.restored(eventsMissed));
-    fsm.onRestore(() => this.clientSessions.restored());
     node.onSoftStateChange((softState) => this.leadershipChanged(softState));
     node.setLeaderRequestHandler((data) => this.answerLeaseRequest(data));
     this.expiryTimer = setInterval(() => this.expireDueSessions(), expiryCheckIntervalMs);
@@ -214,10 +213,6 @@ export class CoordinationService {
     } finally {
       this.clientSessions.settle(client, sessionId);
     }
-  }
-
-  private limitHit(limit: LimitName): void {
-    this.onLimitHit(limit);
   }
 
   /** Moves the session's deadline on the leader (nothing is written to the log); remaining ms. */
@@ -362,19 +357,11 @@ export class CoordinationService {
     if (sessionId !== undefined) {
       return this.claimingForSession(sessionId, kind, name, async (applied) => publicGrant(await this.acquireLeased({ ...request, onApplied: applied })));
     }
-    const opensLease = client !== undefined && !this.holdsWithLease(kind, name, owner);
+    const opensLease = client !== undefined && !this.fsm.holdsUnderImplicitLease(kind, name, owner);
     return this.openingSession(opensLease ? client : undefined, async () => {
       const grant = await this.acquireLeased(request);
       return { value: publicGrant(grant), sessionId: grant?.sessionId ?? null };
     });
-  }
-
-  /** Whether `owner` holds lock or election `name` under an implicit lease already (a retry opens none). */
-  private holdsWithLease(kind: ResourceKind, name: string, owner: string): boolean {
-    const holder = kind === "lock" ? this.fsm.lockInfo(name) : this.fsm.electionLeader(name);
-    if (holder === undefined) return false;
-    const holderOwner = "owner" in holder ? holder.owner : holder.candidate;
-    return holderOwner === owner && this.fsm.sessionInfo(holder.sessionId)?.implicit === true;
   }
 
   /**
@@ -505,6 +492,7 @@ export class CoordinationService {
    */
   private restored(eventsMissed: boolean): void {
     this.keeper.load(this.fsm.sessionLeases(), nowMs());
+    this.clientSessions.restored();
     if (!eventsMissed) return;
     for (const waiter of this.waiters.values()) waiter.giveUp?.();
   }

@@ -201,7 +201,7 @@ export class RaftNode {
         node.kick();
       },
       onRequest: (fromPeerId, payload) => node.handlePeerRequest(fromPeerId, payload),
-      ...(metrics === undefined ? {} : { onLimitHit: (limit) => metrics.limitHit(limit) }),
+      ...(metrics === undefined ? {} : { onLimitHit: metrics.limitHit }),
     });
     node.memberLinks.attach(node.transport);
     const transport = node.transport;

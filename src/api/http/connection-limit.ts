@@ -29,8 +29,11 @@ export const httpConnectionsMax = 4_096;
 export const httpConnectionsPendingMax = 100;
 /** How long a refused connection has to send its request and read the 503 before it is cut. */
 export const refusedConnectionLingerMs = 5_000;
-/** Seconds a client refused for a full limit should wait: a slot frees as soon as one client finishes. */
-export const busyRetryAfterSeconds = 1;
+/**
+ * Every 503's Retry-After, in seconds: a full limit frees a slot as soon as one client finishes, and a
+ * leader is elected within about an election timeout.
+ */
+export const retryAfterSeconds = 1;
 
 /** How many connections `limitConnections` serves, and where it reports refusals. */
 export interface HttpConnectionLimit {
@@ -82,7 +85,7 @@ export function limitConnections(server: Server, tls: boolean, limit: HttpConnec
       return;
     }
     const body = busyBody(refusal);
-    response.writeHead(503, { "Retry-After": String(busyRetryAfterSeconds), Connection: "close", "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
+    response.writeHead(503, { "Retry-After": String(retryAfterSeconds), Connection: "close", "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
     response.end(body);
   };
 }
@@ -99,7 +102,7 @@ export function endWithBusy(socket: Duplex, message: string): void {
   const body = busyBody(message);
   socket.on("error", () => {}); // a client gone meanwhile is no fault of ours
   socket.end(
-    `HTTP/1.1 503 Service Unavailable\r\nRetry-After: ${busyRetryAfterSeconds}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    `HTTP/1.1 503 Service Unavailable\r\nRetry-After: ${retryAfterSeconds}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
   socket.resume();
   setTimeout(() => socket.destroy(), refusedConnectionLingerMs).unref();

@@ -3,7 +3,7 @@ import type { CoordinationStateMachine } from "../../fsm/coordination.js";
 import { type FsmEvent, isWatchableChannel, unwatchableChannelMessage } from "../../fsm/events.js";
 import type { LimitHitSink } from "../../limit-hits.js";
 import { type Consistency, type CoordinationService, waitMsMax } from "../../node/coordination-service.js";
-import { busyRetryAfterSeconds } from "./connection-limit.js";
+import { retryAfterSeconds } from "./connection-limit.js";
 import { deliveredBefore, EventIds, historySince, parseResumePoint } from "./event-ids.js";
 
 /** Watch streams open on this node at once. */
@@ -192,7 +192,7 @@ export function coordinationRouter(service: CoordinationService, fsm: Coordinati
     if (watchStreams >= limit.watchStreamsMax) {
       limit.limitHits("watch_streams");
       const message = `this node already serves its most watch streams at once (watchStreamsMax ${limit.watchStreamsMax}); retry later, use another node, or watch several channels over one WebSocket (GET /v1/ws)`;
-      response.status(503).set("Retry-After", String(busyRetryAfterSeconds)).json({ error: { code: "BUSY", message } });
+      response.status(503).set("Retry-After", String(retryAfterSeconds)).json({ error: { code: "BUSY", message } });
       return;
     }
     const history = fsm.eventsSince(channel, historySince(since));

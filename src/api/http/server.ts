@@ -12,13 +12,11 @@ import type { RaftNode } from "../../node/node.js";
 import { ignoreLimitHits, LimitLog, type LimitHitSink, type LimitName } from "../../limit-hits.js";
 import type { NodeMetrics } from "../../metrics.js";
 import { type ReloadableTls, tlsServerOptions } from "../../tls.js";
-import { httpConnectionsMax, limitConnections } from "./connection-limit.js";
+import { httpConnectionsMax, limitConnections, retryAfterSeconds } from "./connection-limit.js";
 import { BadRequestError, coordinationRouter, watchStreamsMax } from "./coordination-routes.js";
 import { memberRouter } from "./member-routes.js";
 import { statusPageRouter } from "./status-page.js";
 
-/** Seconds a client should wait before retrying when there is no leader. */
-export const retryAfterSeconds = 1;
 /** Characters of a bad path quoted back in the error, at most. */
 const pathEchoLengthMax = 200;
 /** Methods a client authenticated with the read-only password may use: those that change nothing. */
@@ -61,7 +59,7 @@ export function createHttpApp(
   metrics?: NodeMetrics,
   limits: Partial<HttpAppLimits> = {},
 ): express.Express {
-  const limitHits: LimitHitSink = metrics === undefined ? ignoreLimitHits : (limit) => metrics.limitHit(limit);
+  const limitHits: LimitHitSink = metrics?.limitHit ?? ignoreLimitHits;
   const app = express();
   app.disable("x-powered-by");
   if (metrics !== undefined) app.use(countRequests(metrics));
@@ -176,15 +174,9 @@ export function createHttpApp(
       response.status(400).json({ error: { code: "BADREQUEST", message: error.message } });
       return;
     }
-    if (error instanceof CoordinationError) {
-      const status = statusOfCoordinationCode[error.code] ?? 400;
-      // A full limit (LIMIT) frees up as clients finish: say when to try again, as for every 503.
-      if (status === 503) response.set("Retry-After", String(retryAfterSeconds));
-      response.status(status).json({ error: { code: error.code, message: error.message } });
-      return;
-    }
-    if (error instanceof NodeError) {
-      const status = statusOfCode[error.code];
+    if (error instanceof CoordinationError || error instanceof NodeError) {
+      const status = error instanceof NodeError ? statusOfCode[error.code] : (statusOfCoordinationCode[error.code] ?? 400);
+      // Every 503 says when to try again: a full limit (LIMIT) frees up as clients finish, a leader is elected.
       if (status === 503) response.set("Retry-After", String(retryAfterSeconds));
       response.status(status).json({ error: { code: error.code, message: error.message } });
       return;

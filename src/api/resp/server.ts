@@ -72,7 +72,7 @@ export class RespServer implements RespServerInfo {
     this.refusalLog = new LimitLog(this.logger);
     this.metrics = options.metrics ?? null;
     const metrics = this.metrics;
-    this.limitHits = metrics === null ? ignoreLimitHits : (limit) => metrics.limitHit(limit);
+    this.limitHits = metrics?.limitHit ?? ignoreLimitHits;
     this.credentials = options.authPassword === undefined ? null : new ClientCredentials(options.authPassword, options.authReadOnlyPassword);
     this.authLimiter =
       this.credentials === null ? null : new AuthFailureLimiter(this.logger, "RESP", options.authLimits ?? authLimitsDefault, options.nowMs, this.limitHits);
